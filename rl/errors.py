@@ -1,0 +1,10 @@
+"""The one exception type that reaches a user as a single line.
+
+Anything a user can get wrong (a recipe key, a file, a column, a field) raises
+`UserError` with a message that names the problem; the CLI prints it as one
+line and exits 2. Every other exception is a bug and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input from a user: printed as one line, exit status 2."""

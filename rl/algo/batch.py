@@ -1,0 +1,140 @@
+"""Turn scored rollout groups into a typed training batch, and plan how it
+splits across ranks and micro-batches.
+
+Everything that needs a global view of the batch is decided here, once, on
+the controller: advantages, the zero-variance filter, and per-token weights
+that encode the loss aggregation. Ranks then just sum weighted token losses,
+so 1 rank and N ranks (and any micro-batch split) compute the same loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rl.algo.advantages import compute_advantages
+from rl.algo.config import AlgoConfig
+from rollout.types import Group
+
+
+@dataclass
+class TrainBatch:
+    """Right-padded sequences; every *_bt tensor is aligned with input_ids_bt
+    (the value at position t concerns token input_ids_bt[:, t])."""
+
+    input_ids_bt: torch.Tensor  # long (B, T): prompt + response, right-padded
+    mask_bt: torch.Tensor  # float (B, T): 1 on response tokens
+    gen_logprobs_bt: torch.Tensor  # float (B, T): log pi_gen of response tokens, 0 elsewhere
+    token_weights_bt: torch.Tensor  # float (B, T): aggregation weights, sum = 1
+    advantages_b: torch.Tensor  # float (B,)
+    min_version_b: torch.Tensor  # long (B,): oldest policy version in the sequence
+    lengths_b: torch.Tensor  # long (B,): prompt + response tokens
+
+    @property
+    def size(self) -> int:
+        return int(self.input_ids_bt.shape[0])
+
+    def select(self, idx: list[int]) -> "TrainBatch":
+        """Sub-batch of the given rows, trimmed to its longest sequence."""
+        t = int(self.lengths_b[idx].max()) if idx else 1
+        pick = torch.tensor(idx, dtype=torch.long)
+        return TrainBatch(
+            input_ids_bt=self.input_ids_bt[pick, :t],
+            mask_bt=self.mask_bt[pick, :t],
+            gen_logprobs_bt=self.gen_logprobs_bt[pick, :t],
+            token_weights_bt=self.token_weights_bt[pick, :t],
+            advantages_b=self.advantages_b[pick],
+            min_version_b=self.min_version_b[pick],
+            lengths_b=self.lengths_b[pick],
+        )
+
+
+def filter_groups(groups: list[Group], cfg: AlgoConfig) -> list[Group]:
+    """Drop groups with zero reward variance if the config says so."""
+    if not cfg.zero_variance_filter:
+        return list(groups)
+    return [g for g in groups if len({s.reward for s in g.samples}) > 1]
+
+
+def build_train_batch(groups: list[Group], cfg: AlgoConfig, pad_id: int) -> TrainBatch | None:
+    """Advantages + token weights for the kept groups; None if nothing is left."""
+    kept = [g for g in filter_groups(groups, cfg) if g.samples]
+    if not kept:
+        return None
+    sizes = {len(g.samples) for g in kept}
+    if len(sizes) != 1:
+        raise ValueError(f"groups must have equal sizes, got {sorted(sizes)}")
+    rewards_gs = torch.tensor([[s.reward for s in g.samples] for g in kept], dtype=torch.float64)
+    adv_gs = compute_advantages(cfg.advantage, rewards_gs, cfg.adv_eps)
+
+    rows = [(g, gi, s) for gi, g in enumerate(kept) for s in g.samples]
+    lengths = [len(g.prompt_ids) + len(s.token_ids) for g, _, s in rows]
+    b, t = len(rows), max(lengths)
+    input_ids = torch.full((b, t), pad_id, dtype=torch.long)
+    mask = torch.zeros((b, t))
+    gen_lp = torch.zeros((b, t))
+    for i, (g, _, s) in enumerate(rows):
+        p, r = len(g.prompt_ids), len(s.token_ids)
+        input_ids[i, :p] = torch.tensor(g.prompt_ids)
+        if r:
+            input_ids[i, p:p + r] = torch.tensor(s.token_ids)
+            mask[i, p:p + r] = 1.0
+            gen_lp[i, p:p + r] = torch.tensor(s.logprobs, dtype=torch.float32)
+    weights = _token_weights(cfg.aggregation, mask, [gi for _, gi, _ in rows], len(kept))
+    return TrainBatch(
+        input_ids_bt=input_ids,
+        mask_bt=mask,
+        gen_logprobs_bt=gen_lp,
+        token_weights_bt=weights,
+        advantages_b=adv_gs.reshape(-1),
+        min_version_b=torch.tensor([s.min_version for _, _, s in rows], dtype=torch.long),
+        lengths_b=torch.tensor(lengths, dtype=torch.long),
+    )
+
+
+def _token_weights(aggregation: str, mask_bt: torch.Tensor, group_of_row: list[int], n_groups: int) -> torch.Tensor:
+    tokens_b = mask_bt.sum(dim=1)
+    if aggregation == "token_mean":
+        return mask_bt / tokens_b.sum().clamp(min=1)
+    if aggregation == "sequence_mean":
+        return mask_bt / (tokens_b.clamp(min=1)[:, None] * mask_bt.shape[0])
+    if aggregation == "prompt_mean":
+        group = torch.tensor(group_of_row)
+        group_tokens = torch.zeros(n_groups).index_add_(0, group, tokens_b)
+        return mask_bt / (group_tokens[group].clamp(min=1)[:, None] * n_groups)
+    raise ValueError(f"unknown aggregation {aggregation!r}")
+
+
+def plan_microbatches(lengths: list[int], world: int, token_budget: int) -> list[list[list[int]]]:
+    """Split rows across `world` ranks (balanced by tokens) and each rank's rows
+    into micro-batches whose padded size (rows x longest) fits `token_budget`.
+
+    Every rank gets the same number of micro-batches (FSDP collectives need
+    each rank to run the same number of forward/backward passes); a rank with
+    fewer rows gets empty micro-batches, which the learner runs as a dummy
+    pass with zero weight. Deterministic: every rank computes the same plan.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    per_rank: list[list[int]] = [[] for _ in range(world)]
+    load = [0] * world
+    for i in order:
+        r = min(range(world), key=lambda k: (load[k], k))
+        per_rank[r].append(i)
+        load[r] += lengths[i]
+    plans: list[list[list[int]]] = []
+    for rows in per_rank:
+        micros: list[list[int]] = []
+        cur: list[int] = []
+        for i in rows:  # rows are longest first, so the first row sets the pad length
+            longest = lengths[cur[0]] if cur else lengths[i]
+            if cur and (len(cur) + 1) * longest > token_budget:
+                micros.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            micros.append(cur)
+        plans.append(micros)
+    n_micro = max(1, max(len(m) for m in plans))
+    for m in plans:
+        m.extend([] for _ in range(n_micro - len(m)))
+    return plans

@@ -38,3 +38,18 @@ def ray_local():
                  configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_random_model(tmp_path_factory):
+    """A random-init tiny Qwen2 + the project's tokenizer, saved HF-style."""
+    from rl.base.config import ArchConfig
+    from rl.base.model import build_model
+    from rl.base.tokenizer import build_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny_random_model")
+    tok = build_tokenizer()
+    model = build_model(ArchConfig(), tok, seed=0)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)

@@ -1,0 +1,47 @@
+"""The one owner of the learner's process group and device mesh.
+
+Every learner rank calls `init_parallel` once; nothing else in the project
+calls `init_process_group`. The mesh has one named axis, `dp_shard` (FSDP2's
+shard axis); tensor or pipeline axes would be added here, by name.
+"""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
+
+
+@dataclass(frozen=True)
+class ParallelDims:
+    rank: int
+    world: int
+    backend: str  # "gloo" | "nccl"
+
+    @property
+    def device_type(self) -> str:
+        return "cuda" if self.backend == "nccl" else "cpu"
+
+
+def resolve_backend(name: str) -> str:
+    if name != "auto":
+        return name
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def init_parallel(dims: ParallelDims, master_addr: str, master_port: int) -> DeviceMesh:
+    if dims.device_type == "cuda":
+        torch.cuda.set_device(0)  # Ray sets CUDA_VISIBLE_DEVICES to this rank's GPU
+    dist.init_process_group(
+        dims.backend, init_method=f"tcp://{master_addr}:{master_port}",
+        rank=dims.rank, world_size=dims.world,
+    )
+    return init_device_mesh(dims.device_type, (dims.world,), mesh_dim_names=("dp_shard",))

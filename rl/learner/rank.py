@@ -1,0 +1,229 @@
+"""One learner rank: an FSDP2-sharded model, its optimizer, and the train step.
+
+A `LearnerRank` lives in its own Ray actor; `LearnerGroup` starts N of them
+and drives them in lock-step. The train step reads top to bottom: plan
+micro-batches, forward/backward each, clip, step, reduce metrics.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions, get_model_state_dict, get_state_dict, set_state_dict,
+)
+from torch.distributed.fsdp import fully_shard
+
+from rl.algo.batch import TrainBatch, plan_microbatches
+from rl.algo.config import AlgoConfig
+from rl.algo.losses import LossInputs, policy_loss
+from rl.learner.config import LearnerConfig
+from rl.learner.dist import ParallelDims, free_port, init_parallel
+
+
+class LearnerRank:
+    def __init__(self, rank: int, world: int, cfg: LearnerConfig, algo: AlgoConfig,
+                 model_path: str, temperature: float, seed: int = 0):
+        self.dims = ParallelDims(rank, world, _backend(cfg))
+        self.cfg, self.algo = cfg, algo
+        self.model_path, self.temperature, self.seed = model_path, temperature, seed
+        self.version = 0  # optimizer steps taken = policy version of the weights
+        self.weight_transport = None
+        if self.dims.device_type == "cpu":
+            torch.set_num_threads(cfg.threads_per_rank)
+
+    # ---- set-up -----------------------------------------------------------
+    def master_address(self) -> tuple[str, int]:
+        import ray
+        return ray.util.get_node_ip_address(), free_port()
+
+    def setup(self, master_addr: str, master_port: int) -> int:
+        from transformers import AutoModelForCausalLM
+
+        self.mesh = init_parallel(self.dims, master_addr, master_port)
+        torch.manual_seed(self.seed)
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
+        model.to(self.dims.device_type)
+        for layer in model.model.layers:
+            fully_shard(layer, mesh=self.mesh)
+        fully_shard(model, mesh=self.mesh)
+        self.model = model
+        self.pad_id = model.config.pad_token_id or 0
+        self.optim = torch.optim.AdamW(
+            model.parameters(), lr=self.cfg.lr, betas=self.cfg.betas,
+            eps=self.cfg.adam_eps, weight_decay=self.cfg.weight_decay,
+        )
+        warm = self.cfg.warmup_steps
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.optim, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+        return sum(p.numel() for p in model.parameters())
+
+    # ---- training ---------------------------------------------------------
+    def token_logprobs(self, input_ids_bt: torch.Tensor) -> torch.Tensor:
+        """log pi(token_t | tokens_<t) at the sampling temperature, aligned
+        with input_ids (position 0 gets 0)."""
+        ids = input_ids_bt.to(self.dims.device_type)
+        logits = self.model(input_ids=ids).logits.float()[:, :-1] / self.temperature
+        lp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        return torch.cat([torch.zeros_like(lp[:, :1]), lp], dim=1)
+
+    def train_step(self, batch: Optional[TrainBatch]) -> dict[str, float]:
+        """One optimizer step on this rank's share of `batch` (None: no update,
+        only the version advances so the pipeline's staleness clock moves)."""
+        t0 = time.perf_counter()
+        self.version += 1
+        if batch is None:
+            return {"train/skipped": 1.0, "learner/version": float(self.version)}
+        plan = plan_microbatches(batch.lengths_b.tolist(), self.dims.world, self.cfg.micro_batch_tokens)
+        sums = torch.zeros(8, dtype=torch.float64)
+        self.model.train()
+        self.optim.zero_grad(set_to_none=True)
+        for rows in plan[self.dims.rank]:
+            sub = batch.select(rows) if rows else _dummy(batch, self.pad_id)
+            lp = self.token_logprobs(sub.input_ids_bt)
+            dev = lp.device
+            inp = LossInputs(lp, sub.gen_logprobs_bt.to(dev), sub.advantages_b.to(dev), sub.mask_bt.to(dev))
+            loss = policy_loss(self.algo.loss, inp, self.algo, sub.token_weights_bt.to(dev))
+            (loss * self.dims.world).backward()  # FSDP averages gradients over ranks
+            sums += _step_sums(inp, sub, loss, self.version - 1, self.algo)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        if hasattr(grad_norm, "full_tensor"):
+            grad_norm = grad_norm.full_tensor()
+        self.optim.step()
+        self.sched.step()
+        sums = self._all_reduce(sums)
+        return _metrics(sums, float(grad_norm), self.optim.param_groups[0]["lr"],
+                        self.version, time.perf_counter() - t0)
+
+    # ---- weights out ------------------------------------------------------
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """Collective: every rank must call; rank 0 gets the full CPU dict."""
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_model_state_dict(self.model, options=opts)
+
+    def connect_weight_broadcast(self, backend: str, host: str, port: int, world: int) -> bool:
+        from rollout.weights import BroadcastTransport
+        if self.dims.rank == 0:
+            self.weight_transport = BroadcastTransport(backend, host, port, rank=0, world_size=world)
+            self.weight_transport.connect()
+        return True
+
+    def push_weights(self, transport: str) -> Any:
+        """Gather the full weights; rank 0 ships them. 'safetensors' returns the
+        bytes (they travel as a Ray object); 'broadcast' sends them over the
+        weight group while the rollout workers receive."""
+        state = self.full_state_dict()
+        if self.dims.rank != 0:
+            return None
+        if transport == "safetensors":
+            from rollout.weights import SafetensorsTransport
+            return SafetensorsTransport().pack(state)
+        self.weight_transport.send(state)
+        return None
+
+    # ---- checkpoints ------------------------------------------------------
+    def save_checkpoint(self, path: str) -> None:
+        model_sd, optim_sd = get_state_dict(self.model, self.optim)
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=path)
+        if self.dims.rank == 0:
+            extra = {"version": self.version, "sched": self.sched.state_dict()}
+            Path(path, "learner.json").write_text(json.dumps(extra))
+        dist.barrier()
+
+    def load_checkpoint(self, path: str) -> int:
+        model_sd, optim_sd = get_state_dict(self.model, self.optim)
+        state = {"model": model_sd, "optim": optim_sd}
+        dcp.load(state, checkpoint_id=path)
+        set_state_dict(self.model, self.optim, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        extra = json.loads(Path(path, "learner.json").read_text())
+        self.version = extra["version"]
+        self.sched.load_state_dict(extra["sched"])
+        return self.version
+
+    def eval_loss(self, batch: TrainBatch) -> float:
+        """The loss of `batch` under the current weights, no update (tests,
+        resume checks). Collective: all ranks call with the same batch."""
+        plan = plan_microbatches(batch.lengths_b.tolist(), self.dims.world, self.cfg.micro_batch_tokens)
+        total = torch.zeros(1, dtype=torch.float64)
+        with torch.no_grad():
+            for rows in plan[self.dims.rank]:
+                sub = batch.select(rows) if rows else _dummy(batch, self.pad_id)
+                lp = self.token_logprobs(sub.input_ids_bt)
+                dev = lp.device
+                inp = LossInputs(lp, sub.gen_logprobs_bt.to(dev), sub.advantages_b.to(dev), sub.mask_bt.to(dev))
+                total += policy_loss(self.algo.loss, inp, self.algo, sub.token_weights_bt.to(dev)).double().cpu()
+        return float(self._all_reduce(total))
+
+    def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(self.dims.device_type)
+        dist.all_reduce(t)
+        return t.cpu()
+
+    def cpu_seconds(self) -> float:
+        return time.process_time()
+
+    def shutdown(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _backend(cfg: LearnerConfig) -> str:
+    from rl.learner.dist import resolve_backend
+    return resolve_backend(cfg.backend)
+
+
+def _dummy(batch: TrainBatch, pad_id: int) -> TrainBatch:
+    """A 2-token, zero-weight pass so this rank joins FSDP's collectives."""
+    z = torch.zeros(1, 2)
+    return TrainBatch(torch.full((1, 2), pad_id, dtype=torch.long), z, z.clone(), z.clone(),
+                      torch.zeros(1), torch.zeros(1, dtype=torch.long), torch.tensor([2]))
+
+
+# index of each running sum in the metrics vector
+_LOSS, _TOK, _ABS, _KL, _ONTOK, _ONABS, _CLIP, _RATIO = range(8)
+
+
+def _step_sums(inp: LossInputs, sub: TrainBatch, loss: torch.Tensor, version: int, algo: AlgoConfig) -> torch.Tensor:
+    with torch.no_grad():
+        m = inp.mask_bt
+        diff = (inp.logprobs_bt.detach() - inp.gen_logprobs_bt) * m
+        log_r = -diff  # log(pi_gen / pi_train) on sampled tokens
+        k3 = (torch.exp(log_r) - 1 - log_r) * m  # KL(train || gen) estimator
+        onpol = (sub.min_version_b == version).float()[:, None].to(m.device) * m
+        ratio = torch.exp(diff) * m
+        clipped = (((ratio < 1 - algo.clip_low) | (ratio > 1 + algo.clip_high)).float()) * m
+        out = torch.zeros(8, dtype=torch.float64)
+        out[_LOSS] = loss.detach().double().cpu()
+        out[_TOK] = m.sum().double().cpu()
+        out[_ABS] = diff.abs().sum().double().cpu()
+        out[_KL] = k3.sum().double().cpu()
+        out[_ONTOK] = onpol.sum().double().cpu()
+        out[_ONABS] = (diff.abs() * onpol).sum().double().cpu()
+        out[_CLIP] = clipped.sum().double().cpu()
+        out[_RATIO] = ratio.sum().double().cpu()
+        return out
+
+
+def _metrics(s: torch.Tensor, grad_norm: float, lr: float, version: int, seconds: float) -> dict[str, float]:
+    tok = max(float(s[_TOK]), 1.0)
+    out = {
+        "train/loss": float(s[_LOSS]),
+        "train/tokens": float(s[_TOK]),
+        "train/grad_norm": grad_norm,
+        "train/lr": lr,
+        "train/clip_frac": float(s[_CLIP]) / tok,
+        "train/ratio_mean": float(s[_RATIO]) / tok,
+        "mismatch/abs_logprob": float(s[_ABS]) / tok,
+        "mismatch/kl": float(s[_KL]) / tok,
+        "learner/version": float(version),
+        "time/train_step": seconds,
+    }
+    if s[_ONTOK] > 0:
+        out["mismatch/onpolicy_abs_logprob"] = float(s[_ONABS]) / float(s[_ONTOK])
+    return out

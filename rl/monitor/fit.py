@@ -33,7 +33,10 @@ than points keeps the design (and the burn-in cut) intact. With
 drawn from the normal with covariance s^2 (J^T J)^-1 in the fitted
 coordinates): much cheaper, less honest for A when the curve has not bent yet.
 The predicted interval is for the curve (the expected pass rate), not for one
-noisy evaluation. Measured coverage is in docs/monitor.md and
+noisy evaluation. Percentile distances from the estimate are widened by
+t_{n-p}/z (at n = 15 points, 1.06x), a small-sample correction that lifts the
+measured coverage of the nominal 90% interval for A from ~0.83 to ~0.86.
+Measured coverage is in docs/monitor.md and
 tests/rl/monitor/test_fit.py.
 """
 from __future__ import annotations
@@ -43,7 +46,7 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, stats
 
 from rl.errors import UserError
 
@@ -88,6 +91,7 @@ class FitResult:
     interval: float
     interval_method: str
     fixed_A: bool = False
+    widen: float = 1.0  # t_{n-p}/z applied to percentile distances (see module docstring)
     # Parameter samples (n, 4: A, B, C_mid, R0) behind the intervals; for bands.
     samples: np.ndarray = dataclasses.field(default=None, repr=False)
     x_fit: np.ndarray = dataclasses.field(default=None, repr=False)
@@ -108,7 +112,9 @@ class FitResult:
         curves = sigmoid(C[None, :], s[:, 0:1], s[:, 1:2], s[:, 2:3], s[:, 3:4])
         q = _quantiles(self.interval)
         lo, hi = np.quantile(curves, q, axis=0)
-        return lo, hi
+        mid = np.asarray(self(C), dtype=float)
+        lo, hi = np.minimum(lo, mid), np.maximum(hi, mid)
+        return mid - self.widen * (mid - lo), mid + self.widen * (hi - mid)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: plain floats, lists, strings."""
@@ -436,25 +442,34 @@ def fit_sigmoid(
         samples = _laplace(prob, t_hat, resid, 2000, rng)
         interval_method = "Laplace approximation (2000 draws)"
     q = _quantiles(interval)
+    # Small-sample widening: percentile distances from the estimate scaled by
+    # t_{n-p} / z (the bootstrap treats the noise level as known).
+    widen = float(stats.t.ppf(q[1], max(y.size - t_hat.size, 1)) / stats.norm.ppf(q[1]))
 
     def ci(col, point):
         if len(samples) < 2:
             return (float("nan"), float("nan"))
         lo, hi = np.quantile(col, q)
-        return (float(min(lo, point)), float(max(hi, point)))
+        lo, hi = min(lo, point), max(hi, point)
+        return (float(point - widen * (point - lo)), float(point + widen * (hi - point)))
 
     A, B, C_mid, R0 = params
     pred = float(sigmoid(budget, A, B, C_mid, R0))
     preds = sigmoid(budget, samples[:, 0], samples[:, 1], samples[:, 2], samples[:, 3]) if len(samples) else []
-    ci_A = ci(samples[:, 0], A) if fixed_A is None else (A, A)
+    a_lo, a_hi = a_bounds
+
+    def clip(lo_hi):  # the widening must not leave the range A (and R) can take
+        return (max(lo_hi[0], min(a_lo, R0)), min(lo_hi[1], a_hi))
+
+    ci_A = clip(ci(samples[:, 0], A)) if fixed_A is None else (A, A)
     res = FitResult(
         A=float(A), B=float(B), C_mid=float(C_mid), R0=float(R0),
         A_interval=ci_A, B_interval=ci(samples[:, 1], B), C_mid_interval=ci(samples[:, 2], C_mid),
-        budget=budget, predicted=pred, predicted_interval=ci(np.asarray(preds), pred),
+        budget=budget, predicted=pred, predicted_interval=clip(ci(np.asarray(preds), pred)),
         r2=float(r2), rmse=float(rmse), n_points=int(x.size), n_burn_in=int(n_burn),
         burn_in_x=float(x[0]), warnings=[], method=method, r0_source=r0_source,
         interval=float(interval), interval_method=interval_method, fixed_A=fixed_A is not None,
-        samples=samples, x_fit=x, y_fit=y, x_burn=x_all[:n_burn], y_burn=y_all[:n_burn],
+        widen=widen, samples=samples, x_fit=x, y_fit=y, x_burn=x_all[:n_burn], y_burn=y_all[:n_burn],
     )
     res.warnings = _diagnose(x_all, y_all, x, y, params, r2, prob, resid,
                              ci_A if fixed_A is None else None)

@@ -1,0 +1,205 @@
+"""Build, cache, resolve and measure the tiny base models (no hub is reachable,
+so the project trains its own starting points).
+
+`build_base("tiny-arith")` makes the tokenizer and a fresh Qwen2 model, trains
+it with supervised fine-tuning on the task's deliberately noisy corpus (loss on
+response tokens only), measures it on the held-out prompts and saves it in
+the standard Hugging Face layout (safetensors, tokenizer, generation_config
+with EOS) under `<cache>/<name>-<spec hash>`. The folder is written under a
+temporary name and renamed, so a crash never leaves a half-written base that
+a later call would reuse. Same spec, same machine → same weights.
+
+SFT runs through TRL's `SFTTrainer` (prompt-completion data, completion-only
+loss), as the house prefers; the prompt is pre-rendered with the chat
+template so that the masked prefix is exactly what the engine is later given.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from rl.base.spec import SPECS, BaseSpec
+from rl.errors import UserError
+
+# Bump when a code change alters the weights a spec produces (corpus format,
+# training loop): every cached base is then rebuilt.
+BUILD_VERSION = "1"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EVAL_FILE = "base_eval.json"
+SPEC_FILE = "base_spec.json"
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("ASYMPTOTE_CACHE")
+    return Path(env) / "bases" if env else REPO_ROOT / ".cache" / "asymptote" / "bases"
+
+
+def _spec(name_or_spec: str | BaseSpec) -> BaseSpec:
+    if isinstance(name_or_spec, BaseSpec):
+        return name_or_spec
+    if name_or_spec not in SPECS:
+        raise UserError(f"unknown base spec '{name_or_spec}' (known: {', '.join(sorted(SPECS))})")
+    return SPECS[name_or_spec]
+
+
+def base_path(spec: str | BaseSpec, cache_dir: str | Path | None = None) -> Path:
+    """Where the base for this spec is (or would be) cached."""
+    spec = _spec(spec)
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    return root / f"{spec.name}-{spec.content_hash(BUILD_VERSION)}"
+
+
+def build_base(name: str | BaseSpec, cache_dir: str | Path | None = None,
+               force: bool = False) -> Path:
+    """The folder of the named base, training it first unless already cached."""
+    spec = _spec(name)
+    final = base_path(spec, cache_dir)
+    if (final / "config.json").is_file() and not force:
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        started = time.perf_counter()
+        _train(spec, tmp)
+        build_s = time.perf_counter() - started
+        result = evaluate_base(tmp, spec.eval_prompts, spec.eval_k, seed=spec.seed)
+        result["build_seconds"] = round(build_s, 1)
+        (tmp / EVAL_FILE).write_text(json.dumps(result, indent=2) + "\n")
+        (tmp / SPEC_FILE).write_text(json.dumps(
+            {"build_version": BUILD_VERSION, **spec.model_dump()}, indent=2) + "\n")
+        if final.exists():  # force, or a leftover without config.json
+            old = final.parent / f".{final.name}.old-{os.getpid()}"
+            final.rename(old)
+            shutil.rmtree(old)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def resolve_base(name_or_path: str | Path) -> Path:
+    """A local model folder (has config.json) as is, or a built-in spec's cached base."""
+    path = Path(name_or_path).expanduser()
+    if (path / "config.json").is_file():
+        return path
+    if str(name_or_path) in SPECS:
+        return build_base(str(name_or_path))
+    raise UserError(f"model '{name_or_path}' is neither a local model folder with config.json "
+                    f"nor a known base spec ({', '.join(sorted(SPECS))})")
+
+
+def _sft_dataset(spec: BaseSpec, tokenizer):
+    """Prompt-completion rows: the rendered chat prompt and the response + EOS."""
+    import datasets
+
+    from rl.data import arith
+
+    if spec.task != "arith":
+        raise UserError(f"base spec {spec.name}: unknown task '{spec.task}'")
+    rows = arith.make_sft_examples(spec.corpus_size, spec.seed,
+                                   carry_drop=spec.carry_drop, check_rate=spec.check_rate)
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": r["prompt"]}],
+                                             add_generation_prompt=True, tokenize=False)
+               for r in rows]
+    return datasets.Dataset.from_dict({
+        "prompt": prompts,
+        "completion": [r["response"] + tokenizer.eos_token for r in rows],
+    })
+
+
+def _train(spec: BaseSpec, out: Path) -> None:
+    import torch
+    from transformers import GenerationConfig
+    from transformers.utils import logging as hf_logging
+    from trl import SFTConfig, SFTTrainer
+
+    from rl.base.model import build_model
+    from rl.base.tokenizer import build_tokenizer
+
+    torch.manual_seed(spec.seed)
+    tokenizer = build_tokenizer()
+    model = build_model(spec.arch, tokenizer, seed=spec.seed)
+    args = SFTConfig(
+        output_dir=str(out / "_trainer"),
+        max_steps=spec.sft_steps,
+        per_device_train_batch_size=spec.batch_size,
+        learning_rate=spec.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=spec.warmup_steps,
+        weight_decay=spec.weight_decay,
+        max_grad_norm=1.0,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        completion_only_loss=True,
+        max_length=spec.arch.max_positions,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=max(1, spec.sft_steps // 10),
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    hf_logging.set_verbosity_warning()
+    trainer = SFTTrainer(model=model, args=args, train_dataset=_sft_dataset(spec, tokenizer),
+                         processing_class=tokenizer)
+    trainer.train()
+    model = trainer.model
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id, max_new_tokens=64)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    shutil.rmtree(out / "_trainer", ignore_errors=True)
+
+
+def evaluate_base(path: str | Path, n_prompts: int = 200, k: int = 16, seed: int = 0,
+                  max_new_tokens: int = 64, chunk: int = 64) -> dict:
+    """Greedy accuracy, sampled mean@k and pass@k (temperature 1, no top-k/top-p)
+    on the first `n_prompts` held-out arithmetic prompts, by an exact integer
+    compare of the last \\boxed{...} against the true sum."""
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rl.data import arith
+    from rl.data.datasets import render_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    val = arith.validation_prompts(n_prompts)
+    greedy_ok, sampled_ok, lengths = [], [], []
+    torch.manual_seed(seed)
+    for start in tqdm(range(0, len(val), chunk), desc="evaluate base", leave=False):
+        rows = val[start:start + chunk]
+        batch = tokenizer.pad({"input_ids": [render_prompt(tokenizer, r["prompt"]) for r in rows]},
+                              return_tensors="pt")
+        width = batch["input_ids"].shape[1]
+        common = dict(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id)
+        with torch.no_grad():
+            greedy = model.generate(**batch, do_sample=False, **common)
+            sampled = model.generate(**batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                                     num_return_sequences=k, **common)
+        greedy_text = tokenizer.batch_decode(greedy[:, width:], skip_special_tokens=False)
+        sampled_new = sampled[:, width:]
+        sampled_text = tokenizer.batch_decode(sampled_new, skip_special_tokens=False)
+        lengths += (sampled_new != tokenizer.pad_token_id).sum(1).tolist()
+        for i, r in enumerate(rows):
+            greedy_ok.append(arith.is_correct(greedy_text[i], r["answer"]))
+            sampled_ok.append([arith.is_correct(t, r["answer"])
+                               for t in sampled_text[i * k:(i + 1) * k]])
+    n = len(val)
+    return {
+        "n_prompts": n, "k": k,
+        "greedy": round(sum(greedy_ok) / n, 4),
+        "mean_at_k": round(sum(sum(s) for s in sampled_ok) / (n * k), 4),
+        "pass_at_k": round(sum(any(s) for s in sampled_ok) / n, 4),
+        "mean_response_tokens": round(sum(lengths) / len(lengths), 1),
+    }

@@ -1,0 +1,146 @@
+"""The built-in verifiable task: add two numbers of 2–4 digits, showing the
+column-wise working.
+
+Prompt `347+2861=`; ideal response
+
+    <think>7+1+0=8,4+6+0=10,3+8+1=12,0+2+1=3</think>\\boxed{3208}
+
+Each step is `a+b+c=s` for one column, least-significant first: the two
+digits, the carry in, their sum. The answer's digits are the steps' last
+digits, with the last step's tens digit in front.
+
+The supervised corpus is deliberately imperfect so that RL has room to
+improve (docs: shared/research/tiny-task-notes.md): every true carry is
+dropped (written as `+0`) with probability `carry_drop`, and the working and
+the boxed answer follow the dropped carry consistently, so the base model
+learns a plausible but often wrong procedure. A fraction `check_rate` of
+examples end the working with a redundant `,check:N` step that repeats the
+result (length that a long-to-short reward can later remove).
+
+Everything is deterministic from a seed. Validation prompts come from their
+own seed, and the training generators skip every pair in the validation pool,
+so the held-out split never leaks into training.
+"""
+from __future__ import annotations
+
+import random
+
+from rl.base.tokenizer import BOXED, THINK_CLOSE, THINK_OPEN
+
+KIND = "math"
+VAL_SEED = 1_000_003  # the validation pool's own seed, never a training seed
+VAL_POOL = 1000  # validation_prompts(n) takes the first n of this fixed pool
+CARRY_DROP = 0.65  # tiny-task-notes: a base with mean@16 ≈ 0.25, pass@16 ≈ 0.65
+CHECK_RATE = 0.30
+
+
+def _number(rng: random.Random, digits_min: int, digits_max: int) -> int:
+    digits = rng.randint(digits_min, digits_max)
+    return rng.randint(10 ** (digits - 1), 10**digits - 1)
+
+
+def _pairs(rng: random.Random, n: int, digits_min: int, digits_max: int,
+           exclude: frozenset[tuple[int, int]] = frozenset()) -> list[tuple[int, int]]:
+    out = []
+    while len(out) < n:
+        pair = (_number(rng, digits_min, digits_max), _number(rng, digits_min, digits_max))
+        if pair not in exclude:
+            out.append(pair)
+    return out
+
+
+def _validation_pairs(digits_min: int, digits_max: int) -> list[tuple[int, int]]:
+    rng = random.Random(VAL_SEED)
+    pairs: list[tuple[int, int]] = []
+    seen: set[tuple[int, int]] = set()
+    while len(pairs) < VAL_POOL:  # distinct pairs, so n held-out prompts are n problems
+        pair = _pairs(rng, 1, digits_min, digits_max)[0]
+        if pair not in seen:
+            seen.add(pair)
+            pairs.append(pair)
+    return pairs
+
+
+def prompt_text(a: int, b: int) -> str:
+    return f"{a}+{b}="
+
+
+def working(a: int, b: int, carry_drop: float = 0.0,
+            rng: random.Random | None = None) -> tuple[list[str], int]:
+    """The column steps for `a+b` and the sum they imply.
+
+    With `carry_drop > 0` each true carry is written as 0 with that
+    probability (drawn from `rng`), and later columns follow the error.
+    """
+    da, db = str(a)[::-1], str(b)[::-1]
+    width = max(len(da), len(db))
+    steps, digits, carry = [], [], 0
+    for i in range(width):
+        x = int(da[i]) if i < len(da) else 0
+        y = int(db[i]) if i < len(db) else 0
+        s = x + y + carry
+        steps.append(f"{x}+{y}+{carry}={s}")
+        digits.append(s % 10)
+        carry = s // 10
+        if carry and carry_drop and i < width - 1 and rng.random() < carry_drop:
+            carry = 0
+    value = int(str(carry) * bool(carry) + "".join(str(d) for d in reversed(digits)))
+    return steps, value
+
+
+def format_response(steps: list[str], value: int, check: bool = False) -> str:
+    body = ",".join(steps) + (f",check:{value}" if check else "")
+    return f"{THINK_OPEN}{body}{THINK_CLOSE}{BOXED}{value}}}"
+
+
+def make_prompts(n: int, seed: int, digits_min: int = 2, digits_max: int = 4) -> list[dict]:
+    """`n` training prompts `{"prompt", "answer", "kind"}`; never a validation pair."""
+    rng = random.Random(seed)
+    exclude = frozenset(_validation_pairs(digits_min, digits_max))
+    return [{"prompt": prompt_text(a, b), "answer": str(a + b), "kind": KIND}
+            for a, b in _pairs(rng, n, digits_min, digits_max, exclude)]
+
+
+def make_sft_examples(n: int, seed: int, digits_min: int = 2, digits_max: int = 4,
+                      carry_drop: float = CARRY_DROP,
+                      check_rate: float = CHECK_RATE) -> list[dict]:
+    """`n` supervised examples `{"prompt", "response", "answer"}` with noisy working.
+
+    `answer` is the true sum (for measuring the noise); `response` boxes the
+    value of the (possibly wrong) working.
+    """
+    rng = random.Random(seed)
+    exclude = frozenset(_validation_pairs(digits_min, digits_max))
+    out = []
+    for a, b in _pairs(rng, n, digits_min, digits_max, exclude):
+        steps, value = working(a, b, carry_drop, rng)
+        response = format_response(steps, value, check=rng.random() < check_rate)
+        out.append({"prompt": prompt_text(a, b), "response": response, "answer": str(a + b)})
+    return out
+
+
+def validation_prompts(n: int = 200, digits_min: int = 2, digits_max: int = 4) -> list[dict]:
+    """The fixed held-out split: the first `n` of a pool of distinct pairs drawn
+    with `VAL_SEED`; the same on every call and machine."""
+    if not 0 < n <= VAL_POOL:
+        raise ValueError(f"validation size must be in 1..{VAL_POOL}, got {n}")
+    pairs = _validation_pairs(digits_min, digits_max)[:n]
+    return [{"prompt": prompt_text(a, b), "answer": str(a + b), "kind": KIND} for a, b in pairs]
+
+
+def boxed_answer(text: str) -> str | None:
+    """The content of the last `\\boxed{...}` in `text`, or None."""
+    start = text.rfind(BOXED)
+    if start < 0:
+        return None
+    end = text.find("}", start + len(BOXED))
+    return text[start + len(BOXED):end] if end >= 0 else None
+
+
+def is_correct(response: str, answer: str) -> bool:
+    """Exact integer compare of the last boxed value against the answer."""
+    got = boxed_answer(response)
+    try:
+        return got is not None and int(got.strip()) == int(answer)
+    except ValueError:
+        return False

@@ -1,0 +1,65 @@
+"""Config of the rollout engine (pydantic and the standard library only).
+
+`EngineConfig` is everything `rollout.engine.Engine` passes to vLLM. It
+imports neither torch nor vLLM, so a recipe validates on any laptop; the
+"auto" device is resolved by the engine when it starts, not here.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class EngineConfig(BaseModel):
+    """How one vLLM engine is built (one per rollout worker process)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_model_len: int = Field(256, gt=0, description="Longest prompt + completion in tokens.")
+    max_num_seqs: int = Field(128, gt=0, description="Sequences decoded together in one engine step.")
+    kv_cache_gib: int = Field(
+        1, gt=0,
+        description="CPU only: KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE; vLLM reads an integer). "
+                    "On CUDA the cache is sized by gpu_memory_utilization instead.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weight/activation dtype: float32 for tiny CPU models, bfloat16 on GPU.")
+    enforce_eager: bool = Field(
+        True, description="Skip torch.compile / CUDA graphs: faster start, slower decode. "
+                          "Turn off on GPU for long runs.")
+    seed: int = Field(0, description="Engine seed; requests without their own seed draw from it.")
+    threads_bind: str = Field(
+        "auto",
+        description="CPU only: VLLM_CPU_OMP_THREADS_BIND. 'auto' (one thread per physical core of "
+                    "NUMA node 0), 'nobind' (leave OpenMP alone; best on a shared machine), or a "
+                    "core list such as '0-1'.")
+    gpu_memory_utilization: float = Field(
+        0.5, gt=0.0, le=1.0, description="CUDA only: fraction of GPU memory vLLM may take (weights + KV).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="'auto' picks cuda when torch sees a GPU, else cpu (resolved at engine start).")
+    fp32_lm_head: bool = Field(
+        False,
+        description="Run the LM head in float32 (vLLM hf_overrides head_dtype=float32), as ScaleRL "
+                    "does to cut the train-inference log-prob mismatch under bfloat16. "
+                    "A no-op when dtype is float32.")
+    logprobs_mode: Literal["processed_logprobs", "raw_logprobs"] = Field(
+        "processed_logprobs",
+        description="Which log-probs sampled tokens carry. 'processed_logprobs' is after temperature "
+                    "(and top-p renormalisation), i.e. log pi_T(token): the quantity the learner "
+                    "recomputes at the same temperature. 'raw_logprobs' is the T=1 model.")
+    prefix_caching: bool = Field(
+        False,
+        description="Reuse KV of shared prompt prefixes (helps n>1). Off by default: a prefix "
+                    "cached under old weights could serve a request added after load_weights; the "
+                    "engine clears the cache on each load, but vLLM can only clear it while no "
+                    "request is running.")
+
+    @model_validator(mode="after")
+    def _threads_bind_form(self) -> "EngineConfig":
+        bind = self.threads_bind
+        if bind not in ("auto", "nobind"):
+            allowed = set("0123456789,-|")
+            if not bind or not set(bind) <= allowed:
+                raise ValueError(
+                    f"threads_bind must be 'auto', 'nobind' or a core list like '0-1', got {bind!r}")
+        return self

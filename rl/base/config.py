@@ -29,3 +29,11 @@ class ArchConfig(BaseModel):
         if self.num_heads % self.num_kv_heads:
             raise ValueError("num_heads must be a multiple of num_kv_heads")
         return self
+
+
+class ModelConfig(BaseModel):
+    """Which base model a recipe starts from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: str = Field("tiny-arith", min_length=1, description="A built-in base name (built and cached on first use) or a local Hugging Face model folder.")

@@ -1,0 +1,36 @@
+"""The live console line: step, reward, pass rate, tokens/s, ETA."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+class ProgressLine:
+    def __init__(self, total: int, start: int = 0, enabled: bool = True):
+        from tqdm import tqdm
+        self.enabled = enabled
+        self.bar = tqdm(total=total, initial=start, desc="asymptote", unit="step", dynamic_ncols=True,
+                        file=sys.stderr, disable=not enabled, mininterval=0.5)
+        self.last_pass = None
+        self.t0 = time.perf_counter()
+        self.tokens = 0
+
+    def update(self, m: dict) -> None:
+        self.tokens += int(m.get("rollout/gen_tokens", 0))
+        if "eval/pass_rate" in m:
+            self.last_pass = m["eval/pass_rate"]
+        post = {
+            "reward": f"{m.get('rollout/reward_mean', float('nan')):.3f}",
+            "pass": "-" if self.last_pass is None else f"{self.last_pass:.3f}",
+            "tok/s": f"{self.tokens / max(time.perf_counter() - self.t0, 1e-9):.0f}",
+        }
+        if "fit/A" in m:
+            post["A"] = f"{m['fit/A']:.2f}"
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.update(1)
+
+    def note(self, text: str) -> None:
+        self.bar.write(text) if self.enabled else None
+
+    def close(self) -> None:
+        self.bar.close()

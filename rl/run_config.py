@@ -1,0 +1,44 @@
+"""Config owned by the controller: how long a run is, when it evaluates,
+checkpoints and logs, and which Ray cluster it uses."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunConfig(BaseModel):
+    """The training loop's length and bookkeeping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("run", min_length=1, description="Run name (wandb run name, default run-dir name).")
+    seed: int = Field(0, ge=0, description="Seed of every RNG stream of the run.")
+    steps: int = Field(100, ge=1, description="Learner steps (optimizer updates) to run.")
+    checkpoint_every: int = Field(0, ge=0, description="Save a checkpoint every N steps (0: only at the end).")
+    keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept on disk.")
+    wandb_mode: Literal["offline", "online", "disabled", "auto"] = Field(
+        "auto", description="'auto': online when WANDB_API_KEY is set, else offline.")
+    wandb_project: str = Field("asymptote", description="wandb project.")
+    progress: bool = Field(True, description="Show the live progress line on the console.")
+
+
+class EvalConfig(BaseModel):
+    """Held-out evaluation with the rollout engines (mean@k pass rate)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    every: int = Field(10, ge=1, description="Evaluate every N learner steps (and at step 0 and the last step).")
+    k: int = Field(4, ge=1, description="Samples per validation prompt; the pass rate is mean@k.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature for evaluation.")
+    prompts: Optional[int] = Field(None, ge=1, description="Use only the first N validation prompts (None: all).")
+
+
+class ClusterConfig(BaseModel):
+    """Where Ray runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: Optional[str] = Field(None, description="Ray address to join ('auto', 'ray://host:10001'); None starts an embedded local cluster.")
+    num_cpus: Optional[int] = Field(None, ge=1, description="Logical CPUs of an embedded local cluster (None: enough for the plan).")
+    namespace: str = Field("asymptote", description="Ray namespace of the run's actors.")

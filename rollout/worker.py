@@ -1,0 +1,205 @@
+"""The Ray rollout actor: one vLLM engine, driven step by step in its own
+thread, taking new weights between decode steps (PipelineRL style).
+
+Jobs (a training step's prompts, or an evaluation) arrive through
+`generate`, which blocks its caller until the job's groups are generated and
+scored. A job carries `min_version`: its requests enter the engine only once
+the engine's weights are at least that version, which is how the controller
+bounds staleness to `max_off_policy_steps`. Weights arriving while requests
+are in flight are loaded between two engine steps; the KV cache is kept and
+every token records the version that produced it.
+
+Each finished prompt group is sent to the reward hub at once, so scoring
+overlaps generation of the rest of the batch.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from rollout.types import Group, RolloutBatch, Sample
+
+
+@dataclass
+class Job:
+    job_id: str
+    step: int
+    prompts: list[dict[str, Any]]  # dataset rows: prompt, answer, kind, tests...
+    prompt_ids: list[list[int]]
+    n: int
+    temperature: float
+    max_tokens: int
+    min_version: int = 0
+    priority: int = 0  # higher is admitted first (evaluation)
+    seed: Optional[int] = None
+
+
+@dataclass
+class _JobState:
+    job: Job
+    completions: dict[int, list] = field(default_factory=dict)  # prompt index -> completions
+    reward_refs: dict[int, Any] = field(default_factory=dict)
+    done: threading.Event = field(default_factory=threading.Event)
+    started: float = 0.0
+    error: Optional[BaseException] = None
+
+
+class RolloutWorker:
+    def __init__(self, model_path: str, engine_cfg, hub, index: int = 0):
+        self.model_path, self.engine_cfg, self.hub, self.index = model_path, engine_cfg, hub, index
+        self._cond = threading.Condition()
+        self._waiting: list[_JobState] = []
+        self._active: dict[str, _JobState] = {}
+        self._pending_weights: Optional[tuple[int, Any]] = None
+        self._version = 0
+        self._stop = False
+        self._ready = threading.Event()
+        self._init_error: Optional[BaseException] = None
+        self._transport = None
+        self.tokens_generated = 0
+        self._thread = threading.Thread(target=self._loop, name="engine-loop", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._init_error is not None:
+            raise self._init_error
+
+    # ---- called by the controller -------------------------------------------
+    def generate(self, job: Job) -> RolloutBatch:
+        state = _JobState(job)
+        with self._cond:
+            self._waiting.append(state)
+            self._waiting.sort(key=lambda s: -s.job.priority)
+            self._cond.notify_all()
+        state.done.wait()
+        if state.error is not None:
+            raise state.error
+        return self._assemble(state)
+
+    def receive_weights(self, payload: bytes, version: int) -> int:
+        from rollout.weights import SafetensorsTransport
+        self._stage(version, SafetensorsTransport().unpack(payload))
+        return version
+
+    def connect_weight_broadcast(self, backend: str, host: str, port: int, rank: int, world: int) -> bool:
+        from rollout.weights import BroadcastTransport
+        self._transport = BroadcastTransport(backend, host, port, rank=rank, world_size=world)
+        self._transport.connect()
+        return True
+
+    def receive_broadcast(self, version: int) -> int:
+        self._stage(version, self._transport.recv())
+        return version
+
+    def set_version(self, version: int) -> int:
+        """Advance the version without new weights (a skipped update)."""
+        self._stage(version, None)
+        return version
+
+    def version(self) -> int:
+        return self._version
+
+    def cpu_seconds(self) -> float:
+        return time.process_time()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+
+    # ---- the engine thread ----------------------------------------------------
+    def _stage(self, version: int, state) -> None:
+        with self._cond:
+            self._pending_weights = (version, state)
+            self._cond.notify_all()
+            while self._pending_weights is not None and not self._stop:
+                self._cond.wait(timeout=1.0)  # return once the engine took them
+
+    def _loop(self) -> None:
+        try:
+            from rollout.engine import Engine
+            self.engine = Engine(self.model_path, self.engine_cfg)
+        except BaseException as err:  # surfaced to the constructor
+            self._init_error = err
+            self._ready.set()
+            return
+        self._ready.set()
+        while True:
+            with self._cond:
+                while (not self._stop and self._pending_weights is None
+                       and not self._admissible() and not self.engine.has_unfinished()):
+                    self._cond.wait(timeout=0.5)
+                if self._stop:
+                    return
+                weights, self._pending_weights = self._pending_weights, None
+                admit = [s for s in self._waiting if s.job.min_version <= max(self._version, weights[0] if weights else 0)]
+                self._waiting = [s for s in self._waiting if s not in admit]
+                self._cond.notify_all()
+            try:
+                if weights is not None:
+                    version, state = weights
+                    if state is not None:
+                        self.engine.load_weights(state, version=version)
+                    else:
+                        self.engine.set_version(version)
+                    self._version = version
+                for s in admit:
+                    self._admit(s)
+                if self.engine.has_unfinished():
+                    for c in self.engine.step():
+                        self._finish(c)
+            except BaseException as err:  # fail every job rather than hang callers
+                with self._cond:
+                    for s in list(self._active.values()) + self._waiting:
+                        s.error = err
+                        s.done.set()
+                    self._active.clear()
+                    self._waiting.clear()
+
+    def _admissible(self) -> bool:
+        return any(s.job.min_version <= self._version for s in self._waiting)
+
+    def _admit(self, state: _JobState) -> None:
+        job = state.job
+        state.started = time.perf_counter()
+        self._active[job.job_id] = state
+        for p, ids in enumerate(job.prompt_ids):
+            for i in range(job.n):
+                seed = None if job.seed is None else job.seed + p * job.n + i
+                self.engine.add(f"{job.job_id}#{p}#{i}", ids, temperature=job.temperature,
+                                max_tokens=job.max_tokens, seed=seed)
+
+    def _finish(self, completion) -> None:
+        job_id, p, _ = completion.request_id.rsplit("#", 2)
+        state = self._active[job_id]
+        job, p = state.job, int(p)
+        self.tokens_generated += len(completion.token_ids)
+        got = state.completions.setdefault(p, [])
+        got.append(completion)
+        if len(got) == job.n:
+            got.sort(key=lambda c: int(c.request_id.rsplit("#", 1)[1]))
+            row = job.prompts[p]
+            group = [{"kind": row.get("kind", "math"), "response": c.text, "answer": row.get("answer"),
+                      "tests": row.get("tests"), "length": len(c.token_ids)} for c in got]
+            state.reward_refs[p] = self.hub.score_groups_async([group])
+            if len(state.reward_refs) == len(job.prompts):
+                del self._active[job_id]
+                state.done.set()
+
+    def _assemble(self, state: _JobState) -> RolloutBatch:
+        import ray
+        job = state.job
+        groups = []
+        for p, row in enumerate(job.prompts):
+            scored = ray.get(state.reward_refs[p])[0]
+            samples = [
+                Sample(token_ids=list(c.token_ids), logprobs=list(c.logprobs), versions=list(c.versions),
+                       finish_reason=c.finish_reason, text=c.text, reward=float(r.score),
+                       correct=r.details.get("correct"), reward_details=dict(r.details))
+                for c, r in zip(state.completions[p], scored)
+            ]
+            groups.append(Group(prompt=row, prompt_ids=job.prompt_ids[p], samples=samples))
+        return RolloutBatch(step=job.step, groups=groups, gen_seconds=time.perf_counter() - state.started)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -270,11 +271,20 @@ def _grid(prob: _Problem, y) -> tuple[np.ndarray, float]:
     ci = 1 if prob.fixed_A is None else 0
     c_values = np.exp(np.linspace(prob.lower[ci + 1], prob.upper[ci + 1] - math.log(10.0), GRID_N_CMID))
     r0_free = prob.r0 is None
-    best = (np.inf, None)
     p0 = [1.5, float(y[0])] if r0_free else [1.5]
     lo, hi = [B_BOUNDS[0]], [B_BOUNDS[1]]
     if r0_free:
         lo.append(prob.lower[-1]), hi.append(prob.upper[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optimize.OptimizeWarning)
+        best = _grid_cells(prob, x, y, a_values, c_values, r0_free, p0, lo, hi)
+    if best[1] is None:
+        raise UserError("fit: the grid fit failed in every cell; check the data")
+    return prob.pack(*best[1]), best[0]
+
+
+def _grid_cells(prob, x, y, a_values, c_values, r0_free, p0, lo, hi):
+    best = (np.inf, None)
     for A in a_values:
         for C_mid in c_values:
             if r0_free:
@@ -292,9 +302,7 @@ def _grid(prob: _Problem, y) -> tuple[np.ndarray, float]:
             sse = float(np.sum((f(x, *p) - y) ** 2))
             if sse < best[0]:
                 best = (sse, (A, p[0], C_mid, p[1] if r0_free else prob.r0))
-    if best[1] is None:
-        raise UserError("fit: the grid fit failed in every cell; check the data")
-    return prob.pack(*best[1]), best[0]
+    return best
 
 
 # ---------------------------------------------------------------- uncertainty

@@ -1,0 +1,180 @@
+"""The sigmoid fit recovers known curves, forecasts, covers, and warns."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rl.errors import UserError
+from rl.monitor.fit import fit_sigmoid, sigmoid
+
+# ScaleRL Table 1 (C_mid, B, A), methods.md section 1.
+TABLE1 = {
+    "baseline": (2542, 1.92, 0.610),
+    "32k-gen": (11272, 1.89, 0.645),
+    "batch2048": (10909, 1.70, 0.645),
+    "batch512": (2818, 1.77, 0.605),
+    "scout-moe": (4242, 1.65, 0.710),
+    "code": (1675, 1.09, 0.615),
+}
+R0 = 0.30
+
+
+def curve(C_mid, B, A, *, n=41, span=4.0, noise=0.01, seed=0, r0=R0):
+    """n evaluations from x = 0 (the pre-RL eval) to span * C_mid, Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0.0, span * C_mid, n)
+    y = sigmoid(x, A, B, C_mid, r0) + rng.normal(0.0, noise, n)
+    y[0] = r0  # the step-0 evaluation
+    return x, y
+
+
+def test_sigmoid_formula():
+    # R(C_mid) is halfway; R(0) = R0; large C tends to A.
+    assert sigmoid(100.0, 0.8, 2.0, 100.0, 0.2) == pytest.approx(0.5)
+    assert sigmoid(0.0, 0.8, 2.0, 100.0, 0.2) == pytest.approx(0.2)
+    assert sigmoid(1e6, 0.8, 2.0, 100.0, 0.2) == pytest.approx(0.8, abs=1e-7)
+    # B is the slope on log axes: (A - R)/(R - R0) = (C_mid/C)^B.
+    r = sigmoid(400.0, 0.8, 1.5, 100.0, 0.2)
+    assert (0.8 - r) / (r - 0.2) == pytest.approx(0.25 ** 1.5)
+
+
+@pytest.mark.parametrize("name", list(TABLE1))
+def test_direct_fit_recovers_table1(name):
+    # Tolerances: A +-0.02 (the paper's own margin), B and C_mid within 25%.
+    C_mid, B, A = TABLE1[name]
+    x, y = curve(C_mid, B, A, seed=hash(name) % 1000)
+    fit = fit_sigmoid(x, y, bootstrap=0)
+    assert fit.r0_source == "x=0 point" and fit.R0 == pytest.approx(R0)
+    assert fit.A == pytest.approx(A, abs=0.02)
+    assert fit.B == pytest.approx(B, rel=0.25)
+    assert fit.C_mid == pytest.approx(C_mid, rel=0.25)
+    assert fit.r2 > 0.95 and fit.rmse < 0.015
+    assert not fit.warnings
+
+
+def test_noise_free_fit_is_exact():
+    x, y = curve(2542, 1.92, 0.61, noise=0.0)
+    fit = fit_sigmoid(x, y, bootstrap=0, burn_in=0.0)
+    assert (fit.A, fit.B, fit.C_mid) == pytest.approx((0.61, 1.92, 2542), rel=1e-4)
+
+
+def test_grid_fit_matches_direct():
+    # The paper's grid lands within its own quantisation of the direct fit.
+    x, y = curve(*TABLE1["baseline"], n=31, seed=3)
+    direct = fit_sigmoid(x, y, bootstrap=0)
+    grid = fit_sigmoid(x, y, method="grid", bootstrap=0)
+    assert grid.A == pytest.approx(direct.A, abs=0.01)
+    assert grid.B == pytest.approx(direct.B, rel=0.1)
+    assert grid.C_mid == pytest.approx(direct.C_mid, rel=0.1)
+    # The direct fit is the continuous minimum, the grid a point of its lattice.
+    sse = lambda f: float(np.sum((f(f.x_fit) - f.y_fit) ** 2))  # noqa: E731
+    assert sse(direct) <= sse(grid) + 1e-12
+    assert grid.A == pytest.approx(0.61, abs=0.02)
+
+
+def test_free_r0_without_a_step0_point():
+    x, y = curve(*TABLE1["batch512"], seed=5)
+    fit = fit_sigmoid(x[1:], y[1:], bootstrap=0)
+    assert fit.r0_source == "fitted"
+    assert fit.R0 == pytest.approx(R0, abs=0.05)
+    assert fit.A == pytest.approx(0.605, abs=0.02)
+    given = fit_sigmoid(x[1:], y[1:], r0=R0, bootstrap=0)
+    assert given.r0_source == "given" and given.R0 == R0
+
+
+@pytest.mark.parametrize("name", list(TABLE1))
+def test_forecast_from_first_half(name):
+    # Fit the first half of the compute, forecast the end: within +-0.02.
+    C_mid, B, A = TABLE1[name]
+    x, y = curve(C_mid, B, A, n=61, seed=11)
+    end = x[-1]
+    half = x <= end / 2
+    fit = fit_sigmoid(x[half], y[half], bootstrap=0, budget=end)
+    truth = sigmoid(end, A, B, C_mid, R0)
+    assert fit.predicted == pytest.approx(truth, abs=0.02)
+    assert fit.predicted_interval[0] <= fit.predicted <= fit.predicted_interval[1]
+
+
+def _coverage(reps, bootstrap):
+    A, B, C_mid = 0.61, 1.92, 2542
+    hits = 0
+    for rep in range(reps):
+        x, y = curve(C_mid, B, A, n=21, noise=0.015, seed=10_000 + rep)
+        fit = fit_sigmoid(x, y, bootstrap=bootstrap, seed=rep)
+        hits += fit.A_interval[0] <= A <= fit.A_interval[1]
+    return hits / reps
+
+
+def test_a_interval_coverage_bootstrap():
+    # Nominal 90%; measured 0.87 here (docs/monitor.md). The bar is 80%.
+    assert _coverage(reps=80, bootstrap=60) >= 0.80
+
+
+def test_a_interval_coverage_laplace():
+    assert _coverage(reps=150, bootstrap=0) >= 0.80
+
+
+def test_interval_brackets_estimate_and_narrows_with_data():
+    few = fit_sigmoid(*curve(2542, 1.92, 0.61, n=15, seed=2), bootstrap=100)
+    many = fit_sigmoid(*curve(2542, 1.92, 0.61, n=81, seed=2), bootstrap=100)
+    for f in (few, many):
+        assert f.A_interval[0] <= f.A <= f.A_interval[1]
+        assert f.B_interval[0] <= f.B <= f.B_interval[1]
+        assert f.C_mid_interval[0] <= f.C_mid <= f.C_mid_interval[1]
+    width = lambda iv: iv[1] - iv[0]  # noqa: E731
+    assert width(many.A_interval) < width(few.A_interval)
+
+
+def test_fixed_a_refits_b():
+    x, y = curve(*TABLE1["baseline"], seed=4)
+    fit = fit_sigmoid(x, y, bootstrap=0, fixed_A=0.61)
+    assert fit.A == 0.61 and fit.fixed_A
+    assert fit.B == pytest.approx(1.92, rel=0.15)
+
+
+def test_burn_in_fraction_and_count():
+    x, y = curve(*TABLE1["baseline"], n=41)
+    frac = fit_sigmoid(x, y, bootstrap=0, burn_in=0.1)
+    # 40 points with x > 0, spaced 254.2; 0.1 * 10168 = 1016.8 drops x < 1016.8: 4 points.
+    assert frac.n_burn_in == 4 and frac.n_points == 36
+    count = fit_sigmoid(x, y, bootstrap=0, burn_in=7)
+    assert count.n_burn_in == 7 and count.n_points == 33 and count.burn_in_x == pytest.approx(x[8])
+
+
+def test_straight_line_warns():
+    x = np.linspace(0, 1000, 30)
+    y = 0.2 + 0.0003 * x + np.random.default_rng(0).normal(0, 0.005, 30)
+    fit = fit_sigmoid(x, y, bootstrap=0)
+    text = " ".join(fit.warnings)
+    assert "linear" in text
+    assert "not bent" in text or "upper bound" in text
+
+
+def test_collapse_warns():
+    x, y = curve(*TABLE1["baseline"], n=41, noise=0.005)
+    y[25:] -= np.linspace(0.0, 0.25, 16)  # the run falls apart after its peak
+    fit = fit_sigmoid(x, y, bootstrap=0)
+    assert any("collapsing" in w for w in fit.warnings)
+
+
+def test_to_dict_is_json_ready():
+    import json
+
+    fit = fit_sigmoid(*curve(*TABLE1["baseline"], n=21), bootstrap=30, budget=20000)
+    d = json.loads(json.dumps(fit.to_dict()))
+    for key in ("A", "B", "C_mid", "R0", "A_interval", "predicted", "predicted_interval", "r2", "n_points",
+                "warnings"):
+        assert key in d
+    assert d["budget"] == 20000 and len(d["A_interval"]) == 2
+
+
+@pytest.mark.parametrize("x, y, msg", [
+    ([0, 1, 2], [0.1, 0.2, 0.3], "too few points"),
+    ([0, 1, 2, 3, 4, 5], [0.1, 0.2, float("nan"), 0.3, 0.4, 0.4], "NaN"),
+    ([0, 1, 3, 2, 4, 5], [0.1, 0.2, 0.3, 0.3, 0.4, 0.4], "must increase"),
+    ([], [], "no points"),
+    ([0, 1, 2], [0.1, 0.2], "3 compute values but 2"),
+])
+def test_bad_input_is_a_user_error(x, y, msg):
+    with pytest.raises(UserError, match=msg):
+        fit_sigmoid(x, y, bootstrap=0)

@@ -78,12 +78,20 @@ def _columns(rows: list[dict]) -> list[str]:
     return list(seen)
 
 
+def _parses(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def _numeric_columns(rows: list[dict]) -> list[str]:
+    """Columns whose present values all parse as numbers ("nan" counts: it is caught later, by row)."""
     out = []
     for c in _columns(rows):
-        vals = [_number(r.get(c)) for r in rows]
-        vals = [v for v in vals if v is not None]
-        if vals and all(math.isfinite(v) for v in vals):
+        vals = [r.get(c) for r in rows if _number(r.get(c)) is not None]
+        if vals and all(_parses(v) for v in vals):
             out.append(c)
     return out
 

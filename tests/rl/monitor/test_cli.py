@@ -1,0 +1,132 @@
+"""`asymptote extrapolate` / `compare` on run directories and files, and their one-line errors."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from rl.errors import UserError
+from rl.monitor import cli
+from rl.monitor.fit import sigmoid
+
+
+def run(argv, capsys):
+    """Parse with only this package's verbs, run, return (code, stdout, stderr)."""
+    parser = argparse.ArgumentParser(prog="asymptote")
+    cli.register(parser.add_subparsers(dest="verb", required=True))
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except UserError as err:  # what rl.cli.main prints
+        code = 2
+        print(f"asymptote: error: {err}", file=__import__("sys").stderr)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def write_run(run_dir, A=0.61, B=1.92, C_mid=2542.0, seed=0, steps=400):
+    """metrics.jsonl as the controller writes it: every step, eval every 20 steps."""
+    rng = np.random.default_rng(seed)
+    run_dir.mkdir(parents=True)
+    lines = []
+    for step in range(0, steps + 1, 10):
+        dh = 25.0 * step
+        row = {"step": step, "loss/policy": 0.1, "compute/device_hours": dh, "compute/flops": dh * 3.6e18,
+               "compute/gen_tokens": 1000 * step, "compute/train_tokens": 400 * step}
+        if step % 20 == 0:
+            row["eval/pass_rate"] = 0.3 if step == 0 else float(sigmoid(dh, A, B, C_mid, 0.3) + rng.normal(0, 0.01))
+        lines.append(json.dumps(row))
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return run_dir
+
+
+def test_extrapolate_run_dir_json(tmp_path, capsys):
+    run_dir = write_run(tmp_path / "run")
+    code, out, _ = run(["extrapolate", str(run_dir), "--json", "--bootstrap", "40"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    for key in ("A", "B", "C_mid", "R0", "A_interval", "predicted", "predicted_interval", "r2", "n_points",
+                "warnings"):
+        assert key in d
+    assert d["x"] == "compute/device_hours" and d["y"] == "eval/pass_rate"
+    assert d["n_points"] + d["n_burn_in"] == 20  # 21 evals, step 0 gives R0
+    assert d["R0"] == 0.3 and d["budget"] == 10000.0  # default budget: the largest x
+    assert d["A"] == pytest.approx(0.61, abs=0.02)
+    assert d["A_interval"][0] <= d["A"] <= d["A_interval"][1]
+    assert (run_dir / "plots" / "extrapolate.png").exists()
+
+
+def test_extrapolate_fit_upto_forecasts_held_out_end(tmp_path, capsys):
+    run_dir = write_run(tmp_path / "run", A=0.645, B=1.70, C_mid=2500.0, steps=800)
+    code, out, _ = run(["extrapolate", str(run_dir), "--json", "--fit-upto", "10000", "--budget", "20000",
+                        "--bootstrap", "0"], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["n_points"] + d["n_burn_in"] == 20  # only x <= 10000
+    assert d["predicted"] == pytest.approx(sigmoid(20000.0, 0.645, 1.70, 2500.0, 0.3), abs=0.02)
+    assert d["predicted"] == pytest.approx(d["observed"], abs=0.04)  # the held-out last eval
+
+
+def test_extrapolate_csv_auto_columns_and_summary(tmp_path, capsys):
+    x = np.linspace(0, 10000, 25)
+    y = sigmoid(x, 0.61, 1.92, 2542, 0.3)
+    path = tmp_path / "digitised.csv"
+    path.write_text("gpu_hours,pass\n" + "".join(f"{a},{b}\n" for a, b in zip(x, y)))
+    code, out, _ = run(["extrapolate", str(path), "--budget", "40000", "--bootstrap", "0"], capsys)
+    assert code == 0
+    assert "A     = 0.6100" in out and "x=gpu_hours" in out
+    assert "plot:" in out and (tmp_path / "digitised.extrapolate.png").exists()
+
+
+def test_compare_two_runs(tmp_path, capsys):
+    # Same ceiling, one run twice as efficient (C_mid halved): fixed-A comparison must show it.
+    fast = write_run(tmp_path / "fast", A=0.62, C_mid=2000.0, seed=1)
+    slow = write_run(tmp_path / "slow", A=0.62, C_mid=4000.0, seed=2, steps=600)
+    plot = tmp_path / "cmp.png"
+    code, out, _ = run(["compare", str(fast), str(slow), "--json", "--plot", str(plot), "--bootstrap", "30"],
+                       capsys)
+    assert code == 0 and plot.exists()
+    d = json.loads(out)
+    assert d["equal_compute"] == 10000.0  # the most both reached
+    a, b = d["runs"]
+    assert (a["run"], b["run"]) == ("fast", "slow")
+    assert a["at_equal_compute"] > b["at_equal_compute"]
+    assert a["C_mid_fixed_A"] == pytest.approx(2000, rel=0.2)
+    assert b["C_mid_fixed_A"] == pytest.approx(4000, rel=0.2)
+    code, out, _ = run(["compare", str(fast), str(slow), "--plot", str(plot), "--bootstrap", "0"], capsys)
+    assert code == 0 and "fast" in out and "B|A" in out
+
+
+@pytest.mark.parametrize("content, extra, msg", [
+    ("", [], "empty"),
+    ("a,b,c\n1,2,3\n2,3,4\n", [], "pass --x and --y"),
+    ("x,y\n0,0.3\n1,0.4\n", [], "too few points"),
+    ("x,y\n0,0.3\n1,0.4\n2,nan\n3,0.5\n4,0.5\n5,0.5\n", [], "not a pair of numbers"),
+    ("x,y\n0,0.3\n2,0.4\n1,0.45\n3,0.5\n4,0.5\n5,0.5\n", [], "must increase"),
+    ("x,y\n0,0.3\n1,0.4\n", ["--x", "gpu_hours", "--y", "y"], "no column 'gpu_hours'"),
+])
+def test_bad_input_one_line(tmp_path, capsys, content, extra, msg):
+    path = tmp_path / "curve.csv"
+    path.write_text(content)
+    code, out, err = run(["extrapolate", str(path), *extra], capsys)
+    assert code == 2 and msg in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_run_dir(tmp_path, capsys):
+    code, _, err = run(["extrapolate", str(tmp_path)], capsys)
+    assert code == 2 and "no metrics.jsonl" in err
+    code, _, err = run(["extrapolate", str(tmp_path / "nope.jsonl")], capsys)
+    assert code == 2 and "no such file" in err
+
+
+def test_dispatcher_prints_one_line(tmp_path, capsys):
+    rl_cli = pytest.importorskip("rl.cli")
+    try:
+        rl_cli.build_parser()
+    except ImportError:
+        pytest.skip("another verb module is not written yet")
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    assert rl_cli.main(["extrapolate", str(path)]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0

@@ -1,0 +1,103 @@
+"""Config of the reward hub: which reward terms, their weights, and how the
+hub serves them (replicas, batching, timeouts, cache, code sandbox limits).
+
+This is a recipe's `rewards:` section. It imports only pydantic and the
+standard library so a recipe validates without Ray or math-verify.
+
+Item terms (`math`, `code`, `format`) score one sample each; a sample is always
+scored by its own `kind` (weight from `terms`, 1.0 if absent), and `format` is
+added to every sample when it is listed in `terms`. The length terms need the
+whole group and live in their own fields (`overlong`, `kimi_length`) so each
+weight is written in exactly one place.
+"""
+from __future__ import annotations
+
+import re
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ITEM_KINDS = ("math", "code", "format")
+
+
+class OverlongConfig(BaseModel):
+    """DAPO soft overlong penalty: 0 up to max_len - cache_len tokens, then a
+    linear ramp to -1 at max_len: clip((max_len - L) / cache_len - 1, -1, 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_len: int = Field(..., gt=0, description="L_max: response length (tokens) at which the penalty reaches -1.")
+    cache_len: int = Field(..., gt=0, description="L_cache: width of the linear ramp before max_len.")
+    weight: float = Field(1.0, description="Weight of the penalty in the total reward.")
+    correct_only: bool = Field(
+        False, description="Apply only to correct traces (ScaleRL's variant); False applies it to every trace (DAPO).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "OverlongConfig":
+        if self.cache_len > self.max_len:
+            raise ValueError("overlong.cache_len must be <= overlong.max_len")
+        return self
+
+
+class SandboxConfig(BaseModel):
+    """Limits of one sandboxed program run (one test of a `code` sample)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wall_s: float = Field(5.0, gt=0, le=600, description="Wall-clock limit of one run, enforced by the hub killing the process tree.")
+    cpu_s: int = Field(4, gt=0, le=600, description="CPU seconds per process (RLIMIT_CPU).")
+    memory_mb: int = Field(512, ge=64, description="Address space per process in MiB (RLIMIT_AS).")
+    max_procs: int = Field(16, ge=1, le=4096, description="Processes/threads the program may run at once (RLIMIT_NPROC on a private uid).")
+    file_size_mb: int = Field(16, ge=1, description="Largest file the program may write, MiB (RLIMIT_FSIZE).")
+    disk_mb: int = Field(32, ge=1, description="Size of the private tmpfs working directory, MiB.")
+    output_bytes: int = Field(1 << 20, ge=1024, description="stdout+stderr bytes kept; a program that writes more is killed.")
+    concurrency: int = Field(2, ge=1, le=64, description="Sandboxed runs one replica executes at once.")
+    python: Optional[str] = Field(
+        None, description="Interpreter run inside the sandbox; None picks /usr/bin/python3, else the hub's base interpreter.")
+
+
+class RewardsConfig(BaseModel):
+    """The reward hub and the reward recipe it scores with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    terms: dict[str, float] = Field(
+        default_factory=lambda: {"math": 1.0},
+        description="Item term -> weight, from 'math', 'code', 'format'. A sample's own kind is always scored "
+        "(weight 1.0 if not listed); 'format' is added to every sample when listed.",
+    )
+    overlong: Optional[OverlongConfig] = Field(None, description="DAPO overlong penalty; None disables it.")
+    kimi_length: float = Field(
+        0.0, description="Weight of the Kimi k1.5 group length reward (0 disables it; the paper starts without it).")
+    code_scoring: Literal["fraction", "all"] = Field(
+        "fraction", description="'fraction': score = passed tests / tests; 'all': 1 only when every test passes.")
+    answer_pattern: Optional[str] = Field(
+        None, description="Regex whose last match (group 1 if any) is the math answer; None uses the last \\boxed{}. "
+        "Trusted config: it runs on model output, so keep it free of catastrophic backtracking.")
+    max_answer_chars: int = Field(4096, ge=1, description="Longer extracted math answers score 0 without being parsed.")
+    replicas: int = Field(1, ge=1, le=256, description="Number of hub replicas (Ray actors).")
+    replica_cpus: float = Field(0.5, ge=0, description="CPUs Ray reserves per replica.")
+    timeout_s: float = Field(5.0, gt=0, le=600, description="Per-item time limit; an item past it scores 0 with details.timeout.")
+    max_batch: int = Field(64, ge=1, description="Most samples one replica call carries; larger requests are split.")
+    cache_size: int = Field(10000, ge=0, description="Results kept per replica in an LRU keyed by content hash (0 disables).")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Limits of the code sandbox.")
+
+    @field_validator("terms")
+    @classmethod
+    def _check_terms(cls, terms: dict[str, float]) -> dict[str, float]:
+        for name in terms:
+            if name in ("overlong", "kimi_length"):
+                raise ValueError(f"terms.{name}: set the length term in rewards.{name}, not in terms")
+            if name not in ITEM_KINDS:
+                raise ValueError(f"terms.{name}: unknown reward kind (known: {', '.join(ITEM_KINDS)})")
+        return terms
+
+    @field_validator("answer_pattern")
+    @classmethod
+    def _check_pattern(cls, pattern: Optional[str]) -> Optional[str]:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"answer_pattern: not a valid regex ({err})") from None
+        return pattern

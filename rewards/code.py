@@ -9,7 +9,8 @@ sandbox (rewards.sandbox) against the sample's tests.
   program; a test passes when the program exits 0.
 Score: passed / total (`code_scoring: fraction`) or 1 only if all pass
 (`all`). `correct` is True when every test passed. The item's time budget
-(`timeout_s`) is shared by its tests; each run is also capped at `wall_s`.
+(`timeout_s`) is shared by its tests; each run is also capped at `wall_s`;
+`timeout` is True when any run was killed for time.
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def score_code(sample: Sample, cfg) -> RewardResult:
             ok = run.ok and _same_output(run.stdout, t["output"])
         if run.error:  # the sandbox itself failed: not the program's fault
             return RewardResult(0.0, {"correct": None, "timeout": False, "error": run.error})
-        if run.timed_out and left < cfg.sandbox.wall_s:
+        if run.timed_out:
             timeout = True
         if run.output_truncated:
             errors.append("output limit")

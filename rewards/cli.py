@@ -1,0 +1,141 @@
+"""`asymptote hub serve` and `asymptote reward score`.
+
+`hub serve` starts the Ray-backed hub and its HTTP front. `reward score`
+scores a JSONL file offline with the same Scorer a replica uses, in this
+process (no Ray start-up for a file): each output line is the input plus
+`reward` and `details`; a bad line gets an error in its details and the
+other lines are still scored. Lines sharing a `group` value form one group
+for the length terms; other lines are groups of one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rl.errors import UserError
+
+
+def register(subparsers) -> None:
+    hub = subparsers.add_parser("hub", help="the reward hub service")
+    hub_sub = hub.add_subparsers(dest="hub_verb", required=True, metavar="VERB")
+    serve = hub_sub.add_parser("serve", help="serve POST /v1/score and GET /healthz")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs a token)")
+    serve.add_argument("--port", type=int, default=8711)
+    serve.add_argument("--token", default=None, help="bearer token (or $ASYMPTOTE_HUB_TOKEN)")
+    serve.add_argument("--config", default=None, help="YAML/JSON file with a rewards: section or a RewardsConfig")
+    serve.add_argument("--replicas", type=int, default=None, help="override rewards.replicas")
+    serve.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    serve.set_defaults(func=serve_handler)
+
+    reward = subparsers.add_parser("reward", help="score rewards offline")
+    reward_sub = reward.add_subparsers(dest="reward_verb", required=True, metavar="VERB")
+    score = reward_sub.add_parser("score", help="score a JSONL file of samples")
+    score.add_argument("--input", required=True, help="JSONL, one sample per line")
+    score.add_argument("--output", default=None, help="JSONL to write (default: stdout)")
+    score.add_argument("--config", default=None, help="YAML/JSON file with a rewards: section or a RewardsConfig")
+    score.set_defaults(func=score_handler)
+
+
+def load_config(path):
+    from pydantic import ValidationError
+
+    from rewards.config import RewardsConfig
+
+    if path is None:
+        return RewardsConfig()
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as err:
+        raise UserError(f"--config {path}: {err.strerror}") from None
+    try:
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    except Exception as err:  # noqa: BLE001
+        raise UserError(f"--config {path}: not YAML/JSON ({err})") from None
+    if isinstance(data, dict) and "rewards" in data:
+        data = data["rewards"]
+    try:
+        return RewardsConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise UserError(f"--config {path}: rewards.{loc}: {first['msg']}") from None
+
+
+def serve_handler(args: argparse.Namespace) -> int:
+    from rewards.http import resolve_token, serve
+
+    token = resolve_token(args.host, args.token)
+    cfg = load_config(args.config)
+    if args.replicas is not None:
+        cfg = cfg.model_copy(update={"replicas": args.replicas})
+    import ray
+
+    from rewards.hub import start_hub
+
+    ray.init(address=args.address, include_dashboard=False)
+    hub = start_hub(cfg)
+    print(f"asymptote: reward hub on http://{args.host}:{args.port} ({cfg.replicas} replicas)", file=sys.stderr)
+    try:
+        serve(hub, args.host, args.port, token)
+    finally:
+        hub.shutdown()
+    return 0
+
+
+def read_samples(lines) -> tuple[list, list[str | None]]:
+    """Parsed lines (None where unreadable) and the error per line."""
+    samples, errors = [], []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            s = json.loads(line)
+            if not isinstance(s, dict):
+                raise ValueError("not a JSON object")
+            samples.append(s)
+            errors.append(None)
+        except ValueError as err:
+            samples.append({"line": n, "raw": line.rstrip("\n")[:200]})
+            errors.append(f"line {n}: bad JSON ({err})")
+    return samples, errors
+
+
+def score_handler(args: argparse.Namespace) -> int:
+    from rewards.scorer import Scorer
+
+    cfg = load_config(args.config)
+    try:
+        with open(args.input) as f:
+            samples, errors = read_samples(f)
+    except OSError as err:
+        raise UserError(f"--input {args.input}: {err.strerror}") from None
+    groups: dict[object, list[int]] = {}
+    for i, s in enumerate(samples):
+        key = ("group", json.dumps(s.get("group"))) if errors[i] is None and "group" in s else ("line", i)
+        groups.setdefault(key, []).append(i)
+    order = list(groups.values())
+    scorer = Scorer(cfg)
+    try:
+        todo = [[samples[i] if errors[i] is None else None for i in idxs] for idxs in order]
+        results = scorer.score_groups(todo)
+    finally:
+        scorer.close()
+    by_index = {}
+    for idxs, rs in zip(order, results):
+        for i, r in zip(idxs, rs):
+            if errors[i] is not None:
+                r.details = {"correct": None, "timeout": False, "error": errors[i], "terms": {}}
+                r.score = 0.0
+            by_index[i] = r
+    out = open(args.output, "w") if args.output else sys.stdout
+    try:
+        for i, s in enumerate(samples):
+            out.write(json.dumps({**s, "reward": by_index[i].score, "details": by_index[i].details}) + "\n")
+    finally:
+        if args.output:
+            out.close()
+    return 0

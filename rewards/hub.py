@@ -1,0 +1,129 @@
+"""The reward hub: N Ray actor replicas behind one picklable handle.
+
+Why a pool of actors and not Ray Serve: callers already send whole groups
+(the batching unit, because the length terms need the group), so Serve's
+request-level `@serve.batch` buys nothing; Serve adds a controller and an
+HTTP proxy (two more always-on processes on a 2-core box) and its proxy
+knows no tokens, while the hub needs its own authenticated HTTP front
+(rewards.http). Plain actor handles pickle into rollout workers, and
+`score_groups_async` returns one ObjectRef the learner can `ray.get` (or
+`await`) later, so scoring overlaps generation.
+
+Each replica owns a rewards.scorer.Scorer: a math worker process it kills on
+a per-item timeout (with a warm spare), a sandboxed code runner, an LRU cache
+keyed by content hash, and metrics that `RewardHub.metrics()` merges.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import ray
+
+from rewards.config import RewardsConfig
+from rewards.types import RewardResult
+
+
+@ray.remote(max_concurrency=4)
+class RewardReplica:
+    """One hub replica. Scoring calls are serialised by the Scorer's lock;
+    `metrics` and `ping` answer while a batch is being scored."""
+
+    def __init__(self, cfg_json: str):
+        from rewards.scorer import Scorer
+
+        self.scorer = Scorer(RewardsConfig.model_validate_json(cfg_json))
+
+    def ping(self) -> bool:
+        self.scorer.warm()
+        return True
+
+    def score_groups(self, groups: list[list[dict]]) -> list[list[RewardResult]]:
+        return self.scorer.score_groups(groups)
+
+    def metrics(self) -> dict[str, Any]:
+        return self.scorer.metrics.snapshot()
+
+    def close(self) -> None:
+        self.scorer.close()
+
+
+@ray.remote(num_cpus=0)
+def _concat(*parts: list) -> list:
+    return [x for part in parts for x in part]
+
+
+def _split(groups: list[list[dict]], n_chunks: int) -> list[list[list[dict]]]:
+    """Contiguous chunks of whole groups with about equal sample counts."""
+    total = sum(len(g) for g in groups)
+    target = max(1, -(-total // n_chunks))
+    chunks, cur, size = [], [], 0
+    for g in groups:
+        if cur and size + len(g) > target:
+            chunks.append(cur)
+            cur, size = [], 0
+        cur.append(g)
+        size += len(g)
+    if cur:
+        chunks.append(cur)
+    return chunks
+
+
+class RewardHub:
+    """Handle to the replicas; picklable, usable from the driver or any actor."""
+
+    def __init__(self, cfg: RewardsConfig, replicas: list):
+        self.cfg = cfg
+        self.replicas = replicas
+
+    def score_groups_async(self, groups: list[list[dict]]) -> ray.ObjectRef:
+        """One ObjectRef resolving to list[list[RewardResult]], in order."""
+        groups = [list(g) for g in groups]
+        total = sum(len(g) for g in groups)
+        n_chunks = max(min(len(self.replicas), len(groups)), -(-total // self.cfg.max_batch), 1)
+        chunks = _split(groups, n_chunks)
+        start = random.randrange(len(self.replicas))
+        refs = [self.replicas[(start + i) % len(self.replicas)].score_groups.remote(c)
+                for i, c in enumerate(chunks)]
+        if len(refs) == 1:
+            return refs[0]
+        return _concat.remote(*refs)
+
+    def score_groups(self, groups: list[list[dict]]) -> list[list[RewardResult]]:
+        if not groups:
+            return []
+        return ray.get(self.score_groups_async(groups))
+
+    def score_async(self, samples: list[dict]) -> ray.ObjectRef:
+        """Flat samples, each its own group (group terms see one sample)."""
+        return self.score_groups_async([[s] for s in samples])
+
+    def score(self, samples: list[dict]) -> list[RewardResult]:
+        if not samples:
+            return []
+        return [g[0] for g in self.score_groups([[s] for s in samples])]
+
+    def metrics(self) -> dict[str, Any]:
+        from rewards.scorer import summarise
+
+        return summarise(ray.get([r.metrics.remote() for r in self.replicas]))
+
+    def shutdown(self) -> None:
+        try:
+            ray.get([r.close.remote() for r in self.replicas], timeout=30)
+        except Exception:  # noqa: BLE001  (replicas may already be gone)
+            pass
+        for r in self.replicas:
+            ray.kill(r)
+        self.replicas = []
+
+
+def start_hub(cfg: RewardsConfig) -> RewardHub:
+    """Start `cfg.replicas` replicas (initialising Ray locally if needed) and
+    wait until each has a warm math worker."""
+    if not ray.is_initialized():
+        ray.init()
+    cfg_json = cfg.model_dump_json()
+    replicas = [RewardReplica.options(num_cpus=cfg.replica_cpus).remote(cfg_json) for _ in range(cfg.replicas)]
+    ray.get([r.ping.remote() for r in replicas])
+    return RewardHub(cfg, replicas)

@@ -1,0 +1,70 @@
+"""Item and group terms without Ray: extraction, format, length terms, config."""
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from rewards.config import RewardsConfig
+from rewards.length import kimi_length_rewards, overlong_penalty, sample_length
+from rewards.math import extract_answer, fast_compare, last_boxed
+from rewards.format import format_ok
+from rewards.code import last_python_block, normalise_tests
+from rewards.types import build_reward
+
+
+def test_config_rejects_unknown_keys_and_terms():
+    with pytest.raises(ValidationError):
+        RewardsConfig(replicas=1, nonsense=3)
+    with pytest.raises(ValidationError, match="unknown reward kind"):
+        RewardsConfig(terms={"maths": 1.0})
+    with pytest.raises(ValidationError, match="rewards.overlong"):
+        RewardsConfig(terms={"overlong": 1.0})
+    with pytest.raises(ValidationError):
+        RewardsConfig(overlong={"max_len": 10, "cache_len": 20})
+    with pytest.raises(ValidationError, match="regex"):
+        RewardsConfig(answer_pattern="(unclosed")
+    cfg = RewardsConfig()
+    assert cfg.terms == {"math": 1.0} and cfg.replicas == 1 and cfg.kimi_length == 0.0
+
+
+def test_answer_extraction():
+    assert last_boxed(r"a \boxed{1} b \boxed{\frac{1}{2}} c") == r"\frac{1}{2}"
+    assert last_boxed(r"\boxed{\{1,2\}}") == r"\{1,2\}"
+    assert last_boxed(r"\boxed{unclosed") is None
+    assert last_boxed("x" * 1_000_000) is None
+    assert extract_answer("Answer: 12\nAnswer: 42", r"Answer:\s*(\S+)") == "42"
+    assert fast_compare("1234", "1234") is True
+    assert fast_compare(" 12 ", "13") is False
+    assert fast_compare("3.0", "3") is True
+    assert fast_compare(r"\frac12", "0.5") is None  # needs math-verify
+
+
+def test_format_reward():
+    fmt = build_reward("format", RewardsConfig())
+    assert fmt({"response": r"<think>12+34</think> \boxed{46}"}).score == 1.0
+    assert fmt({"response": r"\boxed{46}"}).score == 0.0
+    assert fmt({"response": r"<think>a</think><think>b</think>\boxed{1}"}).score == 0.0
+    assert fmt({"response": r"<think>a</think> no answer"}).score == 0.0
+    assert fmt({"response": r"<think>\boxed{1}</think>"}).score == 0.0  # the answer must follow the thinking
+
+
+def test_length_terms_hand_computed():
+    # DAPO: L_max 100, L_cache 20: no penalty up to 80, -0.5 at 90, -1 from 100 on.
+    assert overlong_penalty(80, 100, 20) == 0.0
+    assert overlong_penalty(90, 100, 20) == pytest.approx(-0.5)
+    assert overlong_penalty(150, 100, 20) == -1.0
+    # Kimi: lengths 10, 20, 30 -> lam 0.5, 0, -0.5; wrong answers keep only the negative part.
+    assert kimi_length_rewards([10, 20, 30], [True, True, False]) == pytest.approx([0.5, 0.0, -0.5])
+    assert kimi_length_rewards([10, 20, 30], [False, False, True]) == pytest.approx([0.0, 0.0, -0.5])
+    assert kimi_length_rewards([7, 7], [True, False]) == [0.0, 0.0]
+    assert sample_length({"response": "abcd", "length": 2}) == 2
+    assert sample_length({"response": "abcd"}) == 4
+
+
+def test_code_parsing():
+    resp = "first\n```python\nprint(1)\n```\nthen\n```\nprint(2)\n```\n```bash\nls\n```"
+    assert last_python_block(resp) == "print(2)\n"
+    assert normalise_tests({"inputs": ["1"], "outputs": ["2"]}) == [{"input": "1", "output": "2"}]
+    assert normalise_tests("assert 1") == [{"assert": "assert 1"}]
+    with pytest.raises(ValueError):
+        normalise_tests([])

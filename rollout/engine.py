@@ -46,7 +46,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from rollout.config import EngineConfig
@@ -71,6 +71,21 @@ class _InFlight:
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
+
+
+def _with_tied_head(items: Iterable) -> Iterator:
+    """Yield the weights, adding `lm_head.weight` (= the embedding) when a
+    tied model's state dict leaves it out. vLLM's in-place reload treats the
+    LM head as a layer of its own: left unloaded, it restores its old values,
+    which are the old embedding."""
+    embed, has_head = None, False
+    for name, tensor in items:
+        has_head |= name == "lm_head.weight"
+        if name == "model.embed_tokens.weight":
+            embed = tensor
+        yield name, tensor
+    if embed is not None and not has_head:
+        yield "lm_head.weight", embed
 
 
 def _resolve_device(cfg: EngineConfig) -> str:
@@ -122,6 +137,7 @@ class Engine:
         self._llm = LLM(**kwargs)
         self._engine = self._llm.llm_engine
         self.tokenizer = self._llm.get_tokenizer()
+        self._tied = bool(getattr(self._engine.model_config.hf_config, "tie_word_embeddings", False))
         self._version = 0
         self._inflight: dict[str, _InFlight] = {}
         self._children: dict[str, list[str]] = {}
@@ -219,6 +235,8 @@ class Engine:
         if threading.get_ident() != self._thread:
             raise RuntimeError("Engine.load_weights must be called from the thread that steps it")
         items = named_tensors.items() if isinstance(named_tensors, Mapping) else named_tensors
+        if self._tied:
+            items = _with_tied_head(items)
         self._llm.collective_rpc(
             "reload_weights", kwargs={"weights_iterator": iter(items), "is_checkpoint_format": True})
         if self.cfg.prefix_caching:

@@ -113,6 +113,17 @@ def _sft_dataset(spec: BaseSpec, tokenizer):
 
 def _train(spec: BaseSpec, out: Path) -> None:
     import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # same reduction order on any machine; robust on a busy one
+    try:
+        _sft(spec, out)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _sft(spec: BaseSpec, out: Path) -> None:
+    import torch
     from transformers import GenerationConfig
     from transformers.utils import logging as hf_logging
     from trl import SFTConfig, SFTTrainer

@@ -1,0 +1,165 @@
+"""Tokenizer, spec hashing, the cached base builder, resolve and the CLI handler.
+
+The real `tiny-arith` build takes minutes; these tests build a tiny spec (a
+narrow one-layer model, a handful of SFT steps) once per session.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rl.base import build as base_build
+from rl.base.build import EVAL_FILE, base_path, build_base, evaluate_base, resolve_base
+from rl.base.cli import build_handler, register
+from rl.base.config import ArchConfig
+from rl.base.spec import SPECS, BaseSpec
+from rl.base.tokenizer import BOXED, THINK_CLOSE, THINK_OPEN, build_tokenizer
+from rl.errors import UserError
+
+TINY = BaseSpec(name="test-tiny", arch=ArchConfig(hidden_size=32, num_layers=1, num_heads=2,
+                                                   num_kv_heads=2, ffn_size=64, max_positions=64),
+                corpus_size=256, sft_steps=6, batch_size=16, warmup_steps=1,
+                eval_prompts=8, eval_k=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("bases")
+    return cache, build_base(TINY, cache_dir=cache)
+
+
+def test_tokenizer_round_trip_and_markers():
+    tok = build_tokenizer()
+    text = f"{THINK_OPEN}7+1+0=8,check:8{THINK_CLOSE}{BOXED}3208}}"
+    ids = tok(text)["input_ids"]
+    assert tok.decode(ids) == text
+    assert len(ids) == len(text) - (len(THINK_OPEN) - 1) - (len(THINK_CLOSE) - 1) - (len(BOXED) - 1)
+    assert max(ids) < 64
+
+
+def test_chat_template_renders_prompt_and_response():
+    tok = build_tokenizer()
+    msgs = [{"role": "user", "content": "1+2="}, {"role": "assistant", "content": "x"}]
+    assert tok.apply_chat_template(msgs, tokenize=False) == "<|user|>1+2=<|assistant|>x<|end|>"
+    assert tok.eos_token == "<|end|>"
+
+
+def test_spec_hash_tracks_content_and_version():
+    a = BaseSpec(name="x")
+    assert a.content_hash("1") == BaseSpec(name="x").content_hash("1")
+    assert a.content_hash("1") != BaseSpec(name="x", lr=1e-3).content_hash("1")
+    assert a.content_hash("1") != a.content_hash("2")
+    assert "tiny-arith" in SPECS
+
+
+def test_build_saves_a_loadable_base_with_eval(tiny_base):
+    cache, path = tiny_base
+    assert path == base_path(TINY, cache) and path.name.startswith("test-tiny-")
+    assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
+    gen = json.loads((path / "generation_config.json").read_text())
+    assert gen["eos_token_id"] == build_tokenizer().eos_token_id
+    ev = json.loads((path / EVAL_FILE).read_text())
+    assert ev["n_prompts"] == 8 and ev["k"] == 2 and 0 <= ev["mean_at_k"] <= ev["pass_at_k"] <= 1
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temp leftovers
+
+
+def test_cache_hit_returns_same_path_without_training(tiny_base, monkeypatch):
+    cache, path = tiny_base
+    monkeypatch.setattr(base_build, "_train", lambda *a: pytest.fail("retrained a cached base"))
+    assert build_base(TINY, cache_dir=cache) == path
+
+
+def test_same_spec_gives_identical_weights(tiny_base, tmp_path):
+    _, path = tiny_base
+    again = build_base(TINY, cache_dir=tmp_path)
+    first, second = load_file(path / "model.safetensors"), load_file(again / "model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    # ... and training moved them away from the init.
+    from rl.base.model import build_model
+
+    init = build_model(TINY.arch, build_tokenizer(), seed=TINY.seed).state_dict()
+    assert not torch.equal(init["model.norm.weight"], first["model.norm.weight"])
+
+
+def test_training_lowers_the_response_loss(tiny_base):
+    _, path = tiny_base
+    from transformers import AutoModelForCausalLM
+
+    from rl.base.model import build_model
+    from rl.data import arith
+
+    tok = build_tokenizer()
+    ex = arith.make_sft_examples(16, seed=99)
+    prompt_ids = [tok.apply_chat_template([{"role": "user", "content": e["prompt"]}],
+                                          add_generation_prompt=True, tokenize=True,
+                                          return_dict=False) for e in ex]
+    full = [p + tok(e["response"] + tok.eos_token)["input_ids"] for p, e in zip(prompt_ids, ex)]
+
+    def response_loss(model) -> float:
+        total = 0.0
+        for p, ids in zip(prompt_ids, full):
+            labels = torch.tensor([-100] * len(p) + ids[len(p):])
+            with torch.no_grad():
+                total += model(torch.tensor([ids]), labels=labels[None]).loss.item()
+        return total / len(full)
+
+    trained = response_loss(AutoModelForCausalLM.from_pretrained(path))
+    init = response_loss(build_model(TINY.arch, tok, seed=TINY.seed))
+    assert trained < init - 0.3
+
+
+def test_resolve_base(tiny_base, tmp_path):
+    _, path = tiny_base
+    assert resolve_base(str(path)) == path
+    with pytest.raises(UserError, match="no-such-model"):
+        resolve_base("no-such-model")
+    with pytest.raises(UserError, match="unknown base spec 'nope'"):
+        build_base("nope", cache_dir=tmp_path)
+
+
+def test_cache_dir_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("ASYMPTOTE_CACHE", str(tmp_path))
+    assert base_path("tiny-arith").parent == tmp_path / "bases"
+
+
+def test_cli_build_prints_path_and_numbers(tiny_base, monkeypatch, capsys):
+    cache, path = tiny_base
+    monkeypatch.setitem(SPECS, TINY.name, TINY)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="verb"))
+    args = parser.parse_args(["base", "build", TINY.name, "--cache-dir", str(cache)])
+    assert args.func is build_handler and args.func(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == str(path) and "mean@2" in out[1] and "pass@2" in out[1]
+
+
+def test_evaluate_scores_a_model_that_copies_the_corpus(tiny_base, monkeypatch):
+    """With generate replaced by the clean working, the scorer must report 1.0."""
+    _, path = tiny_base
+    from transformers import Qwen2ForCausalLM
+
+    from rl.data import arith
+
+    tok = build_tokenizer()
+    answers = {}
+
+    def fake_generate(self, input_ids, attention_mask, num_return_sequences=1, **_):
+        rows = []
+        for row in input_ids:
+            prompt = tok.decode(row[row != tok.pad_token_id]).split("<|user|>")[1].split("<|assistant|>")[0]
+            a, b = map(int, prompt.rstrip("=").split("+"))
+            answers[prompt] = a + b
+            response = arith.format_response(*arith.working(a, b)) + tok.eos_token
+            rows += [row.tolist() + tok(response)["input_ids"]] * num_return_sequences
+        width = max(map(len, rows))
+        return torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
+
+    monkeypatch.setattr(Qwen2ForCausalLM, "generate", fake_generate)
+    ev = evaluate_base(path, n_prompts=10, k=3)
+    assert len(answers) == 10
+    assert ev["greedy"] == ev["mean_at_k"] == ev["pass_at_k"] == 1.0

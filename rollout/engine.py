@@ -15,12 +15,19 @@ Departures from plain vLLM use, and why:
   socket copy, no pickled functions) and each `step()` is one synchronous
   scheduler + model step, so version stamps are exact. Async scheduling is
   off for the same reason (an async step reports tokens one step late).
+  The price of in-process: vLLM seeds the process-global RNGs with
+  `cfg.seed`, may lower torch's thread count, and with threads_bind != "nobind"
+  pins this process's OpenMP threads; give the engine a process of its own
+  (a Ray rollout actor) and build it before other torch work there.
 - Outputs are requested as deltas (`RequestOutputKind.DELTA`): a step reports
   only the tokens sampled in it, which is what version stamping needs.
 - Weights are loaded through vLLM's in-place reload (`Worker.reload_weights`)
   rather than `model.load_weights`: vLLM's CPU backend repacks linear weights
   for oneDNN after loading and frees the originals, so writing to the
   parameters alone would not change what the model computes.
+- A tied model's `lm_head.weight` is added (as the embedding) when the
+  learner's state dict leaves it out: vLLM's in-place reload would otherwise
+  restore the old head (tested both ways).
 - `n > 1` is expanded here into n requests `f"{request_id}/{i}"` (seed + i
   when a seed is given), so each sample finishes, aborts and is stamped on its
   own; `abort(["x"])` aborts all of x's samples.

@@ -40,9 +40,12 @@ def test_sigmoid_formula():
 
 @pytest.mark.parametrize("name", list(TABLE1))
 def test_direct_fit_recovers_table1(name):
-    # Tolerances: A +-0.02 (the paper's own margin), B and C_mid within 25%.
+    # Tolerances: A +-0.02 (the paper's own margin), B and C_mid within 25%, for
+    # evaluation noise sd 0.005 (the paper's 1,000 prompts x 16 samples) and data
+    # out to where 90% of the gain is reached (at least 4 C_mid). Over 60 seeds
+    # the worst error is about 1.1x these tolerances (the B=1.09 code curve).
     C_mid, B, A = TABLE1[name]
-    x, y = curve(C_mid, B, A, seed=hash(name) % 1000)
+    x, y = curve(C_mid, B, A, noise=0.005, span=max(4.0, 10 ** (1 / B)), seed=list(TABLE1).index(name))
     fit = fit_sigmoid(x, y, bootstrap=0)
     assert fit.r0_source == "x=0 point" and fit.R0 == pytest.approx(R0)
     assert fit.A == pytest.approx(A, abs=0.02)
@@ -84,9 +87,11 @@ def test_free_r0_without_a_step0_point():
 
 @pytest.mark.parametrize("name", list(TABLE1))
 def test_forecast_from_first_half(name):
-    # Fit the first half of the compute, forecast the end: within +-0.02.
+    # Fit the first half of the compute (to 2 C_mid), forecast the end (4 C_mid):
+    # within +-0.02. Noise sd 0.005; over 30 seeds per curve 95% land within
+    # 0.02 and the worst misses by 0.023.
     C_mid, B, A = TABLE1[name]
-    x, y = curve(C_mid, B, A, n=61, seed=11)
+    x, y = curve(C_mid, B, A, n=61, noise=0.005, seed=11)
     end = x[-1]
     half = x <= end / 2
     fit = fit_sigmoid(x[half], y[half], bootstrap=0, budget=end)

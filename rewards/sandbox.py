@@ -119,17 +119,22 @@ def _count_uid_procs(uid: int) -> int:
 
 
 def _kill_uid(uid: int) -> None:
-    """SIGKILL every process owned by `uid` (root only; a private uid)."""
-    for _ in range(5):
+    """SIGKILL every process owned by `uid` (root only; a private uid) and
+    wait, up to 2 s, until none is left (pid-namespace teardown is async)."""
+    for _ in range(200):
         found = False
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
             try:
-                if os.stat(f"/proc/{pid}").st_uid == uid:
-                    found = True
-                    os.kill(int(pid), signal.SIGKILL)
-            except OSError:
+                if os.stat(f"/proc/{pid}").st_uid != uid:
+                    continue
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                        continue  # a zombie holds nothing; its (foreign) parent reaps it
+                found = True
+                os.kill(int(pid), signal.SIGKILL)
+            except (OSError, IndexError):
                 pass
         if not found:
             return

@@ -10,8 +10,8 @@ carry `Authorization: Bearer <token>` or gets 401 (compared in constant time).
   {"groups": [[{...}, ...]]}   -> {"results": [[...], ...]} (group terms apply)
 A bare sample object or a bare list is read as "sample" / "samples".
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI must see the real Request
+# class in the endpoint signatures, which are defined inside make_app.
 import hmac
 import ipaddress
 import os

@@ -54,7 +54,7 @@ def plan_resources(recipe) -> ResourcePlan:
     return ResourcePlan([
         Role("rollout-worker", ro.workers, ro.cpus_per_worker, ro.gpus_per_worker),
         Role("learner-rank", le.ranks, le.cpus_per_rank, le.gpus_per_rank),
-        Role("reward-hub", rw.replicas, getattr(rw, "cpus_per_replica", 0.5), 0.0),
+        Role("reward-hub", rw.replicas, rw.replica_cpus, 0.0),
     ])
 
 

@@ -21,7 +21,7 @@ from rl.errors import UserError
 from rl.learner.config import LearnerConfig
 from rl.monitor.config import MonitorConfig
 from rl.run_config import ClusterConfig, EvalConfig, RunConfig
-from rollout.rollout_config import PipelineConfig, RolloutConfig
+from rollout.config import PipelineConfig, RolloutConfig
 
 
 class Recipe(BaseModel):

@@ -250,6 +250,10 @@ class Engine:
             self._engine.reset_prefix_cache()  # succeeds only when nothing is running
         self._version = int(version)
 
+    def set_version(self, version: int) -> None:
+        """Advance the policy version without new weights (a skipped update)."""
+        self._version = int(version)
+
     # -- conveniences -----------------------------------------------------
     def generate(self, prompts_ids: list[list[int]], *, temperature: float, max_tokens: int,
                  n: int = 1, seed: int | None = None, top_p: float = 1.0) -> list[Completion]:

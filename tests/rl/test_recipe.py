@@ -1,0 +1,69 @@
+"""Recipes: layered YAML + dotted overrides into typed configs, one-line errors."""
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rl.cli import main
+from rl.errors import UserError
+from rl.recipe import load_recipe
+
+
+def test_default_recipe_resolves():
+    r = load_recipe("recipes/tiny-arith.yaml")
+    assert r.rollout.workers == 1 and r.learner.ranks == 2
+    assert r.algo.loss == "cispo"
+    assert r.pipeline.max_off_policy_steps == 2
+
+
+def test_overrides_and_layering(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("run: {steps: 7}\nalgo: {loss: grpo, clip_high: 0.28}\n")
+    top = tmp_path / "top.yaml"
+    top.write_text("extends: base.yaml\nalgo: {clip_low: 0.1}\n")
+    r = load_recipe(top, ["run.steps=11", "learner.lr=3e-5", "pipeline.weight_transport=safetensors"])
+    assert r.run.steps == 11
+    assert r.algo.loss == "grpo" and r.algo.clip_high == 0.28 and r.algo.clip_low == 0.1
+    assert r.learner.lr == pytest.approx(3e-5)
+    assert r.pipeline.weight_transport == "safetensors"
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("algo.lossx=1", "unknown key 'algo.lossx'"),
+    ("learner.lr=abc", "key 'learner.lr'"),
+    ("algo.loss=ppo", "key 'algo.loss'"),
+    ("rollout.samples_per_prompt=1", "key 'rollout.samples_per_prompt'"),
+    ("pipeline.max_off_policy_steps=-1", "key 'pipeline.max_off_policy_steps'"),
+])
+def test_bad_values_name_the_key(override, needle):
+    with pytest.raises(UserError) as err:
+        load_recipe("recipes/tiny-arith.yaml", [override])
+    assert needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: {steps: 3}\nrollout: {workerz: 2}\n")
+    out = subprocess.run([sys.executable, "-m", "rl.cli", "launch", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines == [f"asymptote: error: {bad}: unknown key 'rollout.workerz'"]
+    out = subprocess.run([sys.executable, "-m", "rl.cli", "launch", str(tmp_path / "none.yaml")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "recipe file not found" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_dry_run_prints_config_and_plan(capsys):
+    assert main(["launch", "recipes/tiny-arith.yaml", "learner.ranks=3", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "ranks: 3" in out
+    assert "learner-rank     x3" in out and "rollout-worker   x1" in out
+
+
+def test_config_modules_import_without_heavy_libraries():
+    code = ("import sys, rl.recipe; bad = [m for m in ('torch', 'ray', 'vllm', 'transformers') if m in sys.modules];"
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

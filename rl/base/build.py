@@ -75,7 +75,11 @@ def build_base(name: str | BaseSpec, cache_dir: str | Path | None = None,
             old = final.parent / f".{final.name}.old-{os.getpid()}"
             final.rename(old)
             shutil.rmtree(old)
-        tmp.rename(final)
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not (final / "config.json").is_file():
+                raise  # not a concurrent build of the same spec finishing first
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final

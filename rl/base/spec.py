@@ -26,10 +26,10 @@ class BaseSpec(BaseModel):
     corpus_size: int = Field(32000, gt=0, description="Supervised examples generated (cycled if steps need more).")
     carry_drop: float = Field(0.65, ge=0, le=1, description="Probability that a true carry is dropped in the corpus.")
     check_rate: float = Field(0.30, ge=0, le=1, description="Fraction of examples with a redundant ',check:N' step.")
-    sft_steps: int = Field(245, gt=0, description="Optimizer steps of supervised training.")
-    batch_size: int = Field(128, gt=0, description="Sequences per optimizer step.")
+    sft_steps: int = Field(1000, gt=0, description="Optimizer steps of supervised training.")
+    batch_size: int = Field(32, gt=0, description="Sequences per optimizer step.")
     lr: float = Field(3e-3, gt=0, description="Peak learning rate (cosine decay, short warmup).")
-    warmup_steps: int = Field(10, ge=0, description="Linear warmup steps.")
+    warmup_steps: int = Field(20, ge=0, description="Linear warmup steps.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     seed: int = Field(0, ge=0, description="Seed of the init, the corpus and the batch order.")
     eval_prompts: int = Field(200, gt=0, le=1000, description="Held-out prompts measured after the build.")
@@ -41,6 +41,8 @@ class BaseSpec(BaseModel):
 
 
 SPECS: dict[str, BaseSpec] = {
-    # tiny-task-notes: 245 x 128 at 3e-3 gave greedy 0.24, mean@16 0.244, pass@16 0.67.
+    # tiny-task-notes reported 245 x 128 at 3e-3; here that reached only loss 0.36 and
+    # mean@16 0.002. The same 32k sequences in 1000 steps of 32 learn the digit
+    # alignment (loss 0.41 vs 1.0 after 6k sequences) in about the same time.
     "tiny-arith": BaseSpec(name="tiny-arith"),
 }

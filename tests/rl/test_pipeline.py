@@ -49,8 +49,11 @@ def test_async_k2_bounds_staleness_and_learns(ray_local, tmp_path):
     stale = [r["pipeline/staleness_max"] for r in steps]
     assert max(stale) <= 2
     assert max(stale) >= 1  # generation really ran ahead of the learner
-    trained = [r for r in steps if "mismatch/kl" in r]
-    assert all(r["mismatch/kl"] < 0.05 for r in trained)
+    # samples made by the current weights match the learner exactly; older
+    # ones differ by the policy change (that is what the IS weights correct)
+    onpol = [r["mismatch/onpolicy_abs_logprob"] for r in steps if "mismatch/onpolicy_abs_logprob" in r]
+    assert onpol and max(onpol) < 1e-3
+    assert max(r["mismatch/abs_logprob"] for r in steps if "mismatch/abs_logprob" in r) > max(onpol)
     # the held-out pass rate rises
     evals = [r["eval/pass_rate"] for r in steps if "eval/pass_rate" in r]
     assert summary["pass_rate_end"] > summary["pass_rate_start"] + 0.08, (summary, evals)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import ray
+import torch
 from transformers import AutoTokenizer
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -62,10 +63,12 @@ class RunState:
     ledger: Any = None
     pending: dict[int, list] = field(default_factory=dict)  # step -> prompts of in-flight jobs
     evals: list[dict] = field(default_factory=list)  # (step, compute, pass rate) points for the fit
+    probe: Optional[dict] = None  # fixed (prompt, completion) token ids for the mismatch probe
 
     def state_dict(self) -> dict:
         return {"step": self.step, "sampler": self.sampler.state_dict(), "ledger": self.ledger.state_dict(),
-                "pending": {str(k): v for k, v in self.pending.items()}, "evals": self.evals}
+                "pending": {str(k): v for k, v in self.pending.items()}, "evals": self.evals,
+                "probe": self.probe}
 
     def load_state_dict(self, d: dict) -> None:
         self.step = d["step"]
@@ -73,6 +76,7 @@ class RunState:
         self.ledger.load_state_dict(d["ledger"])
         self.pending = {int(k): v for k, v in d["pending"].items()}
         self.evals = list(d["evals"])
+        self.probe = d.get("probe")
 
 
 class Controller:
@@ -105,12 +109,13 @@ class Controller:
             t_train = time.perf_counter()
             self._sync_weights(version=step + 1, skipped=batch is None)
             t_sync = time.perf_counter()
+            probe = self._probe_mismatch()
             st.pending.pop(step, None)
             st.step = step + 1
             metrics = {"step": st.step, "policy_version": st.step, **train,
                        **rollout_metrics(rollout, step, k),
                        "time/wait_rollout": t_gen - t0, "time/train": t_train - t_gen,
-                       "time/weight_sync": t_sync - t_train}
+                       "time/weight_sync": t_sync - t_train, **probe}
             metrics.update(self._account(rollout, batch))
             if st.step % r.eval.every == 0 or st.step == total:
                 metrics.update(self._evaluate(step=st.step))
@@ -165,6 +170,32 @@ class Controller:
         else:
             ray.get(refs + [w.receive_broadcast.remote(version) for w in self.workers])
 
+    def _probe_mismatch(self) -> dict:
+        """Score one fixed batch with every engine and with the learner right
+        after a weight sync: the train-inference mismatch, every step."""
+        probe = self.state.probe
+        if not probe:
+            return {}
+        prompts, completions = probe["prompts"], probe["completions"]
+        temperature = self.recipe.rollout.temperature
+        refs = [w.score.remote(prompts, completions, temperature) for w in self.workers]
+        seqs = [p + c for p, c in zip(prompts, completions)]
+        ids = torch.full((len(seqs), max(map(len, seqs))), self.pad_id, dtype=torch.long)
+        for i, seq in enumerate(seqs):
+            ids[i, :len(seq)] = torch.tensor(seq)
+        learner_lp = self.learner.score_tokens(ids)
+        worst, total, count = 0.0, 0.0, 0
+        for _, engine_lp in ray.get(refs):
+            for i, (p, lps) in enumerate(zip(prompts, engine_lp)):
+                diff = (learner_lp[i, len(p):len(p) + len(lps)] - torch.tensor(lps)).abs()
+                worst, total, count = max(worst, float(diff.max())), total + float(diff.sum()), count + len(lps)
+        return {"mismatch/probe_abs_logprob": total / max(count, 1), "mismatch/probe_max_abs_logprob": worst}
+
+    def _set_probe(self, result: RolloutBatch, size: int = 8) -> None:
+        groups = [g for g in result.groups if g.samples and g.samples[0].token_ids][:size]
+        self.state.probe = {"prompts": [list(g.prompt_ids) for g in groups],
+                            "completions": [list(g.samples[0].token_ids) for g in groups]}
+
     # ---- evaluation, accounting, logging -------------------------------------
     def _evaluate(self, step: int) -> dict:
         ev = self.recipe.eval
@@ -173,6 +204,8 @@ class Controller:
         result = self._collect(self._submit(f"eval/{step}", step, rows, ev.k, ev.temperature,
                                             min_version=step, priority=1))
         self.eval_gen_tokens += sum(len(s.token_ids) for s in result.samples)
+        if self.state.probe is None:
+            self._set_probe(result)
         out = eval_metrics(result)
         out["time/eval"] = time.perf_counter() - t0
         point = {"step": step, "y": out["eval/pass_rate"], **self.state.ledger.totals()}

@@ -14,7 +14,7 @@ overlaps generation of the rest of the batch.
 """
 from __future__ import annotations
 
-import os
+import concurrent.futures
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,6 +54,7 @@ class RolloutWorker:
         self._waiting: list[_JobState] = []
         self._active: dict[str, _JobState] = {}
         self._pending_weights: Optional[tuple[int, Any]] = None
+        self._calls: list[tuple[Any, concurrent.futures.Future]] = []  # run on the engine thread
         self._version = 0
         self._stop = False
         self._ready = threading.Event()
@@ -101,6 +102,11 @@ class RolloutWorker:
     def version(self) -> int:
         return self._version
 
+    def score(self, prompt_ids: list[list[int]], completion_ids: list[list[int]], temperature: float = 1.0):
+        """Log-probs of fixed completions under the engine's current weights
+        (run between decode steps; in-flight requests continue after)."""
+        return self._on_engine(lambda engine: (self._version, engine.score(prompt_ids, completion_ids, temperature)))
+
     def cpu_seconds(self) -> float:
         return time.process_time()
 
@@ -111,6 +117,13 @@ class RolloutWorker:
         self._thread.join(timeout=30)
 
     # ---- the engine thread ----------------------------------------------------
+    def _on_engine(self, fn):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._cond:
+            self._calls.append((fn, future))
+            self._cond.notify_all()
+        return future.result()
+
     def _stage(self, version: int, state) -> None:
         with self._cond:
             self._pending_weights = (version, state)
@@ -129,12 +142,13 @@ class RolloutWorker:
         self._ready.set()
         while True:
             with self._cond:
-                while (not self._stop and self._pending_weights is None
+                while (not self._stop and self._pending_weights is None and not self._calls
                        and not self._admissible() and not self.engine.has_unfinished()):
                     self._cond.wait(timeout=0.5)
                 if self._stop:
                     return
                 weights, self._pending_weights = self._pending_weights, None
+                calls, self._calls = self._calls, []
                 admit = [s for s in self._waiting if s.job.min_version <= max(self._version, weights[0] if weights else 0)]
                 self._waiting = [s for s in self._waiting if s not in admit]
                 self._cond.notify_all()
@@ -146,6 +160,11 @@ class RolloutWorker:
                     else:
                         self.engine.set_version(version)
                     self._version = version
+                for fn, future in calls:
+                    try:
+                        future.set_result(fn(self.engine))
+                    except Exception as err:
+                        future.set_exception(err)
                 for s in admit:
                     self._admit(s)
                 if self.engine.has_unfinished():

@@ -44,6 +44,9 @@ class LearnerGroup:
     def eval_loss(self, batch: TrainBatch) -> float:
         return self._all("eval_loss", ray.put(batch))[0]
 
+    def score_tokens(self, input_ids_bt) -> "torch.Tensor":
+        return self._all("score_tokens", ray.put(input_ids_bt))[0]
+
     def push_weights_refs(self, transport: str) -> list:
         """Start the weight push on every rank; the first ref resolves to the
         payload ('safetensors') or None ('broadcast')."""

@@ -165,6 +165,12 @@ class LearnerRank:
         dist.all_reduce(t)
         return t.cpu()
 
+    def score_tokens(self, input_ids_bt: torch.Tensor) -> torch.Tensor:
+        """log pi(token) for fixed sequences under the current weights, no grad.
+        Collective: every rank runs the same forward."""
+        with torch.no_grad():
+            return self.token_logprobs(input_ids_bt).cpu()
+
     def cpu_seconds(self) -> float:
         return time.process_time()
 

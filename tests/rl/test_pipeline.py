@@ -38,6 +38,9 @@ def test_on_policy_k0_syncs_weights_exactly(ray_local, tmp_path):
     # every sample came from the weights the learner had just pushed: the
     # engine's log-probs equal the learner's (fp32 both) up to kernel noise
     assert max(r["mismatch/onpolicy_abs_logprob"] for r in trained) < 1e-3
+    # the fixed probe batch, scored by engine and learner after every sync
+    probe = [r["mismatch/probe_max_abs_logprob"] for r in steps]
+    assert len(probe) == 6 and max(probe) < 1e-3
     # ...while the weights did move between steps
     assert all(r["train/grad_norm"] > 0 for r in trained)
 
@@ -54,6 +57,7 @@ def test_async_k2_bounds_staleness_and_learns(ray_local, tmp_path):
     onpol = [r["mismatch/onpolicy_abs_logprob"] for r in steps if "mismatch/onpolicy_abs_logprob" in r]
     assert onpol and max(onpol) < 1e-3
     assert max(r["mismatch/abs_logprob"] for r in steps if "mismatch/abs_logprob" in r) > max(onpol)
+    assert max(r["mismatch/probe_max_abs_logprob"] for r in steps) < 1e-3
     # the held-out pass rate rises
     evals = [r["eval/pass_rate"] for r in steps if "eval/pass_rate" in r]
     assert summary["pass_rate_end"] > summary["pass_rate_start"] + 0.08, (summary, evals)

@@ -1,0 +1,244 @@
+"""End-to-end RL training throughput of the default recipe, as ratios against
+TRL's `GRPOTrainer` on the same machine in the same invocation.
+
+Both systems train the same tiny base (`tiny-arith`) on the same prompts in
+the same order, 16 prompts x 8 samples per optimizer step, at most 64 new
+tokens, temperature 1.0, lr 1e-4 (5 warm-up steps, then constant), reward 1/0
+from `rl.data.arith.is_correct`, CISPO with its importance-weight cap at 4.
+
+- ours: `recipes/tiny-arith.yaml` through `Controller` (1 vLLM rollout
+  worker, 2 FSDP2 learner ranks on Ray, rollouts up to 2 steps off-policy);
+  the evaluations it always runs (step 0 and the last step) cut to 1 prompt
+  x 1 sample, none in between, no checkpoints, no live fit, no wandb.
+- baseline: `trl.GRPOTrainer`, HF `generate` (TRL's vLLM modes need CUDA or
+  a server), one process, all 128 completions per step in one generation
+  batch and one micro-batch, no evaluation, no checkpoints. torch runs it at
+  `--trl-threads` intra-op threads, 1 by default: on a shared 2-core machine
+  2 threads made its steps 10-20x slower (OpenMP threads waiting on each
+  other for a 650k-parameter model's tiny matmuls); ours' learner ranks run
+  at 1 thread each too (`learner.threads_per_rank`).
+
+Throughput is steady state: samples and generated tokens summed over the
+steps warmup+1 .. N-k-1, divided by the wall time of those steps, where k is
+the recipe's `pipeline.max_off_policy_steps` (2). Left out are the first
+steps (engine and allocator warm-up, the step-0 evaluation) and the last k+1:
+ours submits no new rollouts there, so those steps train without generation
+competing for the CPUs (and ours evaluates at the last step regardless of
+`eval.every`). The same window is used for TRL. Total wall time, start-up
+included, is reported beside. Generated tokens count the EOS token in both.
+Trained tokens are prompt + response tokens through the learner: ours drops
+groups whose 8 rewards are all equal, TRL trains them with zero advantage.
+
+    python bench/bench_e2e.py [--steps 20] [--warmup 3] [--trl-threads 1] [--skip-trl] [--skip-ours] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "tiny-arith.yaml"
+
+
+def drain_steps() -> int:
+    """Trailing steps left out: the pipeline drains over the last k+1."""
+    return load_default_recipe(1).pipeline.max_off_policy_steps + 1
+
+
+def steady(steps: list[dict], warmup: int, drain: int) -> dict:
+    """Rates over steps warmup+1 .. N-drain of per-step records with
+    `samples`, `gen_tokens`, `train_tokens`, `seconds`."""
+    window = steps[warmup:len(steps) - drain]
+    if not window:
+        raise SystemExit(f"no steady-state steps: {len(steps)} steps, warmup {warmup}, drain {drain}")
+    seconds = sum(s["seconds"] for s in window)
+    return {
+        "steps_measured": len(window),
+        "samples_per_s": sum(s["samples"] for s in window) / seconds,
+        "gen_tokens_per_s": sum(s["gen_tokens"] for s in window) / seconds,
+        "train_tokens_per_s": sum(s["train_tokens"] for s in window) / seconds,
+        "seconds_per_step": seconds / len(window),
+        "mean_completion_tokens": sum(s["gen_tokens"] for s in window) / sum(s["samples"] for s in window),
+    }
+
+
+# ---- ours ------------------------------------------------------------------
+def load_default_recipe(steps: int):
+    from rl.recipe import load_recipe
+
+    return load_recipe(RECIPE, [f"run.steps={steps}", f"eval.every={steps + 1000}",
+                                "eval.prompts=1", "eval.k=1", "run.checkpoint_every=0", "monitor.enabled=false",
+                                "run.progress=false", "run.wandb_mode=disabled"])
+
+
+def run_ours(steps: int, warmup: int) -> dict:
+    import ray
+
+    from rl.controller import Controller
+
+    recipe = load_default_recipe(steps)
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-ours-") as run_dir:
+        t0 = time.perf_counter()
+        try:
+            Controller(recipe, Path(run_dir)).run()
+        finally:
+            wall = time.perf_counter() - t0
+            if ray.is_initialized():
+                ray.shutdown()
+        lines = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    per_step = []
+    for m in lines:
+        if m.get("step", 0) < 1 or "rollout/samples" not in m:
+            continue
+        # rollout/gen_tokens also counts evaluation tokens; use the training rollouts' own
+        per_step.append({"samples": m["rollout/samples"],
+                         "gen_tokens": m["rollout/length_mean"] * m["rollout/samples"],
+                         "train_tokens": m["train/tokens_trained"], "seconds": m["time/step"]})
+    return {"total_wall_s": wall, "steps": len(per_step), **steady(per_step, warmup, drain_steps())}
+
+
+# ---- TRL GRPOTrainer ---------------------------------------------------------
+def _reward_correct(completions, answer, **_) -> list[float]:
+    from rl.data.arith import is_correct
+
+    texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+    return [1.0 if is_correct(t, a) else 0.0 for t, a in zip(texts, answer)]
+
+
+def _step_timer():
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Wall time between consecutive optimizer steps and each step's logged
+        completion lengths and input-token count."""
+
+        def __init__(self):
+            self.ends: list[float] = []
+            self.logs: dict[int, dict] = {}
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.ends = [time.perf_counter()]
+
+        def on_step_end(self, args, state, control, **kw):
+            self.ends.append(time.perf_counter())
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "completions/mean_length" in logs:
+                self.logs[state.global_step] = dict(logs)
+
+    return StepTimer()
+
+
+def run_trl(steps: int, warmup: int, threads: int) -> dict:
+    import datasets
+    import torch
+    import transformers
+    from transformers.trainer_callback import PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rl.base.build import resolve_base
+    from rl.data.datasets import PromptSampler, load_splits
+
+    transformers.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    recipe = load_default_recipe(steps)
+    ro, lr = recipe.rollout, recipe.learner
+    batch = ro.prompts_per_step * ro.samples_per_prompt
+    train_rows, _ = load_splits(recipe.data)
+    rows = PromptSampler(train_rows, seed=recipe.run.seed).next_batch(ro.prompts_per_step * steps)  # ours' order
+    dataset = datasets.Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": r["prompt"]}], "answer": r["answer"]} for r in rows])
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-trl-") as out_dir:
+        config = GRPOConfig(
+            output_dir=out_dir, max_steps=steps, use_cpu=True, bf16=False, seed=recipe.run.seed,
+            per_device_train_batch_size=batch, gradient_accumulation_steps=1, steps_per_generation=1,
+            num_generations=ro.samples_per_prompt, max_completion_length=ro.max_new_tokens,
+            temperature=ro.temperature, top_p=1.0, top_k=0, use_vllm=False, shuffle_dataset=False,
+            learning_rate=lr.lr, lr_scheduler_type="constant_with_warmup", warmup_steps=lr.warmup_steps,
+            adam_beta1=lr.betas[0], adam_beta2=lr.betas[1], adam_epsilon=lr.adam_eps,
+            weight_decay=lr.weight_decay, max_grad_norm=lr.grad_clip,
+            loss_type="cispo", epsilon_high=recipe.algo.is_cap, beta=0.0, scale_rewards="group",
+            logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
+        )
+        timer = _step_timer()
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        t0 = time.perf_counter()
+        trainer = GRPOTrainer(model=str(resolve_base(recipe.model.base)), reward_funcs=_reward_correct,
+                              args=config, train_dataset=dataset, callbacks=[timer])
+        trainer.remove_callback(PrinterCallback)  # the table is the output, not per-step dicts
+        try:
+            trainer.train()
+        finally:
+            wall = time.perf_counter() - t0
+            torch.set_num_threads(before)
+    per_step, seen = [], 0.0
+    for k in range(1, len(timer.ends)):
+        log = timer.logs.get(k, {})
+        tokens = float(log.get("num_tokens", seen))
+        per_step.append({"samples": batch, "gen_tokens": float(log.get("completions/mean_length", 0.0)) * batch,
+                         "train_tokens": tokens - seen, "seconds": timer.ends[k] - timer.ends[k - 1]})
+        seen = tokens
+    return {"total_wall_s": wall, "steps": len(per_step), **steady(per_step, warmup, drain_steps())}
+
+
+# ---- report ------------------------------------------------------------------
+NAMES = {"ours": "asymptote tiny-arith (vLLM + 2 FSDP2 ranks, Ray)",
+         "trl": "TRL GRPOTrainer (HF generate, 1 process, {threads} thr) [baseline]"}
+
+
+def print_table(results: dict, steps: int, warmup: int) -> None:
+    ro = load_default_recipe(steps).rollout
+    print(f"end-to-end RL throughput, {steps} steps of {ro.prompts_per_step} prompts x {ro.samples_per_prompt} samples, "
+          f"max {ro.max_new_tokens} new tokens; steady state over steps {warmup + 1}..{steps - drain_steps()}")
+    print(f"both systems ran on this machine ({os.cpu_count()} CPUs) in this invocation, one after the other; "
+          "1-min load average before each: " + ", ".join(f"{k} {r['load_before']:.1f}" for k, r in results.items()))
+    head = f"{'system':58s} {'samples/s':>10s} {'gen tok/s':>10s} {'s/step':>8s} {'train tok/s':>12s} {'resp len':>9s} {'wall s':>8s}"
+    print(head)
+    print("-" * len(head))
+    for key, r in results.items():
+        print(f"{NAMES[key].format(**r):58s} {r['samples_per_s']:10.1f} {r['gen_tokens_per_s']:10.1f} "
+              f"{r['seconds_per_step']:8.2f} {r['train_tokens_per_s']:12.1f} "
+              f"{r['mean_completion_tokens']:9.1f} {r['total_wall_s']:8.1f}")
+    if "ours" in results and "trl" in results:
+        o, t = results["ours"], results["trl"]
+        print(f"{'ratio ours / TRL':58s} {o['samples_per_s'] / t['samples_per_s']:9.2f}x "
+              f"{o['gen_tokens_per_s'] / t['gen_tokens_per_s']:9.2f}x {o['seconds_per_step'] / t['seconds_per_step']:7.2f}x "
+              f"{o['train_tokens_per_s'] / t['train_tokens_per_s']:11.2f}x "
+              f"{o['mean_completion_tokens'] / t['mean_completion_tokens']:8.2f}x {o['total_wall_s'] / t['total_wall_s']:7.2f}x")
+        print("(rates: >1 means ours is faster; s/step and wall s: <1 means ours is faster)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20, help="optimizer steps per system")
+    ap.add_argument("--warmup", type=int, default=3, help="first steps left out of the steady-state rates")
+    ap.add_argument("--trl-threads", type=int, default=1, help="torch intra-op threads of the TRL process")
+    ap.add_argument("--skip-trl", action="store_true", help="measure only ours")
+    ap.add_argument("--skip-ours", action="store_true", help="measure only TRL")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = ap.parse_args()
+    if args.steps < args.warmup + drain_steps() + 1:
+        ap.error(f"--steps must be at least --warmup + {drain_steps() + 1} (the pipeline drains over the last steps)")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from rl.base.build import resolve_base
+
+    resolve_base(load_default_recipe(args.steps).model.base)  # a first-time build is timed by neither system
+    results = {}
+    if not args.skip_ours:
+        results["ours"] = {"load_before": os.getloadavg()[0], **run_ours(args.steps, args.warmup)}
+    if not args.skip_trl:
+        results["trl"] = {"load_before": os.getloadavg()[0], "threads": args.trl_threads,
+                          **run_trl(args.steps, args.warmup, args.trl_threads)}
+    if args.json:
+        print(json.dumps({"steps": args.steps, "warmup": args.warmup, "drain": drain_steps(), "cpus": os.cpu_count(),
+                          "results": results}, indent=2))
+    else:
+        print_table(results, args.steps, args.warmup)
+
+
+if __name__ == "__main__":
+    main()

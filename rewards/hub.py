@@ -41,6 +41,12 @@ class RewardReplica:
     def score_groups(self, groups: list[list[dict]]) -> list[list[RewardResult]]:
         return self.scorer.score_groups(groups)
 
+    def cpu_seconds(self) -> float:
+        """Core-seconds this replica and its worker processes have used."""
+        from rl.monitor.ledger import process_tree_core_seconds
+
+        return process_tree_core_seconds()
+
     def metrics(self) -> dict[str, Any]:
         return self.scorer.metrics.snapshot()
 
@@ -107,6 +113,10 @@ class RewardHub:
         from rewards.scorer import summarise
 
         return summarise(ray.get([r.metrics.remote() for r in self.replicas]))
+
+    def cpu_seconds(self) -> float:
+        """Core-seconds used by all replicas (for the compute ledger)."""
+        return float(sum(ray.get([r.cpu_seconds.remote() for r in self.replicas])))
 
     def shutdown(self) -> None:
         try:

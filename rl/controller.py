@@ -216,7 +216,7 @@ class Controller:
         return out
 
     def _account(self, rollout: RolloutBatch, batch) -> dict:
-        cpu_now = self._cpu_seconds()
+        cpu_now = self._device_seconds()
         spent = max(0.0, cpu_now - self._cpu_last)
         self._cpu_last = cpu_now
         gen_tokens = sum(len(s.token_ids) for s in rollout.samples) + self.eval_gen_tokens
@@ -231,16 +231,16 @@ class Controller:
         )
         return {"rollout/gen_tokens": gen_tokens, "train/tokens_trained": train_tokens, **self.state.ledger.totals()}
 
-    def _cpu_seconds(self) -> float:
-        """Core-seconds used so far by every process of the run (GPU runs would
-        count GPU-seconds instead; see rl.monitor.ledger)."""
+    def _device_seconds(self) -> float:
+        """Accelerator-seconds so far: GPU-seconds (wall time x GPUs held) on
+        GPU, else core-seconds used by every process of the run (driver,
+        rollout workers, learner ranks, hub replicas and their children)."""
+        gpus = plan_resources(self.recipe).total("GPU")
+        if gpus:
+            return time.perf_counter() * gpus
         refs = [w.cpu_seconds.remote() for w in self.workers]
-        total = sum(ray.get(refs)) + self.learner.cpu_seconds() + time.process_time()
-        try:
-            total += float(self.hub.metrics().get("cpu_seconds", 0.0))
-        except Exception:
-            pass
-        return total
+        # the driver counts itself only: a local Ray cluster's processes are its children
+        return sum(ray.get(refs)) + self.learner.cpu_seconds() + self.hub.cpu_seconds() + time.process_time()
 
     def _log(self, metrics: dict) -> None:
         if self.fitter is not None:
@@ -316,7 +316,7 @@ class Controller:
                                       name=r.run.name, config=r.model_dump(mode="json"))
         self.progress = ProgressLine(r.run.steps, start=self.state.step, enabled=r.run.progress)
         self.eval_gen_tokens = 0
-        self._cpu_last = self._cpu_seconds()
+        self._cpu_last = self._device_seconds()
 
     def _connect_broadcast(self) -> None:
         backend = resolve_backend(self.recipe.learner.backend)

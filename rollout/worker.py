@@ -108,7 +108,8 @@ class RolloutWorker:
         return self._on_engine(lambda engine: (self._version, engine.score(prompt_ids, completion_ids, temperature)))
 
     def cpu_seconds(self) -> float:
-        return time.process_time()
+        from rl.monitor.ledger import process_tree_core_seconds
+        return process_tree_core_seconds()
 
     def stop(self) -> None:
         with self._cond:

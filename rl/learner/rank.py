@@ -172,7 +172,8 @@ class LearnerRank:
             return self.token_logprobs(input_ids_bt).cpu()
 
     def cpu_seconds(self) -> float:
-        return time.process_time()
+        from rl.monitor.ledger import process_tree_core_seconds
+        return process_tree_core_seconds()
 
     def shutdown(self) -> None:
         if dist.is_initialized():

@@ -46,6 +46,23 @@ def process_core_seconds() -> float:
     return total
 
 
+def process_tree_core_seconds() -> float:
+    """CPU seconds used so far by this process and its live descendants (a
+    long-lived helper process, e.g. the hub's math-verify worker, is counted
+    while it runs, unlike `RUSAGE_CHILDREN`). Exited children are lost, so
+    callers also count them via `process_core_seconds` where they matter."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
 class DeviceClock:
     """Accelerator-seconds since the last `lap()`.
 

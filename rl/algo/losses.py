@@ -15,7 +15,7 @@ versions ago): for GRPO they are the "old" policy of the clipped ratio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 

@@ -44,7 +44,7 @@ class LearnerGroup:
     def eval_loss(self, batch: TrainBatch) -> float:
         return self._all("eval_loss", ray.put(batch))[0]
 
-    def score_tokens(self, input_ids_bt) -> "torch.Tensor":
+    def score_tokens(self, input_ids_bt):
         return self._all("score_tokens", ray.put(input_ids_bt))[0]
 
     def push_weights_refs(self, transport: str) -> list:

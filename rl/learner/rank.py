@@ -7,7 +7,6 @@ micro-batches, forward/backward each, clip, step, reduce metrics.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional

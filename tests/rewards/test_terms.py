@@ -7,7 +7,6 @@ from pydantic import ValidationError
 from rewards.config import RewardsConfig
 from rewards.length import kimi_length_rewards, overlong_penalty, sample_length
 from rewards.math import extract_answer, fast_compare, last_boxed
-from rewards.format import format_ok
 from rewards.code import last_python_block, normalise_tests
 from rewards.types import build_reward
 

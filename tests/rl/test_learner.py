@@ -2,7 +2,6 @@
 import random
 
 import pytest
-import torch
 
 from rl.algo.batch import build_train_batch
 from rl.algo.config import AlgoConfig

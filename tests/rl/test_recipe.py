@@ -1,7 +1,6 @@
 """Recipes: layered YAML + dotted overrides into typed configs, one-line errors."""
 import subprocess
 import sys
-import time
 
 import pytest
 

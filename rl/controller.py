@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -149,7 +150,7 @@ class Controller:
                       prompt_ids=[render_prompt(self.tokenizer, row["prompt"]) for row in rows],
                       n=n, temperature=temperature, max_tokens=self.recipe.rollout.max_new_tokens,
                       min_version=min_version, priority=priority,
-                      seed=self.recipe.run.seed * 1_000_003 + step * 1009 + i * 7)
+                      seed=zlib.crc32(f"{self.recipe.run.seed}/{job_id}/{i}".encode()) << 20)
             refs.append(worker.generate.remote(job))
         return refs
 

@@ -86,6 +86,9 @@ class Controller:
 
     # ---- the whole run ------------------------------------------------------
     def run(self) -> dict:
+        done = self._finished_summary()
+        if done is not None:  # relaunching a complete run only reports it
+            return done
         self._start()
         try:
             return self._loop()
@@ -271,6 +274,13 @@ class Controller:
             out.update(self.fitter.latest())
         (self.run_dir / "summary.json").write_text(json.dumps(out, indent=2))
         return out
+
+    def _finished_summary(self) -> Optional[dict]:
+        path = self.run_dir / "summary.json"
+        if not path.is_file():
+            return None
+        summary = json.loads(path.read_text())
+        return summary if summary.get("steps", 0) >= self.recipe.run.steps else None
 
     # ---- start and stop -------------------------------------------------------
     def _start(self) -> None:

@@ -249,12 +249,11 @@ class Controller:
         if self.fitter is not None:
             metrics.update(self.fitter.latest())
         self.metrics_log.write(metrics)
-        if metrics.get("step", 0) > 0 or "eval/pass_rate" in metrics:
-            if metrics.get("step", 0) > 0:
-                self.progress.update(metrics)
-            if "eval/pass_rate" in metrics:
-                self.progress.note(f"step {metrics['step']}: eval pass rate {metrics['eval/pass_rate']:.3f}"
-                                   f" (pass@{self.recipe.eval.k} {metrics['eval/pass_at_k']:.3f})")
+        if metrics["step"] > 0:
+            self.progress.update(metrics)
+        if "eval/pass_rate" in metrics:
+            self.progress.note(f"step {metrics['step']}: eval pass rate {metrics['eval/pass_rate']:.3f}"
+                               f" (pass@{self.recipe.eval.k} {metrics['eval/pass_at_k']:.3f})")
 
     def _checkpoint(self) -> None:
         path = self.run_dir / "checkpoints" / f"step_{self.state.step:06d}"

@@ -67,18 +67,3 @@ def cispo_loss(inp: LossInputs, cfg: AlgoConfig) -> torch.Tensor:
 def policy_loss(name: str, inp: LossInputs, cfg: AlgoConfig, token_weights_bt: torch.Tensor) -> torch.Tensor:
     """Weighted sum of the named loss's per-token values (a scalar)."""
     return (LOSSES[name](inp, cfg) * token_weights_bt).sum()
-
-
-def ratio_stats(inp: LossInputs, cfg: AlgoConfig) -> dict[str, float]:
-    """Diagnostics: mean ratio, clip fraction, IS-cap fraction over masked tokens."""
-    with torch.no_grad():
-        m = inp.mask_bt
-        n = m.sum().clamp(min=1)
-        ratio = torch.exp(inp.logprobs_bt - inp.gen_logprobs_bt)
-        clip = ((ratio < 1 - cfg.clip_low) | (ratio > 1 + cfg.clip_high)).float()
-        capped = (ratio > (cfg.is_cap or float("inf"))).float()
-        return {
-            "ratio_mean": float((ratio * m).sum() / n),
-            "clip_frac": float((clip * m).sum() / n),
-            "is_capped_frac": float((capped * m).sum() / n),
-        }

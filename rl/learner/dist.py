@@ -6,7 +6,6 @@ shard axis); tensor or pipeline axes would be added here, by name.
 """
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 import torch
@@ -29,12 +28,6 @@ def resolve_backend(name: str) -> str:
     if name != "auto":
         return name
     return "nccl" if torch.cuda.is_available() else "gloo"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
 
 
 def init_parallel(dims: ParallelDims, master_addr: str, master_port: int) -> DeviceMesh:

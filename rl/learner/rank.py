@@ -23,7 +23,7 @@ from rl.algo.batch import TrainBatch, plan_microbatches
 from rl.algo.config import AlgoConfig
 from rl.algo.losses import LossInputs, policy_loss
 from rl.learner.config import LearnerConfig
-from rl.learner.dist import ParallelDims, free_port, init_parallel
+from rl.learner.dist import ParallelDims, init_parallel
 
 
 class LearnerRank:
@@ -40,7 +40,10 @@ class LearnerRank:
     # ---- set-up -----------------------------------------------------------
     def master_address(self) -> tuple[str, int]:
         import ray
-        return ray.util.get_node_ip_address(), free_port()
+
+        from rollout.weights import free_port
+        host = ray.util.get_node_ip_address()
+        return host, free_port(host)
 
     def setup(self, master_addr: str, master_port: int) -> int:
         from transformers import AutoModelForCausalLM
@@ -79,16 +82,10 @@ class LearnerRank:
         self.version += 1
         if batch is None:
             return {"train/skipped": 1.0, "learner/version": float(self.version)}
-        plan = plan_microbatches(batch.lengths_b.tolist(), self.dims.world, self.cfg.micro_batch_tokens)
         sums = torch.zeros(8, dtype=torch.float64)
         self.model.train()
         self.optim.zero_grad(set_to_none=True)
-        for rows in plan[self.dims.rank]:
-            sub = batch.select(rows) if rows else _dummy(batch, self.pad_id)
-            lp = self.token_logprobs(sub.input_ids_bt)
-            dev = lp.device
-            inp = LossInputs(lp, sub.gen_logprobs_bt.to(dev), sub.advantages_b.to(dev), sub.mask_bt.to(dev))
-            loss = policy_loss(self.algo.loss, inp, self.algo, sub.token_weights_bt.to(dev))
+        for sub, inp, loss in self._micro_losses(batch):
             (loss * self.dims.world).backward()  # FSDP averages gradients over ranks
             sums += _step_sums(inp, sub, loss, self.version - 1, self.algo)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -148,16 +145,23 @@ class LearnerRank:
     def eval_loss(self, batch: TrainBatch) -> float:
         """The loss of `batch` under the current weights, no update (tests,
         resume checks). Collective: all ranks call with the same batch."""
-        plan = plan_microbatches(batch.lengths_b.tolist(), self.dims.world, self.cfg.micro_batch_tokens)
         total = torch.zeros(1, dtype=torch.float64)
         with torch.no_grad():
-            for rows in plan[self.dims.rank]:
-                sub = batch.select(rows) if rows else _dummy(batch, self.pad_id)
-                lp = self.token_logprobs(sub.input_ids_bt)
-                dev = lp.device
-                inp = LossInputs(lp, sub.gen_logprobs_bt.to(dev), sub.advantages_b.to(dev), sub.mask_bt.to(dev))
-                total += policy_loss(self.algo.loss, inp, self.algo, sub.token_weights_bt.to(dev)).double().cpu()
+            for _, _, loss in self._micro_losses(batch):
+                total += loss.double().cpu()
         return float(self._all_reduce(total))
+
+    def _micro_losses(self, batch: TrainBatch):
+        """This rank's micro-batches of `batch` with their loss inputs and
+        weighted loss (empty ones as zero-weight dummies, so every rank runs
+        the same number of FSDP passes)."""
+        plan = plan_microbatches(batch.lengths_b.tolist(), self.dims.world, self.cfg.micro_batch_tokens)
+        for rows in plan[self.dims.rank]:
+            sub = batch.select(rows) if rows else _dummy(batch, self.pad_id)
+            lp = self.token_logprobs(sub.input_ids_bt)
+            dev = lp.device
+            inp = LossInputs(lp, sub.gen_logprobs_bt.to(dev), sub.advantages_b.to(dev), sub.mask_bt.to(dev))
+            yield sub, inp, policy_loss(self.algo.loss, inp, self.algo, sub.token_weights_bt.to(dev))
 
     def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
         t = t.to(self.dims.device_type)

@@ -238,9 +238,8 @@ class Controller:
         """Accelerator-seconds so far: GPU-seconds (wall time x GPUs held) on
         GPU, else core-seconds used by every process of the run (driver,
         rollout workers, learner ranks, hub replicas and their children)."""
-        gpus = plan_resources(self.recipe).total("GPU")
-        if gpus:
-            return time.perf_counter() * gpus
+        if self.n_gpus:
+            return time.perf_counter() * self.n_gpus
         refs = [w.cpu_seconds.remote() for w in self.workers]
         # the driver counts itself only: a local Ray cluster's processes are its children
         return sum(ray.get(refs)) + self.learner.cpu_seconds() + self.hub.cpu_seconds() + time.process_time()
@@ -295,6 +294,7 @@ class Controller:
         self.state = RunState(sampler=PromptSampler(train_rows, seed=r.run.seed), ledger=ComputeLedger())
 
         plan = plan_resources(r)
+        self.n_gpus = plan.total("GPU")
         if not ray.is_initialized():
             if self.address:
                 ray.init(address=self.address, namespace=r.cluster.namespace, log_to_driver=False)

@@ -77,6 +77,9 @@ class RewardsConfig(BaseModel):
     max_answer_chars: int = Field(4096, ge=1, description="Longer extracted math answers score 0 without being parsed.")
     replicas: int = Field(1, ge=1, le=256, description="Number of hub replicas (Ray actors).")
     replica_cpus: float = Field(0.5, ge=0, description="CPUs Ray reserves per replica.")
+    replica_max_restarts: int = Field(
+        3, ge=0, description="Times Ray may restart one replica whose process died; its pending calls are re-run "
+        "on the new process. Past this the replica is dead and its calls raise RayActorError.")
     timeout_s: float = Field(5.0, gt=0, le=600, description="Per-item time limit; an item past it scores 0 with details.timeout.")
     max_batch: int = Field(64, ge=1, description="Most samples one replica call carries; larger requests are split.")
     cache_size: int = Field(10000, ge=0, description="Results kept per replica in an LRU keyed by content hash (0 disables).")

@@ -12,11 +12,19 @@ knows no tokens, while the hub needs its own authenticated HTTP front
 Each replica owns a rewards.scorer.Scorer: a math worker process it kills on
 a per-item timeout (with a warm spare), a sandboxed code runner, an LRU cache
 keyed by content hash, and metrics that `RewardHub.metrics()` merges.
+
+A replica whose process dies is replaced by Ray's own actor fault tolerance
+(`max_restarts`, `max_task_retries`), not by a supervisor of ours: Ray
+restarts the process and re-runs the calls that were pending on it, so a
+caller holding an ObjectRef just gets its result, a few seconds late. The
+handle notices a restart when a replica answers from a new worker process
+(`replica_restarts`, `cpu_seconds`); the dead replica's math workers die
+with it (PR_SET_PDEATHSIG in rewards.worker), even in the middle of an item.
 """
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Optional
 
 import ray
 
@@ -41,11 +49,13 @@ class RewardReplica:
     def score_groups(self, groups: list[list[dict]]) -> list[list[RewardResult]]:
         return self.scorer.score_groups(groups)
 
-    def cpu_seconds(self) -> float:
-        """Core-seconds this replica and its worker processes have used."""
+    def usage(self) -> tuple[str, float]:
+        """(Ray worker id of this process, core-seconds this process and its
+        math workers have used). The id changes when Ray restarts the replica;
+        unlike a PID it is unique across nodes."""
         from rl.monitor.ledger import process_tree_core_seconds
 
-        return process_tree_core_seconds()
+        return ray.get_runtime_context().get_worker_id(), process_tree_core_seconds()
 
     def metrics(self) -> dict[str, Any]:
         return self.scorer.metrics.snapshot()
@@ -76,11 +86,28 @@ def _split(groups: list[list[dict]], n_chunks: int) -> list[list[list[dict]]]:
 
 
 class RewardHub:
-    """Handle to the replicas; picklable, usable from the driver or any actor."""
+    """Handle to the replicas; picklable, usable from the driver or any actor.
+
+    Restart counting and CPU totals are bookkeeping of the copy that asks (the
+    controller's, on the driver): each copy remembers which process answered
+    for each replica last time and what it had used."""
 
     def __init__(self, cfg: RewardsConfig, replicas: list):
         self.cfg = cfg
         self.replicas = replicas
+        self._seen: list[tuple[Optional[str], float]] = [(None, 0.0)] * len(replicas)
+        self._restarts = 0
+        self._dead_seconds = 0.0
+
+    def _poll(self) -> None:
+        """Ask every replica which process it runs in; a new one is a restart.
+        A call made while a replica restarts waits for the new process."""
+        for i, (worker, seconds) in enumerate(ray.get([r.usage.remote() for r in self.replicas])):
+            last_worker, last_seconds = self._seen[i]
+            if last_worker is not None and worker != last_worker:
+                self._restarts += 1
+                self._dead_seconds += last_seconds
+            self._seen[i] = (worker, seconds)
 
     def score_groups_async(self, groups: list[list[dict]]) -> ray.ObjectRef:
         """One ObjectRef resolving to list[list[RewardResult]], in order."""
@@ -114,9 +141,18 @@ class RewardHub:
 
         return summarise(ray.get([r.metrics.remote() for r in self.replicas]))
 
+    def replica_restarts(self) -> int:
+        """Times Ray has restarted a replica since `start_hub`. Seen by polling,
+        so two restarts of one replica between two calls count as one."""
+        self._poll()
+        return self._restarts
+
     def cpu_seconds(self) -> float:
-        """Core-seconds used by all replicas (for the compute ledger)."""
-        return float(sum(ray.get([r.cpu_seconds.remote() for r in self.replicas])))
+        """Core-seconds used by all replicas (for the compute ledger). Never
+        decreases: a dead process's last reading is kept, so only what it used
+        after the previous call is lost."""
+        self._poll()
+        return self._dead_seconds + sum(seconds for _, seconds in self._seen)
 
     def shutdown(self) -> None:
         try:
@@ -130,10 +166,19 @@ class RewardHub:
 
 def start_hub(cfg: RewardsConfig) -> RewardHub:
     """Start `cfg.replicas` replicas (initialising Ray locally if needed) and
-    wait until each has a warm math worker."""
+    wait until each has a warm math worker.
+
+    Each replica may be restarted `replica_max_restarts` times. Its calls are
+    retried without a count of their own (max_task_retries=-1): a call is only
+    retried after its replica died, so the restart budget already bounds the
+    retries, and a call fails only once its replica is gone for good. Scoring
+    is a pure function of the request, so running a call twice is harmless."""
     if not ray.is_initialized():
         ray.init()
     cfg_json = cfg.model_dump_json()
-    replicas = [RewardReplica.options(num_cpus=cfg.replica_cpus).remote(cfg_json) for _ in range(cfg.replicas)]
+    options = dict(num_cpus=cfg.replica_cpus, max_restarts=cfg.replica_max_restarts, max_task_retries=-1)
+    replicas = [RewardReplica.options(**options).remote(cfg_json) for _ in range(cfg.replicas)]
     ray.get([r.ping.remote() for r in replicas])
-    return RewardHub(cfg, replicas)
+    hub = RewardHub(cfg, replicas)
+    hub._poll()
+    return hub

@@ -6,6 +6,13 @@ item overruns, the replica SIGKILLs this process (math-verify's SIGALRM
 timeout only works on a main thread and cannot stop C code) and swaps in a
 warm spare. Frames are a 4-byte big-endian length followed by a pickle; the
 worker only ever unpickles what its own replica wrote.
+
+It runs in its own session (so the replica can kill its whole group), which
+puts it outside the process group Ray kills with a dead replica. An idle
+worker exits on stdin EOF when the replica is gone, but one busy on a hard
+item would run on as an orphan, so it asks the kernel to SIGKILL it when its
+parent dies (Linux; tied to the parent thread that started it, which for a
+hub replica is one of the actor's long-lived executor threads).
 """
 from __future__ import annotations
 
@@ -29,7 +36,18 @@ def write_frame(stream, obj) -> None:
     stream.flush()
 
 
+def die_with_parent() -> None:
+    """PR_SET_PDEATHSIG(SIGKILL). A parent that died before this call left
+    stdin at EOF, so the worker still exits at its first read."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 def main() -> int:
+    die_with_parent()
     logging.disable(logging.WARNING)
     sys.setrecursionlimit(10000)
     from rewards.math import verify_answer

@@ -34,7 +34,7 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+        ray.init(num_cpus=4, include_dashboard=True, log_to_driver=False,
                  configure_logging=False)
     yield ray
     ray.shutdown()

@@ -13,13 +13,24 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rl.algo.batch import TrainBatch
 from rl.algo.config import AlgoConfig
+from rl.gather import ActorDied, gather
 from rl.learner.config import LearnerConfig
 from rl.learner.rank import LearnerRank
 
 
+class LearnerFailure(Exception):
+    """A learner rank died: the FSDP shards it held are gone, so the run can
+    only go on from the last checkpoint."""
+
+    def __init__(self, rank: int, cause: BaseException):
+        super().__init__(f"learner rank {rank} died ({str(cause).splitlines()[0][:160]})")
+        self.rank = rank
+
+
 class LearnerGroup:
     def __init__(self, cfg: LearnerConfig, algo: AlgoConfig, model_path: str, temperature: float,
-                 seed: int, placement_group=None, first_bundle: int = 0, env: Optional[dict] = None):
+                 seed: int, placement_group=None, first_bundle: int = 0, env: Optional[dict] = None,
+                 deterministic: bool = False):
         remote_cls = ray.remote(LearnerRank)
         self.cfg = cfg
         self.actors = []
@@ -30,12 +41,20 @@ class LearnerGroup:
                 opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                     placement_group, placement_group_bundle_index=first_bundle + rank)
             self.actors.append(remote_cls.options(**opts).remote(
-                rank, cfg.ranks, cfg, algo, model_path, temperature, seed))
+                rank, cfg.ranks, cfg, algo, model_path, temperature, seed, deterministic))
         addr, port = ray.get(self.actors[0].master_address.remote())
         self.n_params = ray.get([a.setup.remote(addr, port) for a in self.actors])[0]
 
     def _all(self, method: str, *args) -> list:
-        return ray.get([getattr(a, method).remote(*args) for a in self.actors])
+        return self.wait([getattr(a, method).remote(*args) for a in self.actors])
+
+    def wait(self, refs: list) -> list:
+        """Results of one call per rank; a dead rank raises LearnerFailure at
+        once instead of leaving the caller waiting on its peers."""
+        try:
+            return gather(refs)
+        except ActorDied as err:
+            raise LearnerFailure(err.index, err.cause) from None
 
     def train_step(self, batch: Optional[TrainBatch]) -> dict[str, float]:
         ref = ray.put(batch)
@@ -52,8 +71,9 @@ class LearnerGroup:
         payload ('safetensors') or None ('broadcast')."""
         return [a.push_weights.remote(transport) for a in self.actors]
 
-    def connect_weight_broadcast_refs(self, backend: str, host: str, port: int, world: int) -> list:
-        return [a.connect_weight_broadcast.remote(backend, host, port, world) for a in self.actors]
+    def connect_weight_broadcast_refs(self, backend: str, host: str, port: int, world: int,
+                                      timeout_s: float = 300.0) -> list:
+        return [a.connect_weight_broadcast.remote(backend, host, port, world, timeout_s) for a in self.actors]
 
     def save_checkpoint(self, path: str) -> None:
         self._all("save_checkpoint", path)
@@ -61,12 +81,17 @@ class LearnerGroup:
     def load_checkpoint(self, path: str) -> int:
         return self._all("load_checkpoint", path)[0]
 
+    def greedy(self, prompt_ids: list[list[int]], max_new_tokens: int, eos_id: int) -> list[list[int]]:
+        return self._all("greedy", prompt_ids, max_new_tokens, eos_id)[0]
+
     def cpu_seconds(self) -> float:
         return sum(self._all("cpu_seconds"))
 
     def shutdown(self) -> None:
-        try:
-            self._all("shutdown")
+        try:  # a rank stuck in a collective with a dead peer is not waited for
+            gather([a.shutdown.remote() for a in self.actors], timeout=20)
+        except Exception:  # noqa: BLE001 - the actors are killed below either way
+            pass
         finally:
             for a in self.actors:
                 ray.kill(a)

@@ -28,7 +28,7 @@ from rl.learner.dist import ParallelDims, init_parallel
 
 class LearnerRank:
     def __init__(self, rank: int, world: int, cfg: LearnerConfig, algo: AlgoConfig,
-                 model_path: str, temperature: float, seed: int = 0):
+                 model_path: str, temperature: float, seed: int = 0, deterministic: bool = False):
         self.dims = ParallelDims(rank, world, _backend(cfg))
         self.cfg, self.algo = cfg, algo
         self.model_path, self.temperature, self.seed = model_path, temperature, seed
@@ -36,6 +36,8 @@ class LearnerRank:
         self.weight_transport = None
         if self.dims.device_type == "cpu":
             torch.set_num_threads(cfg.threads_per_rank)
+        if deterministic:
+            torch.use_deterministic_algorithms(True)
 
     # ---- set-up -----------------------------------------------------------
     def master_address(self) -> tuple[str, int]:
@@ -103,10 +105,16 @@ class LearnerRank:
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
         return get_model_state_dict(self.model, options=opts)
 
-    def connect_weight_broadcast(self, backend: str, host: str, port: int, world: int) -> bool:
+    def connect_weight_broadcast(self, backend: str, host: str, port: int, world: int,
+                                 timeout_s: float = 300.0) -> bool:
+        """(Re)build the weight group with the rollout workers (rank 0 only;
+        a replaced worker means a new group)."""
         from rollout.weights import BroadcastTransport
         if self.dims.rank == 0:
-            self.weight_transport = BroadcastTransport(backend, host, port, rank=0, world_size=world)
+            if self.weight_transport is not None:
+                self.weight_transport.close()
+            self.weight_transport = BroadcastTransport(backend, host, port, rank=0, world_size=world,
+                                                       timeout_s=timeout_s)
             self.weight_transport.connect()
         return True
 
@@ -125,12 +133,24 @@ class LearnerRank:
 
     # ---- checkpoints ------------------------------------------------------
     def save_checkpoint(self, path: str) -> None:
+        """Collective. Model + optimizer as DCP shards, this rank's RNG states,
+        and (rank 0) the version and LR schedule. A failed write (disk full)
+        raises on every rank, so no rank is left waiting for another."""
         model_sd, optim_sd = get_state_dict(self.model, self.optim)
-        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=path)
-        if self.dims.rank == 0:
-            extra = {"version": self.version, "sched": self.sched.state_dict()}
-            Path(path, "learner.json").write_text(json.dumps(extra))
-        dist.barrier()
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=path)  # raises on all ranks alike
+        error = None
+        try:
+            torch.save(_rng_state(), Path(path, f"rng_rank{self.dims.rank}.pt"))
+            if self.dims.rank == 0:
+                extra = {"version": self.version, "sched": self.sched.state_dict(), "world": self.dims.world}
+                Path(path, "learner.json").write_text(json.dumps(extra))
+        except OSError as err:
+            error = err
+        failed = self._all_reduce(torch.tensor([0.0 if error is None else 1.0]))
+        if error is not None:
+            raise error
+        if float(failed) > 0:
+            raise OSError(f"another learner rank failed to write its part of {path}")
 
     def load_checkpoint(self, path: str) -> int:
         model_sd, optim_sd = get_state_dict(self.model, self.optim)
@@ -140,7 +160,26 @@ class LearnerRank:
         extra = json.loads(Path(path, "learner.json").read_text())
         self.version = extra["version"]
         self.sched.load_state_dict(extra["sched"])
+        rng = Path(path, f"rng_rank{self.dims.rank}.pt")
+        if rng.is_file():
+            _set_rng_state(torch.load(rng, weights_only=False))
         return self.version
+
+    def greedy(self, prompt_ids: list[list[int]], max_new_tokens: int, eos_id: int) -> list[list[int]]:
+        """Greedy completions of `prompt_ids` under the current weights (no KV
+        cache: a check, not a generator). Collective: all ranks call."""
+        out = []
+        with torch.no_grad():
+            for ids in prompt_ids:
+                seq = list(ids)
+                for _ in range(max_new_tokens):
+                    x = torch.tensor([seq], device=self.dims.device_type)
+                    nxt = int(self.model(input_ids=x).logits[0, -1].argmax())
+                    seq.append(nxt)
+                    if nxt == eos_id:
+                        break
+                out.append(seq[len(ids):])
+        return out
 
     def eval_loss(self, batch: TrainBatch) -> float:
         """The loss of `batch` under the current weights, no update (tests,
@@ -181,6 +220,22 @@ class LearnerRank:
     def shutdown(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _rng_state() -> dict:
+    import random
+
+    import numpy as np
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict) -> None:
+    import random
+
+    import numpy as np
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
 
 
 def _backend(cfg: LearnerConfig) -> str:

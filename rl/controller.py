@@ -3,129 +3,125 @@ generation -> reward -> train -> weight-sync pipeline, evaluate, log,
 checkpoint.
 
 Asynchrony is the normal case. With `max_off_policy_steps = k` the
-controller keeps the rollout jobs for steps s..s+k in flight while the learner
-trains step s; the job for step t enters an engine only once that engine's
-weights are at least version t-k, so no sample is more than k versions old
-(k = 0 is synchronous on-policy). New weights are pushed into engines between
-decode steps while generations are in flight (PipelineRL).
+controller keeps the rollout jobs for steps s..s+k in flight while the
+learner trains step s; the job for step t enters an engine only once that
+engine's weights are at least version t-k, so no sample is more than k
+versions old (k = 0 is synchronous on-policy). New weights are pushed into
+engines between decode steps while generations are in flight (PipelineRL).
 
-Run state that a resume needs (step, prompt sampler, the prompts of
-in-flight jobs, compute ledger, RNG seeds) lives in `RunState`, which has a
-state_dict; the learner's model and optimizer go to a DCP checkpoint.
+The run survives its parts failing (docs/resume.md): a dead rollout worker is
+replaced by the fleet (rl.fleet), a dead hub replica by Ray; a dead learner
+rank stops the run with a one-line message and its last checkpoint, or
+restarts everything from that checkpoint up to `run.max_restarts` times.
+SIGINT/SIGTERM checkpoint at the end of the current step, then stop.
+Checkpoints are atomic (rl.checkpoint); a resume rolls metrics.jsonl back to
+the checkpoint's step, so every step is logged exactly once.
 """
 from __future__ import annotations
 
 import json
 import logging
-import zlib
-import shutil
+import os
+import signal
+import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import ray
 import torch
 from transformers import AutoTokenizer
 from ray.util.placement_group import placement_group, remove_placement_group
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rewards.hub import start_hub
 from rl.algo.batch import build_train_batch
 from rl.base.build import resolve_base
+from rl.checkpoint import CheckpointStore
 from rl.data.datasets import PromptSampler, load_splits, render_prompt
+from rl.errors import RunStopped
+from rl.fleet import Fleet
 from rl.learner.dist import resolve_backend
-from rl.learner.group import LearnerGroup
+from rl.learner.group import LearnerFailure, LearnerGroup
 from rl.metrics_log import MetricsLog
 from rl.monitor.ledger import ComputeLedger, flops_per_token
 from rl.monitor.live import LiveFitter
 from rl.placement import local_cluster_cpus, plan_resources
 from rl.progress import ProgressLine
 from rl.recipe import Recipe, to_yaml
+from rl.run_state import RunState
 from rollout.types import RolloutBatch
-from rollout.worker import Job, RolloutWorker
 
 log = logging.getLogger(__name__)
 
-ENGINE_ENV = {
-    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-    "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
-
-
-@dataclass
-class RunState:
-    """Everything besides model/optimizer that a resume restores."""
-
-    step: int = 0
-    sampler: Any = None
-    ledger: Any = None
-    pending: dict[int, list] = field(default_factory=dict)  # step -> prompts of in-flight jobs
-    evals: list[dict] = field(default_factory=list)  # (step, compute, pass rate) points for the fit
-    probe: Optional[dict] = None  # fixed (prompt, completion) token ids for the mismatch probe
-
-    def state_dict(self) -> dict:
-        return {"step": self.step, "sampler": self.sampler.state_dict(), "ledger": self.ledger.state_dict(),
-                "pending": {str(k): v for k, v in self.pending.items()}, "evals": self.evals,
-                "probe": self.probe}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.step = d["step"]
-        self.sampler.load_state_dict(d["sampler"])
-        self.ledger.load_state_dict(d["ledger"])
-        self.pending = {int(k): v for k, v in d["pending"].items()}
-        self.evals = list(d["evals"])
-        self.probe = d.get("probe")
+# Test hook: seconds to pause after the learner's shards are written and
+# before the checkpoint is sealed, so a test can kill the driver mid-write.
+PAUSE_ENV = "ASYMPTOTE_TEST_CHECKPOINT_PAUSE_S"
 
 
 class Controller:
     def __init__(self, recipe: Recipe, run_dir: Path, address: Optional[str] = None):
         self.recipe, self.run_dir = recipe, Path(run_dir)
         self.address = address or recipe.cluster.address
+        self._restarting = False  # the next start is an automatic restart after a learner failure
+        self._signal: Optional[int] = None
 
     # ---- the whole run ------------------------------------------------------
     def run(self) -> dict:
         done = self._finished_summary()
         if done is not None:  # relaunching a complete run only reports it
             return done
-        self._start()
-        try:
-            return self._loop()
-        finally:
-            self._stop()
+        restarts = 0
+        while True:
+            try:
+                self._start()
+                return self._loop()
+            except LearnerFailure as err:
+                if restarts >= self.recipe.run.max_restarts:
+                    raise RunStopped(f"{err} at step {self.state.step + 1}; the run stopped. "
+                                     f"{self._resume_hint()}") from None
+                restarts += 1
+                self._restarting = True
+                log.warning("%s: restarting from the last checkpoint (%d of %d)", err, restarts,
+                            self.recipe.run.max_restarts)
+            finally:
+                self._stop()
 
     def _loop(self) -> dict:
         r, st = self.recipe, self.state
         k, total = r.pipeline.max_off_policy_steps, r.run.steps
         if st.step == 0 and not st.evals:
-            self._log(self._evaluate(step=0) | {"step": 0})
+            self._log(self._evaluate(step=0) | self.state.ledger.totals() | {"step": 0})
         inflight: dict[int, list] = {}
         while st.step < total:
             step = st.step
             t0 = time.perf_counter()
             self._fill(inflight, step, k, total)
-            rollout = self._collect(inflight.pop(step))
+            rollout = self.fleet.collect(inflight.pop(step))
             t_gen = time.perf_counter()
             batch = build_train_batch(rollout.groups, r.algo, self.pad_id)
             train = self.learner.train_step(batch)
             t_train = time.perf_counter()
-            self._sync_weights(version=step + 1, skipped=batch is None)
+            self.fleet.sync(version=step + 1, skipped=batch is None)
             t_sync = time.perf_counter()
             probe = self._probe_mismatch()
             st.pending.pop(step, None)
             st.step = step + 1
             metrics = {"step": st.step, "policy_version": st.step, **train,
-                       **rollout_metrics(rollout, step, k),
+                       **rollout_metrics(rollout, step, k), **data_metrics(rollout, batch, st.sampler),
                        "time/wait_rollout": t_gen - t0, "time/train": t_train - t_gen,
                        "time/weight_sync": t_sync - t_train, **probe}
             metrics.update(self._account(rollout, batch))
             if st.step % r.eval.every == 0 or st.step == total:
                 metrics.update(self._evaluate(step=st.step))
             metrics["time/step"] = time.perf_counter() - t0
+            metrics.update(st.fault_metrics())
             self._log(metrics)
-            if (r.run.checkpoint_every and st.step % r.run.checkpoint_every == 0) or st.step == total:
-                self._checkpoint()
+            stop = self._signal is not None
+            if (r.run.checkpoint_every and st.step % r.run.checkpoint_every == 0) or st.step == total or stop:
+                self._checkpoint(metrics.get("eval/pass_rate"))
+            if stop and st.step < total:
+                name = signal.Signals(self._signal).name
+                raise RunStopped(f"stopped by {name} after step {st.step}. {self._resume_hint()}")
         return self._summary()
 
     # ---- pipeline -------------------------------------------------------------
@@ -144,34 +140,8 @@ class Controller:
 
     def _submit(self, job_id: str, step: int, prompts: list[dict], n: int, temperature: float,
                 min_version: int, priority: int) -> list:
-        refs = []
-        shards = _split(prompts, len(self.workers))
-        for i, (worker, rows) in enumerate(zip(self.workers, shards)):
-            if not rows:
-                continue
-            job = Job(job_id=f"{job_id}/{i}", step=step, prompts=rows,
-                      prompt_ids=[render_prompt(self.tokenizer, row["prompt"]) for row in rows],
-                      n=n, temperature=temperature, max_tokens=self.recipe.rollout.max_new_tokens,
-                      min_version=min_version, priority=priority,
-                      seed=zlib.crc32(f"{self.recipe.run.seed}/{job_id}/{i}".encode()) << 20)
-            refs.append(worker.generate.remote(job))
-        return refs
-
-    def _collect(self, refs: list) -> RolloutBatch:
-        parts = ray.get(refs)
-        return RolloutBatch(step=parts[0].step, groups=[g for p in parts for g in p.groups],
-                            gen_seconds=max(p.gen_seconds for p in parts))
-
-    def _sync_weights(self, version: int, skipped: bool) -> None:
-        if skipped:
-            ray.get([w.set_version.remote(version) for w in self.workers])
-            return
-        transport = self.recipe.pipeline.weight_transport
-        refs = self.learner.push_weights_refs(transport)
-        if transport == "safetensors":
-            ray.get([w.receive_weights.remote(refs[0], version) for w in self.workers] + refs[1:])
-        else:
-            ray.get(refs + [w.receive_broadcast.remote(version) for w in self.workers])
+        ids = [render_prompt(self.tokenizer, row["prompt"]) for row in prompts]
+        return self.fleet.submit(job_id, step, prompts, ids, n, temperature, min_version, priority)
 
     def _probe_mismatch(self) -> dict:
         """Score one fixed batch with every engine and with the learner right
@@ -180,15 +150,14 @@ class Controller:
         if not probe:
             return {}
         prompts, completions = probe["prompts"], probe["completions"]
-        temperature = self.recipe.rollout.temperature
-        refs = [w.score.remote(prompts, completions, temperature) for w in self.workers]
+        engines = self.fleet.score(prompts, completions, self.recipe.rollout.temperature)
         seqs = [p + c for p, c in zip(prompts, completions)]
         ids = torch.full((len(seqs), max(map(len, seqs))), self.pad_id, dtype=torch.long)
         for i, seq in enumerate(seqs):
             ids[i, :len(seq)] = torch.tensor(seq)
         learner_lp = self.learner.score_tokens(ids)
         worst, total, count = 0.0, 0.0, 0
-        for _, engine_lp in ray.get(refs):
+        for _, engine_lp in engines:
             for i, (p, lps) in enumerate(zip(prompts, engine_lp)):
                 diff = (learner_lp[i, len(p):len(p) + len(lps)] - torch.tensor(lps)).abs()
                 worst, total, count = max(worst, float(diff.max())), total + float(diff.sum()), count + len(lps)
@@ -204,34 +173,47 @@ class Controller:
         ev = self.recipe.eval
         rows = self.val_prompts[: ev.prompts] if ev.prompts else self.val_prompts
         t0 = time.perf_counter()
-        result = self._collect(self._submit(f"eval/{step}", step, rows, ev.k, ev.temperature,
-                                            min_version=step, priority=1))
-        self.eval_gen_tokens += sum(len(s.token_ids) for s in result.samples)
+        result = self.fleet.collect(self._submit(f"eval/{step}", step, rows, ev.k, ev.temperature,
+                                                 min_version=step, priority=1))
         if self.state.probe is None:
             self._set_probe(result)
         out = eval_metrics(result)
         out["time/eval"] = time.perf_counter() - t0
-        point = {"step": step, "y": out["eval/pass_rate"], **self.state.ledger.totals()}
-        self.state.evals.append(point)
-        if self.fitter is not None:
-            axis = f"compute/{self.recipe.monitor.x_axis}"
-            self.fitter.submit([{"step": p["step"], "x": p.get(axis, 0.0), "y": p["y"]} for p in self.state.evals])
+        self.state.evals.append({"step": step, "y": out["eval/pass_rate"], **self.state.ledger.totals()})
+        self._refit()
+        # the evaluation's own generation counts from the next point on (its
+        # device time is measured with the next step's)
+        gen = sum(len(s.token_ids) for s in result.samples)
+        self.state.ledger.add(device_seconds=0.0, gen_tokens=gen, train_tokens=0, train_flops=0.0,
+                              gen_flops=gen * self._flops_per_token(train=False))
         return out
 
-    def _account(self, rollout: RolloutBatch, batch) -> dict:
+    def _flops_per_token(self, train: bool) -> float:
+        ctx = self.recipe.rollout.max_new_tokens + 16
+        return flops_per_token(self.n_params, self.arch["layers"], self.arch["hidden"],
+                               ctx if train else ctx // 2, train=train)
+
+    def _refit(self) -> None:
+        if self.fitter is not None and self.state.evals:
+            axis = f"compute/{self.recipe.monitor.x_axis}"
+            self.fitter.submit([{"step": p["step"], "x": p.get(axis, 0.0), "y": p["y"]} for p in self.state.evals])
+
+    def _spent_device_seconds(self) -> float:
+        """Device time used since the last call (a replaced actor's time
+        restarts from zero, so a step with a restart can count less)."""
         cpu_now = self._device_seconds()
         spent = max(0.0, cpu_now - self._cpu_last)
         self._cpu_last = cpu_now
-        gen_tokens = sum(len(s.token_ids) for s in rollout.samples) + self.eval_gen_tokens
-        self.eval_gen_tokens = 0
+        return spent
+
+    def _account(self, rollout: RolloutBatch, batch) -> dict:
+        spent = self._spent_device_seconds()
+        gen_tokens = sum(len(s.token_ids) for s in rollout.samples)
         train_tokens = int(batch.lengths_b.sum()) if batch is not None else 0
-        ctx = self.recipe.rollout.max_new_tokens + 16
-        arch = self.arch
-        self.state.ledger.add(
-            device_seconds=spent, gen_tokens=gen_tokens, train_tokens=train_tokens,
-            gen_flops=gen_tokens * flops_per_token(self.n_params, arch["layers"], arch["hidden"], ctx // 2, train=False),
-            train_flops=train_tokens * flops_per_token(self.n_params, arch["layers"], arch["hidden"], ctx, train=True),
-        )
+        self.state.ledger.add(device_seconds=spent, gen_tokens=gen_tokens, train_tokens=train_tokens,
+                              gen_flops=gen_tokens * self._flops_per_token(train=False),
+                              train_flops=train_tokens * self._flops_per_token(train=True))
+        self.state.faults["hub_restarts"] = self._hub_restarts0 + self.hub.replica_restarts()
         return {"rollout/gen_tokens": gen_tokens, "train/tokens_trained": train_tokens, **self.state.ledger.totals()}
 
     def _device_seconds(self) -> float:
@@ -240,9 +222,8 @@ class Controller:
         rollout workers, learner ranks, hub replicas and their children)."""
         if self.n_gpus:
             return time.perf_counter() * self.n_gpus
-        refs = [w.cpu_seconds.remote() for w in self.workers]
         # the driver counts itself only: a local Ray cluster's processes are its children
-        return sum(ray.get(refs)) + self.learner.cpu_seconds() + self.hub.cpu_seconds() + time.process_time()
+        return self.fleet.cpu_seconds() + self.learner.cpu_seconds() + self.hub.cpu_seconds() + time.process_time()
 
     def _log(self, metrics: dict) -> None:
         if self.fitter is not None:
@@ -254,19 +235,39 @@ class Controller:
             self.progress.note(f"step {metrics['step']}: eval pass rate {metrics['eval/pass_rate']:.3f}"
                                f" (pass@{self.recipe.eval.k} {metrics['eval/pass_at_k']:.3f})")
 
-    def _checkpoint(self) -> None:
-        path = self.run_dir / "checkpoints" / f"step_{self.state.step:06d}"
-        path.mkdir(parents=True, exist_ok=True)
-        self.learner.save_checkpoint(str(path / "learner"))
-        (path / "run_state.json").write_text(json.dumps(self.state.state_dict()))
-        old = sorted((self.run_dir / "checkpoints").glob("step_*"))[: -self.recipe.run.keep_checkpoints]
-        for p in old:
-            shutil.rmtree(p, ignore_errors=True)
+    def _checkpoint(self, eval_score: Optional[float]) -> None:
+        """Write the checkpoint of this step whole, or keep the previous one
+        (disk full: the run goes on and says so)."""
+        tmp = None
+        try:
+            tmp = self.ckpts.begin(self.state.step)
+            self.learner.save_checkpoint(str(tmp / "learner"))
+            if os.environ.get(PAUSE_ENV):
+                time.sleep(float(os.environ[PAUSE_ENV]))
+            # the time since the step's accounting (evaluation, this write) belongs to the saved ledger
+            self.state.ledger.add(device_seconds=self._spent_device_seconds(), gen_tokens=0, train_tokens=0,
+                                  gen_flops=0.0, train_flops=0.0)
+            (tmp / "run_state.json").write_text(json.dumps(self.state.state_dict()))
+            self.ckpts.commit(tmp, self.state.step, eval_score)
+        except LearnerFailure:
+            self.ckpts.abort(tmp)
+            raise
+        except BaseException as err:  # DCP's CheckpointException is a BaseException
+            if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                self.ckpts.abort(tmp)
+                raise
+            self.ckpts.abort(tmp)
+            self.state.faults["checkpoint_failures"] += 1
+            prev = self.ckpts.latest()
+            self.progress.note(f"warning: checkpoint of step {self.state.step} not written "
+                               f"({_first_line(err)}); "
+                               + (f"{prev.path} stays valid" if prev else "no earlier checkpoint exists"))
 
     def _summary(self) -> dict:
         evals = self.state.evals
         out = {"steps": self.state.step, "pass_rate_start": evals[0]["y"] if evals else None,
-               "pass_rate_end": evals[-1]["y"] if evals else None, "run_dir": str(self.run_dir)}
+               "pass_rate_end": evals[-1]["y"] if evals else None, "run_dir": str(self.run_dir),
+               **self.state.fault_metrics()}
         if self.fitter is not None:
             self.fitter.close()
             out.update(self.fitter.latest())
@@ -280,11 +281,17 @@ class Controller:
         summary = json.loads(path.read_text())
         return summary if summary.get("steps", 0) >= self.recipe.run.steps else None
 
+    def _resume_hint(self) -> str:
+        last = CheckpointStore(self.run_dir, warn=lambda m: None).latest()
+        where = f"from the checkpoint of step {last.step}" if last else "from the start (no checkpoint yet)"
+        return f"`asymptote resume {self.run_dir}` continues {where}"
+
     # ---- start and stop -------------------------------------------------------
     def _start(self) -> None:
         r = self.recipe
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(to_yaml(r))
+        (self.run_dir / "summary.json").unlink(missing_ok=True)  # a finished run given more steps
         self.model_path = str(resolve_base(r.model.base))
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.pad_id = self.tokenizer.pad_token_id or 0
@@ -292,6 +299,8 @@ class Controller:
         self.arch = {"layers": cfg["num_hidden_layers"], "hidden": cfg["hidden_size"]}
         train_rows, self.val_prompts = load_splits(r.data)
         self.state = RunState(sampler=PromptSampler(train_rows, seed=r.run.seed), ledger=ComputeLedger())
+        self.ckpts = CheckpointStore(self.run_dir, keep=r.run.keep_checkpoints, checksums=r.run.checkpoint_checksums,
+                                     warn=lambda m: print(f"asymptote: {m}", flush=True))
 
         plan = plan_resources(r)
         self.n_gpus = plan.total("GPU")
@@ -301,67 +310,101 @@ class Controller:
             else:
                 ray.init(num_cpus=r.cluster.num_cpus or local_cluster_cpus(plan), namespace=r.cluster.namespace,
                          include_dashboard=False, log_to_driver=False, configure_logging=False)
+        self._catch_signals()
         self.pg = placement_group(plan.bundles, strategy=plan.strategy)
         ray.get(self.pg.ready())
         self.hub = start_hub(r.rewards)
-        env = dict(ENGINE_ENV)
-        worker_cls = ray.remote(max_concurrency=32)(RolloutWorker)
-        self.workers = [
-            worker_cls.options(num_cpus=r.rollout.cpus_per_worker, num_gpus=r.rollout.gpus_per_worker,
-                               runtime_env={"env_vars": env},
-                               scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i))
-            .remote(self.model_path, r.rollout.engine, self.hub, i)
-            for i in range(r.rollout.workers)
-        ]
         self.learner = LearnerGroup(r.learner, r.algo, self.model_path, r.rollout.temperature, r.run.seed,
-                                    placement_group=self.pg, first_bundle=r.rollout.workers)
+                                    placement_group=self.pg, first_bundle=r.rollout.workers,
+                                    deterministic=r.run.deterministic)
         self.n_params = self.learner.n_params
-        if r.pipeline.weight_transport == "broadcast":
-            self._connect_broadcast()
-        ray.get([w.version.remote() for w in self.workers])  # engines are up
-        self.resumed_from = self._maybe_resume()
+        self.fleet = Fleet(r, self.model_path, self.hub, self.pg, self.learner, resolve_backend(r.learner.backend),
+                           on_restart=self._count_rollout_restart)
+        self._resume()
+        self._hub_restarts0 = self.state.faults["hub_restarts"]
         self.fitter = LiveFitter(self.run_dir, r.monitor) if r.monitor.enabled else None
+        self._refit()
         self.metrics_log = MetricsLog(self.run_dir, mode=r.run.wandb_mode, project=r.run.wandb_project,
                                       name=r.run.name, config=r.model_dump(mode="json"))
         self.progress = ProgressLine(r.run.steps, start=self.state.step, enabled=r.run.progress)
-        self.eval_gen_tokens = 0
         self._cpu_last = self._device_seconds()
 
-    def _connect_broadcast(self) -> None:
-        backend = resolve_backend(self.recipe.learner.backend)
-        host, port = ray.get(self.learner.actors[0].master_address.remote())
-        world = 1 + len(self.workers)
-        ray.get(self.learner.connect_weight_broadcast_refs(backend, host, port, world)
-                + [w.connect_weight_broadcast.remote(backend, host, port, i + 1, world)
-                   for i, w in enumerate(self.workers)])
+    def _resume(self) -> None:
+        """Continue from the newest valid checkpoint, if any: learner, run
+        state, engines at the checkpoint's weights, and metrics.jsonl rolled
+        back to its step (rows logged after it are dropped, then re-logged)."""
+        last = self.ckpts.latest()
+        kept = MetricsLog.roll_back(self.run_dir, last.step if last else None)
+        if last is not None:
+            self.state.load_state_dict(json.loads(last.run_state.read_text()))
+            version = self.learner.load_checkpoint(str(last.learner))
+            self.fleet.sync(version=version, skipped=False)
+        if last is not None or self._restarting:
+            kind = "learner_restart" if self._restarting else "resume"
+            MetricsLog.event(self.run_dir, kind, step=last.step if last else 0, rows_kept=kept,
+                             checkpoint=last.path.name if last else None)
+            print(f"asymptote: {kind.replace('_', ' ')} of {self.run_dir} from step {last.step if last else 0}; "
+                  f"metrics.jsonl rolled back to {kept} rows", flush=True)
+        self._restarting = False
+        for key, kind in (("resumes", "resume"), ("learner_restarts", "learner_restart")):
+            self.state.faults[key] = MetricsLog.count_events(self.run_dir, kind)
 
-    def _maybe_resume(self) -> Optional[str]:
-        ckpts = sorted((self.run_dir / "checkpoints").glob("step_*"))
-        if not ckpts:
-            return None
-        last = ckpts[-1]
-        self.state.load_state_dict(json.loads((last / "run_state.json").read_text()))
-        version = self.learner.load_checkpoint(str(last / "learner"))
-        self._sync_weights(version=version, skipped=False)
-        return str(last)
+    def _count_rollout_restart(self, worker: int) -> None:
+        self.state.faults["rollout_restarts"] += 1
+
+    def _catch_signals(self) -> None:
+        """SIGINT/SIGTERM: finish the step, checkpoint, stop. A second one
+        interrupts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._old_handlers = {}
+
+        def handler(signum, frame):
+            if self._signal is not None:
+                signal.signal(signum, signal.SIG_DFL)
+                raise KeyboardInterrupt
+            self._signal = signum
+            print(f"\nasymptote: {signal.Signals(signum).name}: stopping after this step with a checkpoint "
+                  "(again to stop now)", flush=True)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.signal(sig, handler)
 
     def _stop(self) -> None:
+        for sig, old in getattr(self, "_old_handlers", {}).items():
+            signal.signal(sig, old)
+        self._old_handlers = {}
         for name in ("progress", "metrics_log"):
             obj = getattr(self, name, None)
             if obj is not None:
                 obj.close()
-        for w in getattr(self, "workers", []):
-            try:
-                ray.get(w.stop.remote(), timeout=30)
-            except Exception:
-                pass
-            ray.kill(w)
+            setattr(self, name, None)
+        if getattr(self, "fleet", None) is not None:
+            self.fleet.stop()
+            self.fleet = None
         if getattr(self, "learner", None) is not None:
             self.learner.shutdown()
+            self.learner = None
         if getattr(self, "hub", None) is not None:
             self.hub.shutdown()
+            self.hub = None
         if getattr(self, "pg", None) is not None:
             remove_placement_group(self.pg)
+            self.pg = None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[-1] if text else type(err).__name__)[:200]
+
+
+def data_metrics(rollout: RolloutBatch, batch, sampler) -> dict:
+    """The data frontier: which prompts reached this training step (their
+    uids), how many the batch filter dropped, how many were drawn so far."""
+    uids = [g.prompt.get("uid") for g in rollout.groups]
+    trained = 0 if batch is None else int(batch.advantages_b.numel()) // max(1, len(rollout.groups[0].samples))
+    return {"data/prompt_uids": uids, "data/prompts_trained": trained,
+            "data/prompts_filtered": len(uids) - trained, "data/prompts_drawn": sampler.drawn}
 
 
 def rollout_metrics(batch: RolloutBatch, step: int, k: int) -> dict:
@@ -400,6 +443,3 @@ def eval_metrics(batch: RolloutBatch) -> dict:
         "eval/prompts": len(batch.groups),
     }
 
-
-def _split(rows: list, n: int) -> list[list]:
-    return [rows[i::n] for i in range(n)]

@@ -8,3 +8,8 @@ line and exits 2. Every other exception is a bug and keeps its traceback.
 
 class UserError(Exception):
     """Bad input from a user: printed as one line, exit status 2."""
+
+
+class RunStopped(Exception):
+    """A run stopped on purpose or by a fault it cannot recover from (a signal,
+    a dead learner rank): printed as one line saying how to resume, exit 1."""

@@ -89,3 +89,7 @@ class PipelineConfig(BaseModel):
         description="k: generators run at most k learner steps ahead; no sample is older than k policy versions. 0 = synchronous on-policy.")
     weight_transport: Literal["broadcast", "safetensors"] = Field(
         "broadcast", description="'broadcast': a collective group (gloo on CPU, nccl on GPU) from learner rank 0 to the workers; 'safetensors': bytes through Ray's object store.")
+    weight_sync_timeout_s: float = Field(
+        120.0, gt=0,
+        description="Longest wait for one weight push (and the weight group's collective timeout): a peer "
+                    "that hangs is given up on after this, a peer that dies is noticed at once.")

@@ -84,9 +84,12 @@ class RolloutWorker:
         self._stage(version, SafetensorsTransport().unpack(payload))
         return version
 
-    def connect_weight_broadcast(self, backend: str, host: str, port: int, rank: int, world: int) -> bool:
+    def connect_weight_broadcast(self, backend: str, host: str, port: int, rank: int, world: int,
+                                 timeout_s: float = 300.0) -> bool:
         from rollout.weights import BroadcastTransport
-        self._transport = BroadcastTransport(backend, host, port, rank=rank, world_size=world)
+        if self._transport is not None:  # a replaced peer means a new group
+            self._transport.close()
+        self._transport = BroadcastTransport(backend, host, port, rank=rank, world_size=world, timeout_s=timeout_s)
         self._transport.connect()
         return True
 

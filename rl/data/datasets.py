@@ -103,14 +103,22 @@ class PromptSampler:
         self._order = list(range(len(self.prompts)))
         self._rng.shuffle(self._order)
 
+    @property
+    def drawn(self) -> int:
+        """Prompts handed out so far (over all epochs)."""
+        return self.epoch * len(self.prompts) + self.position
+
     def next_batch(self, n: int) -> list[dict]:
-        """The next `n` prompts; an epoch boundary inside a batch starts a new order."""
+        """The next `n` prompts, each with `uid` = epoch * len(prompts) + index
+        (unique over the run: the data frontier is checked by counting them);
+        an epoch boundary inside a batch starts a new order."""
         batch = []
         while len(batch) < n:
             if self.position == len(self._order):
                 self._new_epoch()
             take = min(n - len(batch), len(self._order) - self.position)
-            batch += [self.prompts[i] for i in self._order[self.position:self.position + take]]
+            base = self.epoch * len(self.prompts)
+            batch += [{**self.prompts[i], "uid": base + i} for i in self._order[self.position:self.position + take]]
             self.position += take
         return batch
 

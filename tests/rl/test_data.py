@@ -145,6 +145,17 @@ def test_sampler_resume_continues_with_the_same_prompts():
         PromptSampler(prompts[:5]).load_state_dict(state)
 
 
+def test_sampler_uids_are_unique_over_epochs_and_count_what_was_drawn():
+    prompts = [{"prompt": str(i)} for i in range(7)]
+    s = PromptSampler(prompts, seed=3)
+    rows = [r for _ in range(5) for r in s.next_batch(4)]  # 20 draws: 2 epochs and 6 of the third
+    uids = [r["uid"] for r in rows]
+    assert len(set(uids)) == 20 and s.drawn == 20
+    assert all(rows[i]["prompt"] == str(u % 7) for i, u in enumerate(uids))
+    assert sorted(u // 7 for u in uids) == [0] * 7 + [1] * 7 + [2] * 6
+    assert "uid" not in prompts[0]  # the dataset rows themselves are not changed
+
+
 def test_render_prompt_uses_the_chat_template():
     tok = build_tokenizer()
     ids = render_prompt(tok, "347+2861=")

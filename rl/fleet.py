@@ -1,0 +1,200 @@
+"""The rollout workers as one fleet, seen from the controller: submit a job
+(split across workers), collect it, push weights, score the probe batch.
+
+A worker that dies is replaced, in its own placement-group bundle, and the
+fleet recovers by itself: the new engine receives the current weights (for
+the broadcast transport the whole weight group is rebuilt, since a collective
+group cannot take a new member), then every job part the dead worker held is
+resubmitted to the new one. A resubmitted part carries its original seed, so
+it draws the same random numbers; its samples come from the current weights,
+which never breaks the staleness bound (they are newer, not older).
+
+A death is noticed wherever a call to the worker fails: collecting a job,
+pushing weights (the learner's side of a broadcast then fails at once, gloo
+reports the closed connection, or after `weight_sync_timeout_s`), scoring,
+or reading CPU time. Each replacement is counted in `restarts`.
+"""
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from rl.gather import ActorDied, gather
+from rl.learner.group import LearnerFailure
+from rollout.types import RolloutBatch
+from rollout.worker import Job, RolloutWorker
+
+log = logging.getLogger(__name__)
+
+ENGINE_ENV = {
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+@dataclass
+class Part:
+    """One worker's share of a job."""
+
+    worker: int
+    job: Job
+    ref: Any = None
+
+
+class Fleet:
+    def __init__(self, recipe, model_path: str, hub, pg, learner, backend: str,
+                 on_restart: Callable[[int], None] = lambda i: None):
+        self.recipe, self.model_path, self.hub, self.pg, self.learner = recipe, model_path, hub, pg, learner
+        self.backend, self.on_restart = backend, on_restart
+        self.transport = recipe.pipeline.weight_transport
+        self.version = 0  # weights every live engine holds (or is loading)
+        self.restarts = 0
+        self._parts: dict[str, Part] = {}  # job part id -> part, until collected
+        self._cls = ray.remote(max_concurrency=32)(RolloutWorker)
+        self.workers = [self._new_worker(i) for i in range(recipe.rollout.workers)]
+        ray.get([w.version.remote() for w in self.workers])  # engines are up
+        if self.transport == "broadcast":
+            self._connect_broadcast()
+
+    # ---- jobs -------------------------------------------------------------------
+    def submit(self, job_id: str, step: int, prompts: list[dict], prompt_ids: list[list[int]], n: int,
+               temperature: float, min_version: int, priority: int) -> list[Part]:
+        parts = []
+        for i in range(len(self.workers)):
+            rows = list(range(i, len(prompts), len(self.workers)))
+            if not rows:
+                continue
+            job = Job(job_id=f"{job_id}/{i}", step=step, prompts=[prompts[r] for r in rows],
+                      prompt_ids=[prompt_ids[r] for r in rows], n=n, temperature=temperature,
+                      max_tokens=self.recipe.rollout.max_new_tokens, min_version=min_version,
+                      priority=priority, seed=zlib.crc32(f"{self.recipe.run.seed}/{job_id}/{i}".encode()) << 20)
+            part = Part(i, job, self.workers[i].generate.remote(job))
+            self._parts[job.job_id] = part
+            parts.append(part)
+        return parts
+
+    def collect(self, parts: list[Part]) -> RolloutBatch:
+        results: dict[int, RolloutBatch] = {}
+        while len(results) < len(parts):
+            todo = [k for k in range(len(parts)) if k not in results]
+            try:
+                values = gather([parts[k].ref for k in todo])
+            except ActorDied as err:
+                self.replace(parts[todo[err.index]].worker)
+                continue
+            results.update(zip(todo, values))
+        for p in parts:
+            self._parts.pop(p.job.job_id, None)
+        batches = [results[k] for k in range(len(parts))]
+        return RolloutBatch(step=batches[0].step, groups=[g for b in batches for g in b.groups],
+                            gen_seconds=max(b.gen_seconds for b in batches))
+
+    # ---- weights ------------------------------------------------------------------
+    def sync(self, version: int, skipped: bool) -> None:
+        """Bring every engine to `version`: new weights, or (skipped update) only
+        the version number."""
+        self.version = version
+        while True:
+            try:
+                if skipped:
+                    gather([w.set_version.remote(version) for w in self.workers])
+                else:
+                    self._push(list(range(len(self.workers))))
+                return
+            except ActorDied as err:
+                if err.index >= len(self.workers):
+                    raise  # not a worker (the learner's refs are checked by LearnerGroup)
+                self.replace(err.index)  # pushes `version` to the new worker
+                return
+
+    def _push(self, targets: list[int]) -> None:
+        """Learner -> workers[targets]; worker deaths raise ActorDied(worker
+        index), learner deaths LearnerFailure."""
+        refs = self.learner.push_weights_refs(self.transport)
+        timeout = self.recipe.pipeline.weight_sync_timeout_s
+        if self.transport == "safetensors":
+            payload = self.learner.wait(refs)[0]
+            gather([self.workers[i].receive_weights.remote(payload, self.version) for i in targets], timeout=timeout)
+            return
+        worker_refs = [self.workers[i].receive_broadcast.remote(self.version) for i in range(len(self.workers))]
+        try:
+            gather(worker_refs, timeout=timeout)
+        except ActorDied:
+            try:  # the sender fails at once on a dead peer (gloo: connection closed) or times out
+                self.learner.wait(refs)
+            except LearnerFailure:
+                raise
+            except Exception:  # noqa: BLE001 - its peer died mid-broadcast; the caller rebuilds the group
+                pass
+            raise
+        self.learner.wait(refs)
+
+    def _connect_broadcast(self) -> None:
+        host, port = ray.get(self.learner.actors[0].master_address.remote())
+        world = 1 + len(self.workers)
+        refs = self.learner.connect_weight_broadcast_refs(self.backend, host, port, world,
+                                                           self.recipe.pipeline.weight_sync_timeout_s)
+        gather([w.connect_weight_broadcast.remote(self.backend, host, port, i + 1, world,
+                                                  self.recipe.pipeline.weight_sync_timeout_s)
+                for i, w in enumerate(self.workers)])
+        self.learner.wait(refs)
+
+    # ---- recovery -------------------------------------------------------------------
+    def replace(self, i: int) -> None:
+        """Start a new worker in place of workers[i], give it the current
+        weights and resubmit the job parts the dead one held."""
+        log.warning("rollout worker %d died; starting a replacement", i)
+        try:
+            ray.kill(self.workers[i])
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self.workers[i] = self._new_worker(i)
+        ray.get(self.workers[i].version.remote())
+        self.restarts += 1
+        self.on_restart(i)
+        if self.transport == "broadcast":
+            self._connect_broadcast()
+            self._push(list(range(len(self.workers))))
+        elif self.version > 0:
+            self._push([i])
+        for part in self._parts.values():
+            if part.worker == i:
+                part.ref = self.workers[i].generate.remote(part.job)
+
+    def _new_worker(self, i: int):
+        r = self.recipe
+        return self._cls.options(
+            num_cpus=r.rollout.cpus_per_worker, num_gpus=r.rollout.gpus_per_worker,
+            runtime_env={"env_vars": dict(ENGINE_ENV)},
+            scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i),
+        ).remote(self.model_path, r.rollout.engine, self.hub, i)
+
+    def _each(self, call: Callable[[Any], Any]) -> list:
+        """One call per worker, replacing a dead worker and asking again."""
+        while True:
+            try:
+                return gather([call(w) for w in self.workers])
+            except ActorDied as err:
+                self.replace(err.index)
+
+    # ---- probes, accounting, shutdown -----------------------------------------------
+    def score(self, prompts: list[list[int]], completions: list[list[int]], temperature: float) -> list:
+        """Each engine's log-probs of fixed completions: [(version, logprobs), ...]."""
+        return self._each(lambda w: w.score.remote(prompts, completions, temperature))
+
+    def cpu_seconds(self) -> float:
+        return float(sum(self._each(lambda w: w.cpu_seconds.remote())))
+
+    def stop(self) -> None:
+        for w in self.workers:
+            try:
+                ray.get(w.stop.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - stopping is best effort
+                pass
+            ray.kill(w)

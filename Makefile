@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: setup
-	$(VENV)/bin/asymptote launch $(RECIPE) --run-dir $(RUN_DIR)
+	$(VENV)/bin/asymptote launch $(RECIPE) --run-dir $(RUN_DIR) --resume
 
 test: setup
 	$(PY) -m pytest -q -ra

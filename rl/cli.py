@@ -11,12 +11,13 @@ import argparse
 import importlib
 import sys
 
-from rl.errors import UserError
+from rl.errors import RunStopped, UserError
 
 # Each module has `register(subparsers)`; it adds its verbs with
 # `set_defaults(func=handler)` where `handler(args) -> int`.
 VERB_MODULES = (
-    "rl.launch",  # launch
+    "rl.launch",  # launch, resume
+    "rl.export.cli",  # export hf
     "rl.base.cli",  # base build
     "rl.monitor.cli",  # extrapolate, compare
     "rewards.cli",  # hub serve, reward score
@@ -35,12 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `launch R --run-dir D k=v`: argparse leaves overrides after an option unparsed
+    if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
+        args.overrides = list(args.overrides) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except UserError as err:
         print(f"asymptote: error: {err}", file=sys.stderr)
         return 2
+    except RunStopped as err:
+        print(f"asymptote: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("asymptote: interrupted", file=sys.stderr)
         return 130

@@ -1,34 +1,101 @@
-"""`asymptote launch RECIPE [key=value ...] [--run-dir DIR] [--address ADDR] [--dry-run]`."""
+"""`asymptote launch RECIPE ...` and `asymptote resume RUN_DIR ...`.
+
+A run directory holds one run. `launch` into a directory that holds an
+unfinished run refuses (one line saying to use `resume` or another
+directory); `launch --resume` continues it when there is one and starts it
+otherwise (what `make run` uses, so the quick start stays idempotent); a
+finished run of the same recipe just prints its summary.
+
+`resume RUN_DIR [key=value ...]` continues from the newest valid checkpoint
+with the recipe saved in RUN_DIR/config.yaml plus the overrides. Overrides
+that cannot corrupt the run are allowed (more steps, eval cadence, checkpoint
+cadence, the fit's settings, logging, where Ray runs, how many rollout
+workers and hub replicas); anything that changes what was being learned or
+the shape of the saved state (model, data, algorithm, optimizer, sampling,
+seed, learner world size) is refused with the key named. A different learner
+world size is refused rather than resharded: DCP could reshard the model and
+optimizer, but each rank's RNG state and the micro-batch split would not
+carry over, and "resumed" would no longer mean "the same run".
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+
+# Keys (dotted prefixes) a resume may change.
+RESUMABLE = (
+    "run.steps", "run.checkpoint_every", "run.keep_checkpoints", "run.checkpoint_checksums", "run.max_restarts",
+    "run.wandb_mode", "run.wandb_project", "run.progress", "run.name",
+    "eval.every", "monitor.", "cluster.",
+    "rollout.workers", "rollout.cpus_per_worker", "rollout.gpus_per_worker",
+    "rollout.engine.kv_cache_gib", "rollout.engine.threads_bind", "rollout.engine.enforce_eager",
+    "rollout.engine.gpu_memory_utilization", "rollout.engine.max_num_seqs",
+    "pipeline.weight_transport", "pipeline.weight_sync_timeout_s",
+    "learner.cpus_per_rank", "learner.gpus_per_rank", "learner.threads_per_rank", "learner.micro_batch_tokens",
+    "rewards.replicas", "rewards.replica_cpus", "rewards.replica_max_restarts", "rewards.max_batch",
+)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("launch", help="run a recipe on Ray (an embedded local cluster by default)")
     p.add_argument("recipe", help="recipe YAML file, e.g. recipes/tiny-arith.yaml")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. algo.loss=grpo run.steps=50")
-    p.add_argument("--run-dir", help="where metrics, config, checkpoints and plots go (default runs/<run.name>); an existing run there is resumed")
+    p.add_argument("--run-dir", help="where metrics, config, checkpoints and plots go (default runs/<run.name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir if there is one, else start it")
     p.add_argument("--address", help="Ray address to join instead of starting a local cluster")
     p.add_argument("--dry-run", action="store_true", help="print the resolved recipe and the resource plan, then exit")
     p.set_defaults(func=launch)
 
+    p = subparsers.add_parser("resume", help="continue a run from its newest valid checkpoint")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory that `launch` wrote")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="allowed changes, e.g. run.steps=300 eval.every=20 (model, data, algorithm are refused)")
+    p.add_argument("--address", help="Ray address to join instead of starting a local cluster")
+    p.set_defaults(func=resume)
+
 
 def launch(args: argparse.Namespace) -> int:
-    from rl.placement import plan_resources
-    from rl.recipe import load_recipe, to_yaml
+    from rl.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     if args.address:
         recipe.cluster.address = args.address
     run_dir = Path(args.run_dir or Path("runs") / recipe.run.name)
     if args.dry_run:
-        print(to_yaml(recipe), end="")
-        print(f"# run dir: {run_dir}")
-        print("\n".join("# " + line for line in plan_resources(recipe).describe().splitlines()))
-        return 0
+        return _dry_run(recipe, run_dir)
+    saved = _saved_config(run_dir)
+    if saved is not None:
+        changed = _changes(saved, recipe)
+        finished = _steps_done(run_dir, finished_only=True)
+        if not (finished is not None and finished >= recipe.run.steps and not changed) and not args.resume:
+            from rl.errors import UserError
+
+            done = _steps_done(run_dir) or 0
+            state = f"a finished run (with {', '.join(changed[:3])} changed)" if finished is not None \
+                else f"an unfinished run (step {done} of {saved.get('run', {}).get('steps', '?')})"
+            raise UserError(f"{run_dir} holds {state}: `asymptote resume {run_dir}` continues it "
+                            f"(or `launch --resume`); use another --run-dir for a new run")
+        _check_resumable(changed, run_dir)
+    return _run(recipe, run_dir)
+
+
+def resume(args: argparse.Namespace) -> int:
+    from rl.errors import UserError
+    from rl.recipe import load_recipe
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir}: not a run directory (no config.yaml); start one with `asymptote launch`")
+    recipe = load_recipe(run_dir / "config.yaml", args.overrides)
+    if args.address:
+        recipe.cluster.address = args.address
+    _check_resumable(_changes(_saved_config(run_dir), recipe), run_dir)
+    return _run(recipe, run_dir)
+
+
+def _run(recipe, run_dir: Path) -> int:
     from rl.controller import Controller
 
     summary = Controller(recipe, run_dir).run()
@@ -38,3 +105,73 @@ def launch(args: argparse.Namespace) -> int:
         line += f", fitted asymptote A = {summary['fit/A']:.3f} [{summary.get('fit/A_lo', float('nan')):.3f}, {summary.get('fit/A_hi', float('nan')):.3f}]"
     print(line + f"; run dir {run_dir}", file=sys.stderr)
     return 0
+
+
+def _dry_run(recipe, run_dir: Path) -> int:
+    from rl.placement import plan_resources
+    from rl.recipe import to_yaml
+
+    print(to_yaml(recipe), end="")
+    print(f"# run dir: {run_dir}")
+    print("\n".join("# " + line for line in plan_resources(recipe).describe().splitlines()))
+    return 0
+
+
+def _saved_config(run_dir: Path) -> dict | None:
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _changes(saved: dict, recipe) -> list[str]:
+    """Dotted keys whose value differs between the saved config and `recipe`
+    (keys the saved config lacks count as unchanged when at their default)."""
+    from rl.recipe import Recipe, validate
+
+    try:
+        old = validate(saved, source="config.yaml").model_dump(mode="json")
+    except Exception:  # noqa: BLE001 - a config from an older version: compare raw
+        old = {**Recipe().model_dump(mode="json"), **saved}
+    new = recipe.model_dump(mode="json")
+    return [k for k in sorted(set(_flat(old)) | set(_flat(new))) if _flat(old).get(k) != _flat(new).get(k)]
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_resumable(changed: list[str], run_dir: Path) -> None:
+    from rl.errors import UserError
+
+    refused = [k for k in changed if not any(k == a or (a.endswith(".") and k.startswith(a)) for a in RESUMABLE)]
+    if refused:
+        why = "learner world size (refused, not resharded)" if "learner.ranks" in refused else "what the run learns"
+        raise UserError(f"{run_dir}: resuming with '{refused[0]}' changed would corrupt the run ({why}); "
+                        f"keep it as in {run_dir / 'config.yaml'} or start a new run dir")
+
+
+def _steps_done(run_dir: Path, finished_only: bool = False) -> int | None:
+    """Steps the run logged (from summary.json when finished, else metrics.jsonl)."""
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        return int(json.loads(summary.read_text()).get("steps", 0))
+    if finished_only:
+        return None
+    path = run_dir / "metrics.jsonl"
+    steps = 0
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                steps = max(steps, int(json.loads(line).get("step", 0)))
+            except (ValueError, AttributeError):
+                continue
+    return steps

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rewards.config import RewardsConfig
 from rl.algo.config import AlgoConfig
@@ -41,6 +41,13 @@ class Recipe(BaseModel):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
+    @model_validator(mode="after")
+    def _deterministic_is_synchronous(self) -> "Recipe":
+        if self.run.deterministic and self.pipeline.max_off_policy_steps != 0:
+            raise ValueError("run.deterministic needs pipeline.max_off_policy_steps=0 (asynchronous "
+                             "generation depends on timing)")
+        return self
+
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     raw = _read_layers(Path(path), seen=())
@@ -62,7 +69,9 @@ def to_yaml(recipe: Recipe) -> str:
 
 
 def _describe(e: dict) -> str:
-    key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    key = ".".join(str(p) for p in e["loc"])
+    if not key:  # a rule across sections
+        return e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
     got = e.get("input")
@@ -76,11 +85,13 @@ def _read_layers(path: Path, seen: tuple) -> dict[str, Any]:
     if path.resolve() in seen:
         raise UserError(f"{path}: 'extends' forms a cycle")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise UserError(f"{path}: not valid YAML{where}") from None
+    if data is None:
+        raise UserError(f"{path}: the recipe is empty")
     if not isinstance(data, dict):
         raise UserError(f"{path}: a recipe must be a mapping of sections")
     parent = data.pop("extends", None)

@@ -16,7 +16,15 @@ class RunConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Seed of every RNG stream of the run.")
     steps: int = Field(100, ge=1, description="Learner steps (optimizer updates) to run.")
     checkpoint_every: int = Field(0, ge=0, description="Save a checkpoint every N steps (0: only at the end).")
-    keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept on disk.")
+    keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept on disk (plus the best by held-out pass rate).")
+    checkpoint_checksums: bool = Field(
+        True, description="Record and verify a sha256 of every checkpoint file (off: sizes only; for huge models).")
+    max_restarts: int = Field(
+        0, ge=0, description="When a learner rank dies, restart every actor from the last checkpoint up to this "
+                             "many times; 0 stops the run with a message saying how to resume.")
+    deterministic: bool = Field(
+        False, description="Bit-reproducible steps (CPU, pipeline.max_off_policy_steps=0): an interrupted and "
+                           "resumed run logs the same losses and rewards as an uninterrupted one.")
     wandb_mode: Literal["offline", "online", "disabled", "auto"] = Field(
         "auto", description="'auto': online when WANDB_API_KEY is set, else offline.")
     wandb_project: str = Field("asymptote", description="wandb project.")

@@ -123,6 +123,12 @@ def compare(args) -> int:
 
     kw = dict(method=args.method, burn_in=args.burn_in, bootstrap=args.bootstrap, interval=args.interval)
     loaded = [load_points(s, args.x, args.y) for s in args.sources]
+    axes = {p.x_name for p in loaded}
+    if len(axes) > 1:
+        from rl.errors import UserError
+
+        named = ", ".join(f"{p.source}: {p.x_name}" for p in loaded)
+        raise UserError(f"compare: the runs' x columns differ ({named}); pass --x to compare on one axis")
     taken: set[str] = set()
     labels = [_label(p, taken) for p in loaded]
     x_equal = min(float(p.x.max()) for p in loaded)  # the largest compute every run reached

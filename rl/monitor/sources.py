@@ -2,7 +2,8 @@
 
 A run directory holds metrics.jsonl: one JSON object per training step; only
 evaluation steps carry `eval/pass_rate`, so rows without a y value are
-skipped. Defaults: y = `eval/pass_rate`, x = `compute/device_hours`.
+skipped. Defaults: y = `eval/pass_rate`, x = the run's own fit axis
+(`compute/<monitor.x_axis>` from its config.yaml), else `compute/device_hours`.
 
 Any other CSV/JSONL (a wandb export, a paper's digitised curve) names its
 columns with --x/--y; when the defaults are absent and the file has exactly
@@ -96,6 +97,18 @@ def _numeric_columns(rows: list[dict]) -> list[str]:
     return out
 
 
+def _run_x_axis(run_dir: Path) -> str | None:
+    """The compute column a run's own live fit uses (its recipe's monitor.x_axis)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        axis = (cfg.get("monitor") or {}).get("x_axis")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return f"compute/{axis}" if isinstance(axis, str) else None
+
+
 def load_points(source: str | Path, x: str | None = None, y: str | None = None) -> Points:
     """Points (x increasing) from SOURCE; raises UserError naming what is wrong."""
     src = Path(source)
@@ -104,6 +117,7 @@ def load_points(source: str | Path, x: str | None = None, y: str | None = None) 
         run_dir, src = src, src / "metrics.jsonl"
         if not src.exists():
             raise UserError(f"{run_dir}: not a run directory (no metrics.jsonl)")
+        x = x or _run_x_axis(run_dir)
     elif not src.exists():
         raise UserError(f"{src}: no such file or directory")
     rows = _read_rows(src)

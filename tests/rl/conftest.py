@@ -1,0 +1,170 @@
+"""Real runs shared by the lifecycle tests (resume, faults, extrapolate,
+compare, export): each is made once per session by the real `asymptote`
+command or the real controller, and every consumer test reads what they
+wrote. Nothing here builds a run directory by hand.
+
+- `killed_run`: the default recipe, shortened, launched with `asymptote
+  launch` and killed with SIGKILL three times (once mid-step, once while a
+  checkpoint is being written, once more mid-step), resumed with `asymptote
+  resume` each time, with the newest checkpoint truncated before the last
+  resume. Each phase's console output is kept for the tests.
+- `det_runs`: run.deterministic on, k = 0: one uninterrupted run, and one
+  stopped with SIGTERM (checkpoint at the end of the step) and resumed.
+- `finished_run`: a finished real run with valid checkpoints (the killed one).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = "recipes/tiny-arith.yaml"
+SMALL = ["run.progress=false", "eval.prompts=32", "eval.k=2", "learner.cpus_per_rank=0.5",
+         "rewards.replica_cpus=0.25", "monitor.bootstrap=0", "monitor.min_points=4"]
+KILLED = SMALL + ["run.steps=12", "run.checkpoint_every=3", "eval.every=3", "run.wandb_mode=offline"]
+DET = SMALL + ["run.deterministic=true", "pipeline.max_off_policy_steps=0", "run.steps=6",
+               "run.checkpoint_every=2", "eval.every=1", "monitor.x_axis=tokens", "run.wandb_mode=disabled"]
+
+
+def rows(run_dir: Path) -> list[dict]:
+    """metrics.jsonl as written (a line cut short by a kill is left out)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+def last_step(run_dir: Path) -> int:
+    return max((r["step"] for r in rows(run_dir)), default=-1)
+
+
+class Driver:
+    """One `asymptote ...` process with its console output in a log file."""
+
+    def __init__(self, args: list[str], log: Path, env: dict | None = None):
+        self.log = log
+        full_env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
+        self.proc = subprocess.Popen([sys.executable, "-m", "rl.cli", *args], cwd=ROOT, env=full_env,
+                                     stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, what: str, predicate, timeout: float = 420) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"driver exited ({self.proc.returncode}) before {what}:\n{self.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"timed out waiting for {what}:\n{self.output()[-3000:]}")
+            time.sleep(0.2)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=120)
+        time.sleep(2)  # the embedded Ray cluster shares the driver's fate; let it go
+
+    def finish(self, timeout: float = 600) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"driver did not finish:\n{self.output()[-3000:]}") from None
+
+
+@dataclass
+class KilledRun:
+    run_dir: Path
+    outputs: dict[str, str] = field(default_factory=dict)  # phase -> console output
+    codes: dict[str, int] = field(default_factory=dict)  # phase -> exit status
+    truncated: str = ""  # the file cut short before the last resume
+
+
+@pytest.fixture(scope="session")
+def killed_run(tmp_path_factory) -> KilledRun:
+    base = tmp_path_factory.mktemp("killed")
+    run = KilledRun(base / "run")
+    d = run.run_dir
+    ckpts = d / "checkpoints"
+
+    # 1. launched, killed in the middle of step 5
+    drv = Driver(["launch", RECIPE, "--run-dir", str(d), *KILLED], base / "1.log")
+    drv.wait_for("step 4", lambda: last_step(d) >= 4)
+    drv.kill()
+    run.outputs["1"] = drv.output()
+
+    # launching again into the same directory is refused (use resume)
+    refused = subprocess.run([sys.executable, "-m", "rl.cli", "launch", RECIPE, "--run-dir", str(d), *KILLED],
+                             cwd=ROOT, capture_output=True, text=True)
+    run.codes["launch-again"], run.outputs["launch-again"] = refused.returncode, refused.stderr
+
+    # 2. resumed, killed while the checkpoint of step 6 is being written
+    drv = Driver(["resume", str(d)], base / "2.log", env={"ASYMPTOTE_TEST_CHECKPOINT_PAUSE_S": "60"})
+    drv.wait_for("a checkpoint write", lambda: any(ckpts.glob(".partial-step_*/learner/learner.json")))
+    drv.kill()
+    run.outputs["2"] = drv.output()
+
+    # 3. resumed, killed in the middle of step 9
+    drv = Driver(["resume", str(d)], base / "3.log")
+    drv.wait_for("step 8", lambda: last_step(d) >= 8)
+    drv.kill()
+    run.outputs["3"] = drv.output()
+
+    # the newest checkpoint damaged on disk (a truncated shard), then resumed to the end
+    newest = sorted(ckpts.glob("step_*"))[-1]
+    shard = sorted((newest / "learner").glob("*.distcp"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    run.truncated = f"{newest.name}/learner/{shard.name}"
+    drv = Driver(["resume", str(d)], base / "4.log")
+    run.codes["4"] = drv.finish()
+    run.outputs["4"] = drv.output()
+    assert run.codes["4"] == 0, run.outputs["4"][-3000:]
+    return run
+
+
+@pytest.fixture(scope="session")
+def finished_run(killed_run) -> Path:
+    """A finished real run directory with valid checkpoints."""
+    return killed_run.run_dir
+
+
+@dataclass
+class DetRuns:
+    whole: Path
+    resumed: Path
+    outputs: dict[str, str] = field(default_factory=dict)
+    codes: dict[str, int] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def det_runs(ray_local, tmp_path_factory) -> DetRuns:
+    from rl.controller import Controller
+    from rl.recipe import load_recipe
+
+    base = tmp_path_factory.mktemp("det")
+    runs = DetRuns(base / "whole", base / "resumed")
+    Controller(load_recipe(RECIPE, DET), runs.whole).run()
+
+    d = runs.resumed
+    drv = Driver(["launch", RECIPE, "--run-dir", str(d), *DET], base / "1.log")
+    drv.wait_for("step 3", lambda: last_step(d) >= 3)
+    drv.proc.send_signal(signal.SIGTERM)
+    runs.codes["sigterm"] = drv.finish()
+    runs.outputs["sigterm"] = drv.output()
+    drv = Driver(["resume", str(d)], base / "2.log")
+    runs.codes["resume"] = drv.finish()
+    runs.outputs["resume"] = drv.output()
+    return runs

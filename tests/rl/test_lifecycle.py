@@ -1,0 +1,191 @@
+"""The run lifecycle on real runs: SIGKILL at three points (one mid-checkpoint)
+and resume, the data frontier counted by prompt id, deterministic resume,
+faults of every actor kind during a run, and the CLI journey (resume,
+extrapolate, compare) on what the real controller wrote.
+
+The runs themselves are made once per session in tests/rl/conftest.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.rl.conftest import KILLED, RECIPE, ROOT, SMALL, last_step, rows
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rl.cli", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+# ---- SIGKILL x3 and resume ----------------------------------------------------------
+
+def test_killed_run_logs_every_step_exactly_once(killed_run):
+    r = rows(killed_run.run_dir)
+    assert [x["step"] for x in r] == list(range(13))
+    # three resumes, each from the newest checkpoint that was whole: step 3 every time
+    # (the step-6 checkpoint was killed mid-write once and truncated on disk once)
+    events = [json.loads(line) for line in (killed_run.run_dir / "events.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["step"]) for e in events] == [("resume", 3)] * 3
+    assert r[-1]["fault/resumes"] == 3
+    # the ledger continues across every resume: compute only grows
+    dev = [x["compute/device_seconds"] for x in r]
+    assert all(b > a for a, b in zip(dev[1:], dev[2:]))
+    assert r[-1]["policy_version"] == 12
+
+
+def test_every_sampled_prompt_reached_one_training_step(killed_run):
+    from rl.data.config import DataConfig
+    from rl.data.datasets import PromptSampler, load_splits
+    from rl.recipe import load_recipe
+
+    r = [x for x in rows(killed_run.run_dir) if x["step"] > 0]
+    uids = [u for x in r for u in x["data/prompt_uids"]]
+    assert len(uids) == len(set(uids)) == 12 * 16  # never twice
+    drawn = r[-1]["data/prompts_drawn"]
+    assert drawn == 12 * 16  # nothing was drawn that did not reach a step
+    recipe = load_recipe(RECIPE, KILLED)
+    train, _ = load_splits(DataConfig(**recipe.data.model_dump()))
+    expected = {p["uid"] for p in PromptSampler(train, seed=recipe.run.seed).next_batch(drawn)}
+    assert set(uids) == expected  # never skipped: exactly the prompts an unbroken run draws
+    assert sum(x["data/prompts_trained"] + x["data/prompts_filtered"] for x in r) == len(uids)
+
+
+def test_resume_says_what_it_skipped(killed_run):
+    out = killed_run.outputs
+    assert killed_run.codes["launch-again"] == 2
+    assert "holds an unfinished run" in out["launch-again"] and "asymptote resume" in out["launch-again"]
+    assert len(out["launch-again"].strip().splitlines()) == 1
+    assert "step_000006 skipped: its write did not finish" in out["3"]
+    assert f"skipped: {killed_run.truncated.split('/', 1)[1]} has" in out["4"]
+    assert "Traceback" not in "".join(out.values())
+
+
+def test_wandb_resumes_the_same_run(killed_run):
+    run_id = (killed_run.run_dir / "wandb_run_id").read_text().strip()
+    runs = list((killed_run.run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 4 and all(p.name.endswith(run_id) for p in runs)
+
+
+def test_resume_refuses_overrides_that_corrupt_the_run(killed_run):
+    d = killed_run.run_dir
+    for override, says in (("algo.loss=grpo", "'algo.loss' changed"), ("learner.ranks=1", "world size"),
+                           ("model.base=other", "'model.base' changed")):
+        res = cli("resume", d, override)
+        assert res.returncode == 2, res.stderr
+        assert says in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    # a finished run relaunched with its own recipe only reports itself
+    res = cli("launch", RECIPE, "--run-dir", d, *KILLED)
+    assert res.returncode == 0 and "done: 12 steps" in res.stderr, res.stderr
+    res = cli("resume", d)
+    assert res.returncode == 0 and "done: 12 steps" in res.stderr, res.stderr
+
+
+# ---- monitor verbs on the real run ------------------------------------------------------
+
+def test_extrapolate_and_compare_read_what_launch_wrote(killed_run, det_runs, tmp_path):
+    res = cli("extrapolate", killed_run.run_dir, "--json", "--bootstrap", "0")
+    assert res.returncode == 0, res.stderr
+    fit = json.loads(res.stdout)
+    evals = [x for x in rows(killed_run.run_dir) if "eval/pass_rate" in x]
+    assert [x["step"] for x in evals] == [0, 3, 6, 9, 12]
+    assert fit["x"] == "compute/device_hours" and fit["n_points"] + fit["n_burn_in"] == len(evals) - 1
+    assert fit["R0"] == pytest.approx(evals[0]["eval/pass_rate"])
+    # the deterministic runs fit on tokens: comparing axes that differ is refused
+    res = cli("compare", killed_run.run_dir, det_runs.whole, "--plot", tmp_path / "c.png")
+    assert res.returncode == 2 and "x columns differ" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = cli("compare", killed_run.run_dir, det_runs.whole, "--x", "compute/tokens", "--json",
+              "--bootstrap", "0", "--plot", tmp_path / "c.png")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert [r["run"] for r in out["runs"]] == ["run", "whole"] and (tmp_path / "c.png").is_file()
+
+
+# ---- deterministic mode -------------------------------------------------------------------
+
+def test_deterministic_resume_equals_the_uninterrupted_run(det_runs):
+    assert det_runs.codes["sigterm"] == 1, det_runs.outputs["sigterm"][-2000:]
+    assert "stopped by SIGTERM after step" in det_runs.outputs["sigterm"]
+    assert det_runs.codes["resume"] == 0, det_runs.outputs["resume"][-2000:]
+    whole, resumed = rows(det_runs.whole), rows(det_runs.resumed)
+    assert [x["step"] for x in resumed] == [x["step"] for x in whole] == list(range(7))
+    for key in ("rollout/reward_mean", "train/loss", "train/grad_norm", "eval/pass_rate", "compute/tokens"):
+        assert [x.get(key) for x in resumed] == [x.get(key) for x in whole], key  # bit for bit
+    # the fit after the resume is the uninterrupted run's fit
+    fa = json.loads((det_runs.whole / "fit.json").read_text())
+    fb = json.loads((det_runs.resumed / "fit.json").read_text())
+    assert fa["A"] == fb["A"] and fa["B"] == fb["B"] and fa["step"] == fb["step"] == 6
+
+
+# ---- faults during a run -------------------------------------------------------------------
+
+def _kill_actor(handle) -> int:
+    """SIGKILL an actor's process, found by its actor id through Ray's state API."""
+    import ray
+    from ray.util.state import list_actors
+
+    actor_id = handle._actor_id.hex()
+    [info] = list_actors(address=ray.get_runtime_context().gcs_address, filters=[("actor_id", "=", actor_id)],
+                         detail=True)
+    os.kill(info.pid, signal.SIGKILL)
+    return info.pid
+
+
+def _killer(run_dir, plan, ctrl):
+    """Kill plan[i][1](ctrl) once step plan[i][0] is logged, in order."""
+    killed = []
+
+    def go():
+        for step, pick in plan:
+            while last_step(run_dir) < step:
+                time.sleep(0.1)
+            killed.append(_kill_actor(pick(ctrl)))
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t, killed
+
+
+def test_actor_deaths_are_recovered_and_a_learner_death_stops_resumably(ray_local, tmp_path):
+    from rl.checkpoint import CheckpointStore
+    from rl.controller import Controller
+    from rl.errors import RunStopped
+    from rl.recipe import load_recipe
+
+    d = tmp_path / "faults"
+    recipe = load_recipe(RECIPE, SMALL + ["run.steps=8", "run.checkpoint_every=3", "eval.every=4",
+                                          "pipeline.max_off_policy_steps=1", "run.wandb_mode=disabled"])
+    ctrl = Controller(recipe, d)
+    t, killed = _killer(d, [(2, lambda c: c.fleet.workers[0]), (5, lambda c: c.hub.replicas[0])], ctrl)
+    summary = ctrl.run()
+    t.join(timeout=5)
+    assert len(killed) == 2
+    r = rows(d)
+    assert [x["step"] for x in r] == list(range(9)) and summary["steps"] == 8
+    assert r[-1]["fault/rollout_restarts"] == 1 and r[-1]["fault/hub_restarts"] == 1
+    assert max(x["pipeline/staleness_max"] for x in r[1:]) <= 1
+    assert all(x["rollout/samples"] == 16 * 8 for x in r[1:])  # regenerated, not lost
+
+    # a learner rank dies: the run stops with one line and a checkpoint to resume from
+    more = load_recipe(d / "config.yaml", ["run.steps=14"])
+    ctrl = Controller(more, d)
+    t, killed = _killer(d, [(10, lambda c: c.learner.actors[1])], ctrl)
+    with pytest.raises(RunStopped) as err:
+        ctrl.run()
+    t.join(timeout=5)
+    msg = str(err.value)
+    assert "learner rank 1 died" in msg and f"asymptote resume {d}" in msg and "\n" not in msg
+    assert CheckpointStore(d).latest().step == 9 and "step 9" in msg
+    Controller(more, d).run()
+    r = rows(d)
+    assert [x["step"] for x in r] == list(range(15))
+    assert r[-1]["fault/resumes"] == 2  # the relaunch into more steps, and the one after the stop

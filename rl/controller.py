@@ -259,7 +259,7 @@ class Controller:
             self.ckpts.abort(tmp)
             self.state.faults["checkpoint_failures"] += 1
             prev = self.ckpts.latest()
-            self.progress.note(f"warning: checkpoint of step {self.state.step} not written "
+            self.progress.warn(f"warning: checkpoint of step {self.state.step} not written "
                                f"({_first_line(err)}); "
                                + (f"{prev.path} stays valid" if prev else "no earlier checkpoint exists"))
 
@@ -334,7 +334,10 @@ class Controller:
         state, engines at the checkpoint's weights, and metrics.jsonl rolled
         back to its step (rows logged after it are dropped, then re-logged)."""
         last = self.ckpts.latest()
+        logged = (self.run_dir / "metrics.jsonl").is_file() and (self.run_dir / "metrics.jsonl").stat().st_size > 0
         kept = MetricsLog.roll_back(self.run_dir, last.step if last else None)
+        if last is None and logged:
+            print(f"asymptote: no valid checkpoint in {self.run_dir}: starting over from step 0", flush=True)
         if last is not None:
             self.state.load_state_dict(json.loads(last.run_state.read_text()))
             version = self.learner.load_checkpoint(str(last.learner))

@@ -32,5 +32,12 @@ class ProgressLine:
     def note(self, text: str) -> None:
         self.bar.write(text) if self.enabled else None
 
+    def warn(self, text: str) -> None:
+        """A line the user must see, progress line or not."""
+        if self.enabled:
+            self.bar.write(f"asymptote: {text}", file=sys.stderr)
+        else:
+            print(f"asymptote: {text}", file=sys.stderr, flush=True)
+
     def close(self) -> None:
         self.bar.close()

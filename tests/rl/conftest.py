@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RECIPE = "recipes/tiny-arith.yaml"
 SMALL = ["run.progress=false", "eval.prompts=32", "eval.k=2", "learner.cpus_per_rank=0.5",
          "rewards.replica_cpus=0.25", "monitor.bootstrap=0", "monitor.min_points=4"]
-KILLED = SMALL + ["run.steps=12", "run.checkpoint_every=3", "eval.every=3", "run.wandb_mode=offline"]
+KILLED = SMALL + ["run.steps=12", "run.checkpoint_every=3", "eval.every=2", "run.wandb_mode=offline"]
 DET = SMALL + ["run.deterministic=true", "pipeline.max_off_policy_steps=0", "run.steps=6",
                "run.checkpoint_every=2", "eval.every=1", "monitor.x_axis=tokens", "run.wandb_mode=disabled"]
 

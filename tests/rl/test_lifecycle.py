@@ -97,14 +97,14 @@ def test_extrapolate_and_compare_read_what_launch_wrote(killed_run, det_runs, tm
     assert res.returncode == 0, res.stderr
     fit = json.loads(res.stdout)
     evals = [x for x in rows(killed_run.run_dir) if "eval/pass_rate" in x]
-    assert [x["step"] for x in evals] == [0, 3, 6, 9, 12]
+    assert [x["step"] for x in evals] == [0, 2, 4, 6, 8, 10, 12]
     assert fit["x"] == "compute/device_hours" and fit["n_points"] + fit["n_burn_in"] == len(evals) - 1
     assert fit["R0"] == pytest.approx(evals[0]["eval/pass_rate"])
     # the deterministic runs fit on tokens: comparing axes that differ is refused
     res = cli("compare", killed_run.run_dir, det_runs.whole, "--plot", tmp_path / "c.png")
     assert res.returncode == 2 and "x columns differ" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     res = cli("compare", killed_run.run_dir, det_runs.whole, "--x", "compute/tokens", "--json",
-              "--bootstrap", "0", "--plot", tmp_path / "c.png")
+              "--bootstrap", "0", "--burn-in", "0", "--plot", tmp_path / "c.png")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert [r["run"] for r in out["runs"]] == ["run", "whole"] and (tmp_path / "c.png").is_file()
@@ -189,3 +189,57 @@ def test_actor_deaths_are_recovered_and_a_learner_death_stops_resumably(ray_loca
     r = rows(d)
     assert [x["step"] for x in r] == list(range(15))
     assert r[-1]["fault/resumes"] == 2  # the relaunch into more steps, and the one after the stop
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 12 MiB filesystem (tmpfs): room for one checkpoint of the tiny
+    model (8.3 MB) but not for a second beside it."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {res.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_and_a_peer_dead_at_broadcast(ray_local, tmp_path, small_disk, capfd, monkeypatch):
+    import psutil
+
+    from rl.checkpoint import CheckpointStore
+    from rl.controller import Controller
+    from rl.fleet import Fleet
+    from rl.recipe import load_recipe
+
+    d = tmp_path / "full"
+    d.mkdir()
+    (d / "checkpoints").symlink_to(small_disk)  # checkpoints on their own (small) volume
+    # the rollout worker is SIGKILLed just before the learner broadcasts version 3 to it
+    push, killed = Fleet._push, []
+
+    def push_to_a_dead_peer(fleet, targets):
+        if fleet.version == 3 and not killed:
+            pid = _kill_actor(fleet.workers[0])
+            psutil.Process(pid).wait(timeout=30) if psutil.pid_exists(pid) else None
+            killed.append(pid)
+        return push(fleet, targets)
+
+    monkeypatch.setattr(Fleet, "_push", push_to_a_dead_peer)
+    recipe = load_recipe(RECIPE, SMALL + ["run.steps=5", "run.checkpoint_every=2", "eval.every=2",
+                                          "pipeline.weight_transport=broadcast", "run.wandb_mode=disabled"])
+    summary = Controller(recipe, d).run()
+    err = capfd.readouterr().err
+    assert killed and summary["steps"] == 5
+    r = rows(d)
+    assert [x["step"] for x in r] == list(range(6))
+    # the broadcast to the dead peer failed at once, the group was rebuilt with a new worker,
+    # and that worker got the weights: engine and learner agree on the probe batch
+    assert r[3]["fault/rollout_restarts"] == 1
+    assert max(x["mismatch/probe_max_abs_logprob"] for x in r[1:]) < 1e-3
+    # step 2's checkpoint fit; those of steps 4 and 5 did not: the run went on, said so and
+    # counted them, and step 2's stays valid
+    assert "checkpoint of step 4 not written" in err and "step_000002 stays valid" in err, err[-2000:]
+    assert r[5]["fault/checkpoint_failures"] == 1 and summary["fault/checkpoint_failures"] == 2
+    assert CheckpointStore(d).latest().step == 2
+    assert not list(small_disk.glob(".partial-*"))  # the half-written one is gone

@@ -5,6 +5,20 @@ Everything that needs a global view of the batch is decided here, once, on
 the controller: advantages, the zero-variance filter, and per-token weights
 that encode the loss aggregation. Ranks then just sum weighted token losses,
 so 1 rank and N ranks (and any micro-batch split) compute the same loss.
+
+The aggregations, as token weights w_it (B sequences, G prompt groups, |y_i|
+response tokens of sequence i, L = `norm_tokens`):
+
+    token_mean      1 / sum_j |y_j|                        DAPO
+    sequence_mean   1 / (B * |y_i|)                        GRPO, GSPO, Kimi
+    prompt_mean     1 / (G * sum_{j in group(i)} |y_j|)    ScaleRL
+    sequence_sum    1 / (B * L)                            Dr.GRPO
+
+The first three sum to 1 over the batch; sequence_sum sums to
+mean_i |y_i| / L, so a longer answer carries more weight (Dr.GRPO's point:
+dividing by |y_i| favours long wrong answers and short right ones). Every
+aggregation gives each token of a sequence the same weight, which is what
+lets the sequence-level losses (gspo, kimi) put their value on every token.
 """
 from __future__ import annotations
 
@@ -25,7 +39,7 @@ class TrainBatch:
     input_ids_bt: torch.Tensor  # long (B, T): prompt + response, right-padded
     mask_bt: torch.Tensor  # float (B, T): 1 on response tokens
     gen_logprobs_bt: torch.Tensor  # float (B, T): log pi_gen of response tokens, 0 elsewhere
-    token_weights_bt: torch.Tensor  # float (B, T): aggregation weights, sum = 1
+    token_weights_bt: torch.Tensor  # float (B, T): aggregation weights (sum 1 except sequence_sum)
     advantages_b: torch.Tensor  # float (B,)
     min_version_b: torch.Tensor  # long (B,): oldest policy version in the sequence
     lengths_b: torch.Tensor  # long (B,): prompt + response tokens
@@ -80,7 +94,7 @@ def build_train_batch(groups: list[Group], cfg: AlgoConfig, pad_id: int) -> Trai
             input_ids[i, p:p + r] = torch.tensor(s.token_ids)
             mask[i, p:p + r] = 1.0
             gen_lp[i, p:p + r] = torch.tensor(s.logprobs, dtype=torch.float32)
-    weights = _token_weights(cfg.aggregation, mask, [gi for _, gi, _ in rows], len(kept))
+    weights = _token_weights(cfg.aggregation, mask, [gi for _, gi, _ in rows], len(kept), cfg.norm_tokens)
     return TrainBatch(
         input_ids_bt=input_ids,
         mask_bt=mask,
@@ -92,16 +106,24 @@ def build_train_batch(groups: list[Group], cfg: AlgoConfig, pad_id: int) -> Trai
     )
 
 
-def _token_weights(aggregation: str, mask_bt: torch.Tensor, group_of_row: list[int], n_groups: int) -> torch.Tensor:
+def _token_weights(aggregation: str, mask_bt: torch.Tensor, group_of_row: list[int], n_groups: int,
+                   norm_tokens: int | None = None) -> torch.Tensor:
+    """Per-token weights of one aggregation (table in the module docstring);
+    rows without response tokens get weight 0, never 0/0."""
     tokens_b = mask_bt.sum(dim=1)
+    n_rows = mask_bt.shape[0]
     if aggregation == "token_mean":
         return mask_bt / tokens_b.sum().clamp(min=1)
     if aggregation == "sequence_mean":
-        return mask_bt / (tokens_b.clamp(min=1)[:, None] * mask_bt.shape[0])
+        return mask_bt / (tokens_b.clamp(min=1)[:, None] * n_rows)
     if aggregation == "prompt_mean":
-        group = torch.tensor(group_of_row)
-        group_tokens = torch.zeros(n_groups).index_add_(0, group, tokens_b)
-        return mask_bt / (group_tokens[group].clamp(min=1)[:, None] * n_groups)
+        group_b = torch.tensor(group_of_row)
+        group_tokens_g = torch.zeros(n_groups).index_add_(0, group_b, tokens_b)
+        return mask_bt / (group_tokens_g[group_b].clamp(min=1)[:, None] * n_groups)
+    if aggregation == "sequence_sum":
+        if norm_tokens is None:
+            raise ValueError("aggregation 'sequence_sum' needs norm_tokens")
+        return mask_bt / (float(norm_tokens) * n_rows)
     raise ValueError(f"unknown aggregation {aggregation!r}")
 
 

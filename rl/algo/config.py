@@ -1,42 +1,93 @@
-"""Config of the RL algorithm: which loss, which advantage, how tokens are
-weighted. Names here must match the registries in `rl.algo.losses` and
-`rl.algo.advantages` (a test checks both lists agree)."""
+"""Config of the RL algorithm: which loss, which advantage normalisation, how
+token losses are aggregated, and whether the generator-trainer ratio is
+truncated. Names here must match the registries in `rl.algo.losses` and
+`rl.algo.advantages` (a test checks both lists agree).
+
+Every published recipe is a combination of independent switches, not a loss
+with hidden defaults of its own. The papers' settings (no KL term anywhere):
+
+    paper                      loss     advantage   aggregation     other
+    GRPO (DeepSeekMath)        grpo     group_std   sequence_mean   clip_low=clip_high=0.2
+    DAPO (2503.14476)          dapo     group_std   token_mean      clip_high=0.28, zero_variance_filter
+    Dr.GRPO (2503.20783)       dr_grpo  no_std      sequence_sum    norm_tokens = rollout.max_new_tokens
+    GSPO (2507.18071)          gspo     group_std   sequence_mean   clip_low=3e-4, clip_high=4e-4
+    ScaleRL (2510.13786)       cispo    batch_std   prompt_mean     is_cap in {4, 5, 8}, zero_variance_filter
+    Kimi k1.5 (2501.12599)     kimi     no_std      sequence_mean   kimi_tau (the paper gives no value)
+
+DAPO resamples zero-variance groups where we drop them; DAPO's overlong
+penalty is a reward term, not a loss switch.
+"""
 from __future__ import annotations
 
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-LossName = Literal["grpo", "cispo"]
-AdvantageName = Literal["grpo", "batch_std", "mean_only"]
-AggregationName = Literal["token_mean", "prompt_mean", "sequence_mean"]
+LossName = Literal["grpo", "dapo", "dr_grpo", "gspo", "cispo", "kimi"]
+# 'grpo' and 'mean_only' are the earlier names of 'group_std' and 'no_std'
+AdvantageName = Literal["group_std", "batch_std", "no_std", "grpo", "mean_only"]
+AggregationName = Literal["token_mean", "sequence_mean", "prompt_mean", "sequence_sum"]
 
 
 class AlgoConfig(BaseModel):
-    """Policy-gradient loss and advantage estimation."""
+    """Policy-gradient loss, advantage normalisation and token aggregation."""
 
     model_config = ConfigDict(extra="forbid")
 
-    loss: LossName = Field("cispo", description="Loss from the registry: 'grpo' (clipped ratio) or 'cispo' (truncated-IS REINFORCE).")
+    loss: LossName = Field(
+        "cispo",
+        description="Loss from the registry in rl/algo/losses.py: 'grpo', 'dapo', 'dr_grpo' (the same PPO-clip "
+                    "surrogate on pi_train/pi_gen; the papers differ only in the other switches), 'gspo' "
+                    "(sequence-level clipped ratio), 'cispo' (truncated-IS REINFORCE), 'kimi' (Kimi k1.5 "
+                    "mirror-descent surrogate).",
+    )
     advantage: AdvantageName = Field(
         "batch_std",
-        description="'grpo': (r - group mean) / group std; 'batch_std': (r - group mean) / std over the batch (ScaleRL); 'mean_only': r - group mean.",
+        description="Advantage normalisation; the baseline is always the group mean, A = r - mean(group). "
+                    "'group_std': A / std(group) (GRPO; old name 'grpo'); 'batch_std': A / std(all A in "
+                    "the batch) (ScaleRL); 'no_std': A itself (Dr.GRPO, Kimi; old name 'mean_only').",
     )
     aggregation: AggregationName = Field(
         "token_mean",
-        description="How per-token losses are averaged: over all response tokens of the batch, per prompt group then over prompts (ScaleRL), or per sequence then over sequences.",
+        description="How per-token losses are averaged: 'token_mean' over all response tokens of the batch "
+                    "(DAPO); 'sequence_mean' per sequence, then over sequences (GRPO, GSPO); 'prompt_mean' per "
+                    "prompt group, then over prompts (ScaleRL); 'sequence_sum' summed per sequence, divided by "
+                    "the constant `norm_tokens` and the number of sequences (Dr.GRPO: no length normalisation).",
     )
-    clip_low: float = Field(0.2, ge=0, lt=1, description="GRPO: lower clip, ratio >= 1 - clip_low.")
-    clip_high: float = Field(0.2, ge=0, description="GRPO: upper clip, ratio <= 1 + clip_high (DAPO clip-higher uses 0.28).")
-    is_cap: Optional[float] = Field(
+    norm_tokens: Optional[int] = Field(
+        None, gt=0,
+        description="aggregation 'sequence_sum': the constant token count each sequence's summed loss is "
+                    "divided by (Dr.GRPO uses the generation budget, rollout.max_new_tokens).",
+    )
+    clip_low: float = Field(0.2, ge=0, lt=1, description="grpo/dapo/dr_grpo/gspo: lower clip, ratio >= 1 - clip_low.")
+    clip_high: float = Field(
+        0.2, ge=0,
+        description="grpo/dapo/dr_grpo/gspo: upper clip, ratio <= 1 + clip_high (DAPO's clip-higher: 0.28).",
+    )
+    is_cap: float = Field(
         4.0, gt=0,
-        description="Truncated importance sampling cap eps_max on pi_train/pi_gen (CISPO's weight; for GRPO an extra truncated-IS factor, None to disable).",
+        description="Truncation cap eps_max on the generator-trainer importance ratio: CISPO's weight "
+                    "min(pi_train/pi_gen, is_cap), and every other loss's when `tis` is on.",
+    )
+    tis: bool = Field(
+        False,
+        description="Truncated importance sampling for any loss: the importance weight the loss puts on the "
+                    "generator-trainer ratio is capped at is_cap (see rl/algo/losses.py for each loss). CISPO "
+                    "truncates by definition, so for it this changes nothing.",
+    )
+    kimi_tau: Optional[float] = Field(
+        None, gt=0,
+        description="kimi: tau, the weight of the mirror-descent regulariser towards pi_gen (required there).",
     )
     zero_variance_filter: bool = Field(True, description="Drop prompt groups whose samples all got the same reward (they carry no gradient).")
     adv_eps: float = Field(1e-6, gt=0, description="Added to standard deviations before dividing.")
 
     @model_validator(mode="after")
     def _check(self) -> "AlgoConfig":
-        if self.loss == "cispo" and self.is_cap is None:
-            raise ValueError("is_cap: CISPO needs a cap (eps_max), e.g. 4.0")
+        if self.loss == "kimi" and self.kimi_tau is None:
+            raise PydanticCustomError("missing_setting", "kimi_tau: the kimi loss needs tau (the paper gives no value)")
+        if self.aggregation == "sequence_sum" and self.norm_tokens is None:
+            raise PydanticCustomError("missing_setting", "norm_tokens: aggregation 'sequence_sum' needs the constant "
+                                      "divisor, e.g. rollout.max_new_tokens")
         return self

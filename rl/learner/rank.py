@@ -21,7 +21,7 @@ from torch.distributed.fsdp import fully_shard
 
 from rl.algo.batch import TrainBatch, plan_microbatches
 from rl.algo.config import AlgoConfig
-from rl.algo.losses import LossInputs, policy_loss
+from rl.algo.losses import LossInputs, clipped_mask, policy_loss
 from rl.learner.config import LearnerConfig
 from rl.learner.dist import ParallelDims, init_parallel
 
@@ -84,7 +84,7 @@ class LearnerRank:
         self.version += 1
         if batch is None:
             return {"train/skipped": 1.0, "learner/version": float(self.version)}
-        sums = torch.zeros(8, dtype=torch.float64)
+        sums = torch.zeros(_N_SUMS, dtype=torch.float64)
         self.model.train()
         self.optim.zero_grad(set_to_none=True)
         for sub, inp, loss in self._micro_losses(batch):
@@ -252,30 +252,40 @@ def _dummy(batch: TrainBatch, pad_id: int) -> TrainBatch:
 
 # index of each running sum in the metrics vector
 _LOSS, _TOK, _ABS, _KL, _ONTOK, _ONABS, _CLIP, _RATIO = range(8)
+_N_SUMS = 8
 
 
 def _step_sums(inp: LossInputs, sub: TrainBatch, loss: torch.Tensor, version: int, algo: AlgoConfig) -> torch.Tensor:
+    """This micro-batch's running sums; ranks and micro-batches add them up
+    and `_metrics` divides by the token count."""
     with torch.no_grad():
         m = inp.mask_bt
-        diff = (inp.logprobs_bt.detach() - inp.gen_logprobs_bt) * m
-        log_r = -diff  # log(pi_gen / pi_train) on sampled tokens
-        k3 = (torch.exp(log_r) - 1 - log_r) * m  # KL(train || gen) estimator
+        log_r = (inp.logprobs_bt.detach() - inp.gen_logprobs_bt) * m  # log r, r = pi_train / pi_gen
+        ratio = torch.exp(log_r) * m
+        # KL(pi_gen || pi_train) from tokens sampled by pi_gen: k3 = r - 1 - log r
+        # (Schulman 2020, "Approximating KL divergence"): unbiased, >= 0 per token
+        k3 = (torch.exp(log_r) - 1 - log_r) * m
         onpol = (sub.min_version_b == version).float()[:, None].to(m.device) * m
-        ratio = torch.exp(diff) * m
-        clipped = (((ratio < 1 - algo.clip_low) | (ratio > 1 + algo.clip_high)).float()) * m
-        out = torch.zeros(8, dtype=torch.float64)
+        clipped = clipped_mask(algo.loss, inp, algo).float() * m
+        out = torch.zeros(_N_SUMS, dtype=torch.float64)
         out[_LOSS] = loss.detach().double().cpu()
         out[_TOK] = m.sum().double().cpu()
-        out[_ABS] = diff.abs().sum().double().cpu()
+        out[_ABS] = log_r.abs().sum().double().cpu()
         out[_KL] = k3.sum().double().cpu()
         out[_ONTOK] = onpol.sum().double().cpu()
-        out[_ONABS] = (diff.abs() * onpol).sum().double().cpu()
+        out[_ONABS] = (log_r.abs() * onpol).sum().double().cpu()
         out[_CLIP] = clipped.sum().double().cpu()
         out[_RATIO] = ratio.sum().double().cpu()
         return out
 
 
 def _metrics(s: torch.Tensor, grad_norm: float, lr: float, version: int, seconds: float) -> dict[str, float]:
+    """Per-token means of the summed step metrics. `train/clip_frac`: the
+    fraction of response tokens whose ratio the configured loss clipped or
+    truncated, as the loss defines it (rl/algo/losses.py: PPO's clipped
+    branch for grpo/dapo/dr_grpo, every token of a clipped sequence for gspo,
+    rho > is_cap for cispo and under tis). `mismatch/kl_gen_train`:
+    KL(pi_gen || pi_train) per token."""
     tok = max(float(s[_TOK]), 1.0)
     out = {
         "train/loss": float(s[_LOSS]),
@@ -285,7 +295,7 @@ def _metrics(s: torch.Tensor, grad_norm: float, lr: float, version: int, seconds
         "train/clip_frac": float(s[_CLIP]) / tok,
         "train/ratio_mean": float(s[_RATIO]) / tok,
         "mismatch/abs_logprob": float(s[_ABS]) / tok,
-        "mismatch/kl": float(s[_KL]) / tok,
+        "mismatch/kl_gen_train": float(s[_KL]) / tok,
         "learner/version": float(version),
         "time/train_step": seconds,
     }

@@ -185,10 +185,34 @@ def test_actor_deaths_are_recovered_and_a_learner_death_stops_resumably(ray_loca
     msg = str(err.value)
     assert "learner rank 1 died" in msg and f"asymptote resume {d}" in msg and "\n" not in msg
     assert CheckpointStore(d).latest().step == 9 and "step 9" in msg
-    Controller(more, d).run()
+    # with run.max_restarts the next learner death restarts every actor from the checkpoint
+    again = load_recipe(d / "config.yaml", ["run.steps=14", "run.max_restarts=1"])
+    ctrl = Controller(again, d)
+    t, killed = _killer(d, [(12, lambda c: c.learner.actors[0])], ctrl)
+    ctrl.run()
+    t.join(timeout=5)
+    assert len(killed) == 1
     r = rows(d)
     assert [x["step"] for x in r] == list(range(15))
-    assert r[-1]["fault/resumes"] == 2  # the relaunch into more steps, and the one after the stop
+    events = [json.loads(line)["event"] for line in (d / "events.jsonl").read_text().splitlines()]
+    assert events == ["resume", "resume", "learner_restart"]
+    assert r[-1]["fault/resumes"] == 2 and r[-1]["fault/learner_restarts"] == 1
+
+
+def test_retention_keeps_the_last_k_and_the_best(finished_run, tmp_path):
+    import shutil
+
+    from rl.checkpoint import CheckpointStore
+
+    real = CheckpointStore(finished_run).latest()
+    store = CheckpointStore(tmp_path, keep=2)
+    for step, score in ((3, 0.5), (6, 0.9), (9, None), (12, 0.6), (15, 0.4)):
+        tmp = store.begin(step)
+        shutil.copytree(real.learner, tmp / "learner")
+        shutil.copy(real.run_state, tmp / "run_state.json")
+        store.commit(tmp, step, score)
+    assert [p.name for p in store.all()] == ["step_000006", "step_000012", "step_000015"]
+    assert store.latest().step == 15 and store.load(store.all()[0]).eval == 0.9
 
 
 @pytest.fixture

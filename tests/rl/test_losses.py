@@ -15,6 +15,8 @@ from rollout.types import Group, Sample
 def test_registries_match_config_names():
     assert set(LOSSES) == set(typing.get_args(LossName))
     assert set(ADVANTAGES) == set(typing.get_args(AdvantageName))
+    # the earlier advantage names stay as aliases (recipes and saved run configs use them)
+    assert ADVANTAGES["grpo"] is ADVANTAGES["group_std"] and ADVANTAGES["mean_only"] is ADVANTAGES["no_std"]
 
 
 def _inputs(p_train, p_gen, adv):
@@ -63,11 +65,11 @@ def test_grpo_clipped_ratio():
 
 def test_advantages_hand_computed():
     r = torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 0.0]])
-    mean_only = compute_advantages("mean_only", r)
-    assert mean_only.reshape(-1).tolist() == pytest.approx([0.5, -0.5, -0.5, 0.5, 0.25, 0.25, 0.25, -0.75])
-    grpo = compute_advantages("grpo", r, eps=0.0)
-    assert grpo[0, 0].item() == pytest.approx(0.5 / math.sqrt(1 / 3), rel=1e-5)  # std = 0.5774
-    assert grpo[1, 3].item() == pytest.approx(-0.75 / 0.5, rel=1e-5)  # std([1,1,1,0]) = 0.5
+    no_std = compute_advantages("no_std", r)
+    assert no_std.reshape(-1).tolist() == pytest.approx([0.5, -0.5, -0.5, 0.5, 0.25, 0.25, 0.25, -0.75])
+    group = compute_advantages("group_std", r, eps=0.0)
+    assert group[0, 0].item() == pytest.approx(0.5 / math.sqrt(1 / 3), rel=1e-5)  # std = 0.5774
+    assert group[1, 3].item() == pytest.approx(-0.75 / 0.5, rel=1e-5)  # std([1,1,1,0]) = 0.5
     centred = [0.5, -0.5, -0.5, 0.5, 0.25, 0.25, 0.25, -0.75]
     mu = sum(centred) / 8
     sd = math.sqrt(sum((c - mu) ** 2 for c in centred) / 7)

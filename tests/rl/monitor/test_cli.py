@@ -27,7 +27,9 @@ def run(argv, capsys):
 
 
 def write_run(run_dir, A=0.61, B=1.92, C_mid=2542.0, seed=0, steps=400):
-    """metrics.jsonl as the controller writes it: every step, eval every 20 steps."""
+    """A synthetic curve with known A, B, C_mid in a run directory's layout, to
+    measure how well the verbs recover it. What the real controller writes is
+    read by tests/rl/test_lifecycle.py (a real run, killed and resumed)."""
     rng = np.random.default_rng(seed)
     run_dir.mkdir(parents=True)
     lines = []

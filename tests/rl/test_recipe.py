@@ -66,3 +66,33 @@ def test_config_modules_import_without_heavy_libraries():
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+RECIPES = sorted(p for p in __import__("pathlib").Path("recipes").rglob("*.yaml") if p.name != "base.yaml")
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[str(p) for p in RECIPES])
+def test_every_shipped_recipe_dry_runs_with_a_sensible_plan(path, capsys):
+    assert main(["launch", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    r = load_recipe(path)
+    if path.parent.name == "gpu":  # one GPU per rollout worker and per learner rank, nothing on CPU only
+        assert r.rollout.gpus_per_worker == 1 and r.learner.gpus_per_rank == 1
+        assert f"{r.rollout.workers + r.learner.ranks:g} GPU" in out
+        assert r.rollout.engine.dtype == "bfloat16" and r.rollout.engine.fp32_lm_head
+        assert r.rollout.prompts_per_step * r.rollout.samples_per_prompt == 768  # ScaleRL's batch
+    else:  # fits the 2-core machine this project is tested on
+        assert "0 GPU" in out and r.rollout.workers + r.learner.ranks * r.learner.cpus_per_rank <= 2
+    assert r.algo.loss == {"grpo": "grpo", "dapo": "dapo", "dr-grpo": "dr_grpo", "gspo": "gspo",
+                           "kimi-k1.5": "kimi", "tiny-arith": "cispo"}[path.stem]
+
+
+def test_empty_recipe_and_async_deterministic_are_refused(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(UserError, match="the recipe is empty"):
+        load_recipe(empty)
+    with pytest.raises(UserError, match="run.deterministic needs pipeline.max_off_policy_steps=0"):
+        load_recipe("recipes/tiny-arith.yaml", ["run.deterministic=true"])
+    assert load_recipe("recipes/tiny-arith.yaml", ["run.deterministic=true",
+                                                   "pipeline.max_off_policy_steps=0"]).run.deterministic

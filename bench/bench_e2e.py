@@ -93,7 +93,7 @@ def run_ours(steps: int, warmup: int) -> dict:
     for m in lines:
         if m.get("step", 0) < 1 or "rollout/samples" not in m:
             continue
-        # rollout/gen_tokens also counts evaluation tokens; use the training rollouts' own
+        # the training rollouts' own tokens (evaluation tokens go to the ledger, not rollout/*)
         per_step.append({"samples": m["rollout/samples"],
                          "gen_tokens": m["rollout/length_mean"] * m["rollout/samples"],
                          "train_tokens": m["train/tokens_trained"], "seconds": m["time/step"]})

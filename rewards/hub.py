@@ -141,10 +141,12 @@ class RewardHub:
 
         return summarise(ray.get([r.metrics.remote() for r in self.replicas]))
 
-    def replica_restarts(self) -> int:
+    def replica_restarts(self, poll: bool = True) -> int:
         """Times Ray has restarted a replica since `start_hub`. Seen by polling,
-        so two restarts of one replica between two calls count as one."""
-        self._poll()
+        so two restarts of one replica between two polls count as one;
+        `poll=False` reports what the last poll (e.g. `cpu_seconds`) saw."""
+        if poll:
+            self._poll()
         return self._restarts
 
     def cpu_seconds(self) -> float:

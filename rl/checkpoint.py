@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from rl.errors import UserError
+
 MANIFEST = "manifest.json"
 _PARTIAL = ".partial-"
 
@@ -141,8 +143,6 @@ class CheckpointStore:
         return None
 
     def at_step(self, step: int) -> Checkpoint:
-        from rl.errors import UserError
-
         path = self.root / step_name(step)
         if not path.is_dir():
             have = ", ".join(str(_step_of(p)) for p in self.all()) or "none"

@@ -213,7 +213,9 @@ class Controller:
         self.state.ledger.add(device_seconds=spent, gen_tokens=gen_tokens, train_tokens=train_tokens,
                               gen_flops=gen_tokens * self._flops_per_token(train=False),
                               train_flops=train_tokens * self._flops_per_token(train=True))
-        self.state.faults["hub_restarts"] = self._hub_restarts0 + self.hub.replica_restarts()
+        # on CPU, _device_seconds has just polled the replicas (hub.cpu_seconds)
+        restarts = self.hub.replica_restarts(poll=bool(self.n_gpus))
+        self.state.faults["hub_restarts"] = self._hub_restarts0 + restarts
         return {"rollout/gen_tokens": gen_tokens, "train/tokens_trained": train_tokens, **self.state.ledger.totals()}
 
     def _device_seconds(self) -> float:

@@ -136,7 +136,8 @@ def _changes(saved: dict, recipe) -> list[str]:
     except Exception:  # noqa: BLE001 - a config from an older version: compare raw
         old = {**Recipe().model_dump(mode="json"), **saved}
     new = recipe.model_dump(mode="json")
-    return [k for k in sorted(set(_flat(old)) | set(_flat(new))) if _flat(old).get(k) != _flat(new).get(k)]
+    old, new = _flat(old), _flat(new)
+    return [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

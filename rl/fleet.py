@@ -135,15 +135,30 @@ class Fleet:
             raise
         self.learner.wait(refs)
 
-    def _connect_broadcast(self) -> None:
-        host, port = ray.get(self.learner.actors[0].master_address.remote())
-        world = 1 + len(self.workers)
-        refs = self.learner.connect_weight_broadcast_refs(self.backend, host, port, world,
-                                                           self.recipe.pipeline.weight_sync_timeout_s)
-        gather([w.connect_weight_broadcast.remote(self.backend, host, port, i + 1, world,
-                                                  self.recipe.pipeline.weight_sync_timeout_s)
-                for i, w in enumerate(self.workers)])
-        self.learner.wait(refs)
+    def _connect_broadcast(self, attempts: int = 3) -> None:
+        """(Re)build the weight group. Its port is picked free a moment before
+        learner rank 0 binds it, so another process can take it first; every
+        side is waited on at once (a failed bind shows at once, not after the
+        workers' connect timeout) and the rendezvous is retried on a new port."""
+        timeout = self.recipe.pipeline.weight_sync_timeout_s
+        for attempt in range(1, attempts + 1):
+            host, port = ray.get(self.learner.actors[0].master_address.remote())
+            world = 1 + len(self.workers)
+            refs = [w.connect_weight_broadcast.remote(self.backend, host, port, i + 1, world, timeout)
+                    for i, w in enumerate(self.workers)]
+            refs += self.learner.connect_weight_broadcast_refs(self.backend, host, port, world, timeout)
+            try:
+                gather(refs, timeout=timeout)
+                return
+            except ActorDied as err:
+                if err.index >= len(self.workers):
+                    raise LearnerFailure(err.index - len(self.workers), err.cause) from None
+                raise
+            except Exception as err:  # noqa: BLE001 - a lost port race: try a new port
+                if attempt == attempts:
+                    raise
+                log.warning("weight group rendezvous on port %d failed (%s); retrying on a new port",
+                            port, str(err).strip().splitlines()[-1][:160])
 
     # ---- recovery -------------------------------------------------------------------
     def replace(self, i: int) -> None:

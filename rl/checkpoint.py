@@ -126,16 +126,13 @@ class CheckpointStore:
         manifest = json.loads((path / MANIFEST).read_text())
         return Checkpoint(path, int(manifest["step"]), manifest.get("eval"))
 
-    def latest(self, at_most: Optional[int] = None) -> Optional[Checkpoint]:
-        """The newest valid checkpoint (of a step <= at_most); invalid ones are
+    def latest(self) -> Optional[Checkpoint]:
+        """The newest valid checkpoint; invalid ones are
         reported through `warn` and skipped."""
         for partial in sorted(self.root.glob(_PARTIAL + "*")) if self.root.is_dir() else []:
             self.warn(f"checkpoint {partial.name.removeprefix(_PARTIAL)} skipped: its write did not finish "
                       f"({partial} is removed at the next checkpoint)")
         for path in reversed(self.all()):
-            step = _step_of(path)
-            if at_most is not None and step is not None and step > at_most:
-                continue
             why = self.problem(path)
             if why is None:
                 return self.load(path)

@@ -284,7 +284,8 @@ class Controller:
         return summary if summary.get("steps", 0) >= self.recipe.run.steps else None
 
     def _resume_hint(self) -> str:
-        last = CheckpointStore(self.run_dir, warn=lambda m: None).latest()
+        last = CheckpointStore(self.run_dir, checksums=self.recipe.run.checkpoint_checksums,
+                               warn=lambda m: None).latest()
         where = f"from the checkpoint of step {last.step}" if last else "from the start (no checkpoint yet)"
         return f"`asymptote resume {self.run_dir}` continues {where}"
 

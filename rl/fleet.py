@@ -12,14 +12,14 @@ which never breaks the staleness bound (they are newer, not older).
 A death is noticed wherever a call to the worker fails: collecting a job,
 pushing weights (the learner's side of a broadcast then fails at once, gloo
 reports the closed connection, or after `weight_sync_timeout_s`), scoring,
-or reading CPU time. Each replacement is counted in `restarts`.
+or reading CPU time. Each replacement is reported through `on_restart`.
 """
 from __future__ import annotations
 
 import logging
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -54,7 +54,6 @@ class Fleet:
         self.backend, self.on_restart = backend, on_restart
         self.transport = recipe.pipeline.weight_transport
         self.version = 0  # weights every live engine holds (or is loading)
-        self.restarts = 0
         self._parts: dict[str, Part] = {}  # job part id -> part, until collected
         self._cls = ray.remote(max_concurrency=32)(RolloutWorker)
         self.workers = [self._new_worker(i) for i in range(recipe.rollout.workers)]
@@ -100,18 +99,13 @@ class Fleet:
         """Bring every engine to `version`: new weights, or (skipped update) only
         the version number."""
         self.version = version
-        while True:
-            try:
-                if skipped:
-                    gather([w.set_version.remote(version) for w in self.workers])
-                else:
-                    self._push(list(range(len(self.workers))))
-                return
-            except ActorDied as err:
-                if err.index >= len(self.workers):
-                    raise  # not a worker (the learner's refs are checked by LearnerGroup)
-                self.replace(err.index)  # pushes `version` to the new worker
-                return
+        try:
+            if skipped:
+                gather([w.set_version.remote(version) for w in self.workers])
+            else:
+                self._push(list(range(len(self.workers))))
+        except ActorDied as err:  # indices are workers'; learner deaths raise LearnerFailure
+            self.replace(err.index)  # pushes `version` to the new worker
 
     def _push(self, targets: list[int]) -> None:
         """Learner -> workers[targets]; worker deaths raise ActorDied(worker
@@ -120,7 +114,11 @@ class Fleet:
         timeout = self.recipe.pipeline.weight_sync_timeout_s
         if self.transport == "safetensors":
             payload = self.learner.wait(refs)[0]
-            gather([self.workers[i].receive_weights.remote(payload, self.version) for i in targets], timeout=timeout)
+            try:
+                gather([self.workers[i].receive_weights.remote(payload, self.version) for i in targets],
+                       timeout=timeout)
+            except ActorDied as err:  # report the worker's index, as the docstring promises
+                raise ActorDied(targets[err.index], err.cause) from None
             return
         worker_refs = [self.workers[i].receive_broadcast.remote(self.version) for i in range(len(self.workers))]
         try:
@@ -171,7 +169,6 @@ class Fleet:
             pass
         self.workers[i] = self._new_worker(i)
         ray.get(self.workers[i].version.remote())
-        self.restarts += 1
         self.on_restart(i)
         if self.transport == "broadcast":
             self._connect_broadcast()

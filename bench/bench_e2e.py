@@ -140,7 +140,8 @@ def run_trl(steps: int, warmup: int, threads: int) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from rl.base.build import resolve_base
-    from rl.data.datasets import PromptSampler, load_splits
+    from rl.data.datasets import load_splits
+    from rl.data.sampler import PromptSampler
 
     transformers.logging.set_verbosity_error()
     datasets.disable_progress_bars()

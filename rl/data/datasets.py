@@ -1,17 +1,17 @@
-"""Prompt datasets, the training prompt order, and prompt rendering.
+"""Prompt datasets and prompt rendering.
 
 `load_prompts` reads a local JSONL or Parquet file through `datasets` and
 returns plain dicts `{"prompt", "answer", "kind", ...}`. `load_splits` turns a
-`DataConfig` into (train, validation) lists. `PromptSampler` owns the order in
-which training prompts are used, so that a resumed run continues with exactly
-the prompts an uninterrupted one would have seen. `render_prompt` is the one
-place that turns prompt text into the token ids the engine is given.
+`DataConfig` into (train, validation) lists; arith training rows get
+`meta.difficulty` (their carry count) for the curriculum. `render_prompt` is
+the one place that turns prompt text into the token ids the engine is given.
+The order prompts are drawn in lives in rl/data/sampler.py (`PromptSampler`,
+re-exported here for the imports that predate that module).
 """
 from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
 
 from rl.data.config import DataConfig
 from rl.errors import UserError
@@ -64,7 +64,8 @@ def load_splits(cfg: DataConfig) -> tuple[list[dict], list[dict]]:
 
         if cfg.val_size > arith.VAL_POOL:
             raise UserError(f"data.val_size: at most {arith.VAL_POOL} for task 'arith'")
-        train = arith.make_prompts(cfg.train_size, cfg.seed, cfg.digits_min, cfg.digits_max)
+        train = [{**row, "meta": {"difficulty": arith_difficulty(row["prompt"])}}
+                 for row in arith.make_prompts(cfg.train_size, cfg.seed, cfg.digits_min, cfg.digits_max)]
         val = arith.validation_prompts(cfg.val_size, cfg.digits_min, cfg.digits_max)
         return train, val
     train = load_prompts(cfg.train_path)
@@ -80,62 +81,17 @@ def load_splits(cfg: DataConfig) -> tuple[list[dict], list[dict]]:
             [train[i] for i in sorted(held)])
 
 
-class PromptSampler:
-    """Training prompts in a fresh seeded order each epoch.
+def arith_difficulty(prompt_text: str) -> int:
+    """Carries an arith sum passes on to a next column (a carry out of the
+    last column only writes the leading digit). The SFT corpus drops each such
+    carry with probability arith.CARRY_DROP = 0.65 and is then wrong, so the
+    base model boxes a sum with c carries right about 0.35^c of the time:
+    carries, not digit counts, are what the corpus's noise acts on."""
+    from rl.data import arith
 
-    The sampler owns its RNG; `state_dict()` holds the epoch, the position in
-    the epoch and the RNG state the epoch's order was drawn from, so
-    `load_state_dict` restores the exact next batches.
-    """
-
-    def __init__(self, prompts: list[dict], seed: int = 0):
-        if not prompts:
-            raise UserError("no training prompts")
-        self.prompts = prompts
-        self._rng = random.Random(seed)
-        self.epoch = -1
-        self._new_epoch()
-
-    def _new_epoch(self) -> None:
-        self.epoch += 1
-        self.position = 0
-        self._epoch_rng_state = self._rng.getstate()
-        self._order = list(range(len(self.prompts)))
-        self._rng.shuffle(self._order)
-
-    @property
-    def drawn(self) -> int:
-        """Prompts handed out so far (over all epochs)."""
-        return self.epoch * len(self.prompts) + self.position
-
-    def next_batch(self, n: int) -> list[dict]:
-        """The next `n` prompts, each with `uid` = epoch * len(prompts) + index
-        (unique over the run: the data frontier is checked by counting them);
-        an epoch boundary inside a batch starts a new order."""
-        batch = []
-        while len(batch) < n:
-            if self.position == len(self._order):
-                self._new_epoch()
-            take = min(n - len(batch), len(self._order) - self.position)
-            base = self.epoch * len(self.prompts)
-            batch += [{**self.prompts[i], "uid": base + i} for i in self._order[self.position:self.position + take]]
-            self.position += take
-        return batch
-
-    def state_dict(self) -> dict[str, Any]:
-        version, internal, gauss = self._epoch_rng_state
-        return {"epoch": self.epoch, "position": self.position, "num_prompts": len(self.prompts),
-                "rng_state": [version, list(internal), gauss]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["num_prompts"] != len(self.prompts):
-            raise UserError(f"resume: the sampler state is for {state['num_prompts']} prompts, "
-                            f"the data now has {len(self.prompts)}")
-        version, internal, gauss = state["rng_state"]
-        self._rng.setstate((version, tuple(internal), gauss))
-        self.epoch = state["epoch"] - 1
-        self._new_epoch()  # redraws the saved epoch's order, leaving the RNG where it was
-        self.position = state["position"]
+    a, b = prompt_text.rstrip("=").split("+")
+    steps, _ = arith.working(int(a), int(b))
+    return sum(int(step.split("=")[1]) >= 10 for step in steps[:-1])
 
 
 def render_prompt(tokenizer, prompt_text: str) -> list[int]:

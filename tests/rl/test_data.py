@@ -1,4 +1,4 @@
-"""The arithmetic task, prompt files, the prompt sampler and prompt rendering."""
+"""The arithmetic task, prompt files and prompt rendering (the sampler: test_sampler.py)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pytest
 from rl.base.tokenizer import build_tokenizer
 from rl.data import arith
 from rl.data.config import DataConfig
-from rl.data.datasets import PromptSampler, load_prompts, load_splits, render_prompt
+from rl.data.datasets import arith_difficulty, load_prompts, load_splits, render_prompt
 from rl.errors import UserError
 
 
@@ -123,37 +123,14 @@ def test_data_config_rejects_impossible_values():
     assert len(train) == 100 and val == arith.validation_prompts(10)
 
 
-def test_sampler_covers_each_epoch_and_reshuffles():
-    prompts = [{"prompt": str(i)} for i in range(10)]
-    s = PromptSampler(prompts, seed=0)
-    first, second = s.next_batch(10), s.next_batch(10)
-    assert sorted(p["prompt"] for p in first) == sorted(p["prompt"] for p in prompts)
-    assert first != second and s.epoch == 1
-
-
-def test_sampler_resume_continues_with_the_same_prompts():
-    prompts = [{"prompt": str(i)} for i in range(13)]
-    a = PromptSampler(prompts, seed=7)
-    a.next_batch(5), a.next_batch(5), a.next_batch(5)  # crosses an epoch boundary
-    state = json.loads(json.dumps(a.state_dict()))  # survives a JSON checkpoint
-    expected = [a.next_batch(4) for _ in range(8)]
-    b = PromptSampler(prompts, seed=123)
-    b.next_batch(3)
-    b.load_state_dict(state)
-    assert [b.next_batch(4) for _ in range(8)] == expected
-    with pytest.raises(UserError):
-        PromptSampler(prompts[:5]).load_state_dict(state)
-
-
-def test_sampler_uids_are_unique_over_epochs_and_count_what_was_drawn():
-    prompts = [{"prompt": str(i)} for i in range(7)]
-    s = PromptSampler(prompts, seed=3)
-    rows = [r for _ in range(5) for r in s.next_batch(4)]  # 20 draws: 2 epochs and 6 of the third
-    uids = [r["uid"] for r in rows]
-    assert len(set(uids)) == 20 and s.drawn == 20
-    assert all(rows[i]["prompt"] == str(u % 7) for i, u in enumerate(uids))
-    assert sorted(u // 7 for u in uids) == [0] * 7 + [1] * 7 + [2] * 6
-    assert "uid" not in prompts[0]  # the dataset rows themselves are not changed
+def test_arith_rows_carry_their_carry_count_as_difficulty():
+    assert arith_difficulty("10+10=") == 0
+    assert arith_difficulty("95+17=") == 1  # 5+7=12 carries; 9+1+1=11 only writes the leading digit
+    assert arith_difficulty("347+2861=") == 2  # 4+6=10 and 3+8+1=12 carry
+    assert arith_difficulty("999+1=") == 2
+    train, _ = load_splits(DataConfig(train_size=50, val_size=10))
+    assert all(r["meta"] == {"difficulty": arith_difficulty(r["prompt"])} for r in train)
+    assert {k: v for k, v in train[0].items() if k != "meta"} == arith.make_prompts(50, seed=0)[0]
 
 
 def test_render_prompt_uses_the_chat_template():

@@ -45,7 +45,8 @@ def test_killed_run_logs_every_step_exactly_once(killed_run):
 
 def test_every_sampled_prompt_reached_one_training_step(killed_run):
     from rl.data.config import DataConfig
-    from rl.data.datasets import PromptSampler, load_splits
+    from rl.data.datasets import load_splits
+    from rl.data.sampler import PromptSampler
     from rl.recipe import load_recipe
 
     r = [x for x in rows(killed_run.run_dir) if x["step"] > 0]

@@ -1,5 +1,5 @@
 """Config of the learner group: how many ranks, which collective backend,
-and the optimizer."""
+the compute precision, and the optimizer."""
 from __future__ import annotations
 
 from typing import Literal
@@ -16,6 +16,12 @@ class LearnerConfig(BaseModel):
     backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="Collective backend: 'auto' = nccl with GPUs, gloo on CPU.")
     cpus_per_rank: float = Field(1.0, gt=0, description="Ray CPUs reserved for each rank.")
     gpus_per_rank: float = Field(0.0, ge=0, description="Ray GPUs reserved for each rank (0 on CPU machines).")
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="Compute dtype of forward and backward. 'bfloat16': FSDP2 mixed precision (parameters "
+                    "gathered in bfloat16, gradients reduced in float32), float32 master weights and "
+                    "AdamW state; log-probs are computed in float32 either way. The LM head follows "
+                    "model.fp32_lm_head.")
     threads_per_rank: int = Field(1, ge=1, description="torch intra-op threads per rank on CPU.")
     lr: float = Field(1e-4, gt=0, description="AdamW peak learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay.")

@@ -30,7 +30,9 @@ class LearnerFailure(Exception):
 class LearnerGroup:
     def __init__(self, cfg: LearnerConfig, algo: AlgoConfig, model_path: str, temperature: float,
                  seed: int, placement_group=None, first_bundle: int = 0, env: Optional[dict] = None,
-                 deterministic: bool = False):
+                 deterministic: bool = False, fp32_lm_head: bool = False):
+        """`fp32_lm_head` is the recipe's model.fp32_lm_head (the engines get
+        it through Fleet): the LM head's matmul in float32 under bfloat16."""
         remote_cls = ray.remote(LearnerRank)
         self.cfg = cfg
         self.actors = []
@@ -41,7 +43,8 @@ class LearnerGroup:
                 opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                     placement_group, placement_group_bundle_index=first_bundle + rank)
             self.actors.append(remote_cls.options(**opts).remote(
-                rank, cfg.ranks, cfg, algo, model_path, temperature, seed, deterministic))
+                rank, cfg.ranks, cfg, algo, model_path, temperature, seed, deterministic,
+                fp32_lm_head=fp32_lm_head))
         addr, port = ray.get(self.actors[0].master_address.remote())
         self.n_params = ray.get([a.setup.remote(addr, port) for a in self.actors])[0]
 

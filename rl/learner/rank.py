@@ -3,6 +3,27 @@
 A `LearnerRank` lives in its own Ray actor; `LearnerGroup` starts N of them
 and drives them in lock-step. The train step reads top to bottom: plan
 micro-batches, forward/backward each, clip, step, reduce metrics.
+
+Precision (`learner.dtype`, `model.fp32_lm_head`; docs/precision.md): the
+model is loaded in float32, which stays the dtype of the master weights, the
+gradients FSDP hands the optimizer and the AdamW state. With bfloat16, FSDP2's
+`MixedPrecisionPolicy` gathers parameters in bfloat16 for forward and backward
+and reduce-scatters gradients in float32. With the fp32 head on, the LM head's
+matmul runs in float32 on upcast operands (bfloat16 hidden states and head
+weight, float32 products and logits), tied or untied alike. This departs on
+purpose from giving an untied head a float32 FSDP group of its own: vLLM's
+`head_dtype=float32` computes exactly this (its weights are held in the model
+dtype and upcast), while a float32-weight head here would use weights the
+engines never see (theirs are rounded to bfloat16); it also needs no second
+path for tied heads. Log-probs are computed in float32 whatever the dtype.
+
+Tested on CPU over gloo (tests/rl/test_precision.py): bfloat16 all-gathers and
+float32 reduce-scatters work on gloo as they are; observed dtypes inside the
+running model, gradients reaching a tied head's shared weight, and the
+log-prob error against a float32 reference with the head in float32 and in
+bfloat16. Not run: nccl/CUDA (the same code with a different backend name;
+its speed and memory, including the transient float32 copy of the head weight
+per forward, are unmeasured).
 """
 from __future__ import annotations
 
@@ -17,7 +38,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions, get_model_state_dict, get_state_dict, set_state_dict,
 )
-from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from rl.algo.batch import TrainBatch, plan_microbatches
 from rl.algo.config import AlgoConfig
@@ -28,9 +49,10 @@ from rl.learner.dist import ParallelDims, init_parallel
 
 class LearnerRank:
     def __init__(self, rank: int, world: int, cfg: LearnerConfig, algo: AlgoConfig,
-                 model_path: str, temperature: float, seed: int = 0, deterministic: bool = False):
+                 model_path: str, temperature: float, seed: int = 0, deterministic: bool = False,
+                 fp32_lm_head: bool = False):
         self.dims = ParallelDims(rank, world, _backend(cfg))
-        self.cfg, self.algo = cfg, algo
+        self.cfg, self.algo, self.fp32_lm_head = cfg, algo, fp32_lm_head
         self.model_path, self.temperature, self.seed = model_path, temperature, seed
         self.version = 0  # optimizer steps taken = policy version of the weights
         self.weight_transport = None
@@ -54,9 +76,7 @@ class LearnerRank:
         torch.manual_seed(self.seed)
         model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
         model.to(self.dims.device_type)
-        for layer in model.model.layers:
-            fully_shard(layer, mesh=self.mesh)
-        fully_shard(model, mesh=self.mesh)
+        _shard(model, self.mesh, self.cfg.dtype, self.fp32_lm_head)
         self.model = model
         self.pad_id = model.config.pad_token_id or 0
         self.optim = torch.optim.AdamW(
@@ -236,6 +256,32 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
+
+
+def _shard(model: torch.nn.Module, mesh, dtype: str, fp32_lm_head: bool) -> None:
+    """FSDP2-wrap each decoder layer, then the root (embedding, final norm,
+    LM head). bfloat16: parameters gathered in bfloat16, gradients reduced in
+    float32 onto the float32 shards; with `fp32_lm_head` the head's matmul
+    is then moved to float32 (`_fp32_head`)."""
+    mp = MixedPrecisionPolicy()  # float32 throughout
+    if dtype == "bfloat16":
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    for layer in model.model.layers:
+        fully_shard(layer, mesh=mesh, mp_policy=mp)
+    fully_shard(model, mesh=mesh, mp_policy=mp)
+    if fp32_lm_head and dtype != "float32":
+        _fp32_head(model.get_output_embeddings())
+
+
+def _fp32_head(head: torch.nn.Linear) -> None:
+    """Make `head` compute float32 logits from upcast operands, as vLLM's
+    LogitsProcessor does with head_dtype=float32. The head keeps its
+    parameter (for a tied model the embedding's), so gradients reach it
+    through the upcast and FSDP reduces them as before."""
+    def forward(hidden: torch.Tensor) -> torch.Tensor:
+        bias = None if head.bias is None else head.bias.float()
+        return torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)
+    head.forward = forward
 
 
 def _backend(cfg: LearnerConfig) -> str:

@@ -19,14 +19,14 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rl.gather import ActorDied, gather
 from rl.learner.group import LearnerFailure
-from rollout.types import RolloutBatch
+from rollout.types import Group, RolloutBatch
 from rollout.worker import Job, RolloutWorker
 
 log = logging.getLogger(__name__)
@@ -63,16 +63,28 @@ class Fleet:
 
     # ---- jobs -------------------------------------------------------------------
     def submit(self, job_id: str, step: int, prompts: list[dict], prompt_ids: list[list[int]], n: int,
-               temperature: float, min_version: int, priority: int) -> list[Part]:
+               temperature: float, min_version: int, priority: int,
+               carried: Optional[list[Optional[Group]]] = None, partial: bool = True) -> list[Part]:
+        """Split a job across the workers (prompt r goes to worker r % workers).
+        `carried[r]`, aligned with `prompts`, is an unfinished group from an
+        earlier job whose partial samples prompt r continues (None: a fresh
+        prompt). `partial=False` turns the segment budget off (evaluation
+        must get whole answers); forced interruption applies to every job."""
+        ro = self.recipe.rollout
+        if carried is not None and len(carried) != len(prompts):
+            raise ValueError(f"carried has {len(carried)} entries for {len(prompts)} prompts")
         parts = []
         for i in range(len(self.workers)):
             rows = list(range(i, len(prompts), len(self.workers)))
             if not rows:
                 continue
+            kept = {} if carried is None else {k: carried[r] for k, r in enumerate(rows) if carried[r] is not None}
             job = Job(job_id=f"{job_id}/{i}", step=step, prompts=[prompts[r] for r in rows],
                       prompt_ids=[prompt_ids[r] for r in rows], n=n, temperature=temperature,
-                      max_tokens=self.recipe.rollout.max_new_tokens, min_version=min_version,
-                      priority=priority, seed=zlib.crc32(f"{self.recipe.run.seed}/{job_id}/{i}".encode()) << 20)
+                      max_tokens=ro.max_new_tokens, min_version=min_version,
+                      priority=priority, seed=zlib.crc32(f"{self.recipe.run.seed}/{job_id}/{i}".encode()) << 20,
+                      interruption=ro.interruption, segment_tokens=ro.partial_segment_tokens if partial else None,
+                      carried=kept)
             part = Part(i, job, self.workers[i].generate.remote(job))
             self._parts[job.job_id] = part
             parts.append(part)
@@ -185,7 +197,7 @@ class Fleet:
             num_cpus=r.rollout.cpus_per_worker, num_gpus=r.rollout.gpus_per_worker,
             runtime_env={"env_vars": dict(ENGINE_ENV)},
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i),
-        ).remote(self.model_path, r.rollout.engine, self.hub, i)
+        ).remote(self.model_path, r.model.engine_config(r.rollout.engine), self.hub, i)
 
     def _each(self, call: Callable[[Any], Any]) -> list:
         """One call per worker, replacing a dead worker and asking again."""

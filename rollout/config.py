@@ -3,12 +3,18 @@
 `EngineConfig` is everything `rollout.engine.Engine` passes to vLLM. It
 imports neither torch nor vLLM, so a recipe validates on any laptop; the
 "auto" device is resolved by the engine when it starts, not here.
+`RolloutConfig` is what each training step generates, including the two
+length controls (forced interruption, partial rollouts; docs/rollout.md).
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# ScaleRL's forced-interruption text (Khatri et al. 2025, "The Art of Scaling
+# RL Compute"): it closes the thinking block so that an answer follows.
+SCALERL_INTERRUPTION = "Okay, time is up. Let me stop thinking and formulate a final answer now. </think>"
 
 
 class EngineConfig(BaseModel):
@@ -64,6 +70,34 @@ class EngineConfig(BaseModel):
                     f"threads_bind must be 'auto', 'nobind' or a core list like '0-1', got {bind!r}")
         return self
 
+
+class InterruptionConfig(BaseModel):
+    """Forced interruption (ScaleRL's length control): a response still going
+    at a point drawn uniformly in `window` gets `text` appended (never
+    trained: the policy did not sample it), then `answer_tokens` more tokens
+    to answer. The longest response is window[1] + len(text tokens) +
+    answer_tokens, which the engine's max_model_len must hold with the prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(
+        SCALERL_INTERRUPTION, min_length=1,
+        description="Appended at the interruption point, tokenized with the model's tokenizer "
+                    "(characters it cannot encode become its unknown token; the tiny "
+                    "character tokenizer has no capitals).")
+    window: tuple[int, int] = Field(
+        description="(lo, hi): the interruption point is a response position drawn uniformly in "
+                    "[lo, hi], per sample, from the job seed; 1 <= lo <= hi < max_new_tokens.")
+    answer_tokens: int = Field(gt=0, description="Tokens the model may sample after the text.")
+
+    @model_validator(mode="after")
+    def _window_order(self) -> "InterruptionConfig":
+        lo, hi = self.window
+        if not 1 <= lo <= hi:
+            raise ValueError(f"interruption.window must be 1 <= lo <= hi, got {self.window}")
+        return self
+
+
 class RolloutConfig(BaseModel):
     """How many rollout workers, and what each training step generates."""
 
@@ -77,6 +111,23 @@ class RolloutConfig(BaseModel):
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (the learner scores tokens at the same temperature).")
     max_new_tokens: int = Field(64, ge=1, description="Longest response; longer ones are truncated (finish_reason 'length').")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="The vLLM engine of each worker.")
+    interruption: Optional[InterruptionConfig] = Field(
+        None, description="Forced interruption (ScaleRL length control); None = off.")
+    partial_segment_tokens: Optional[int] = Field(
+        None, ge=1,
+        description="Partial rollouts (Kimi k1.5): tokens each response may sample per iteration; "
+                    "an unfinished one is returned as 'partial' and continued in the next iteration "
+                    "with newer weights, only its newest segment trained. None = off.")
+
+    @model_validator(mode="after")
+    def _lengths_fit(self) -> "RolloutConfig":
+        if self.interruption is not None and self.interruption.window[1] >= self.max_new_tokens:
+            raise ValueError(f"rollout.interruption.window[1] ({self.interruption.window[1]}) "
+                             f"must be < rollout.max_new_tokens ({self.max_new_tokens})")
+        if self.partial_segment_tokens is not None and self.partial_segment_tokens >= self.max_new_tokens:
+            raise ValueError(f"rollout.partial_segment_tokens ({self.partial_segment_tokens}) must be "
+                             f"< rollout.max_new_tokens ({self.max_new_tokens}), or it never cuts a response")
+        return self
 
 
 class PipelineConfig(BaseModel):
@@ -87,6 +138,14 @@ class PipelineConfig(BaseModel):
     max_off_policy_steps: int = Field(
         1, ge=0,
         description="k: generators run at most k learner steps ahead; no sample is older than k policy versions. 0 = synchronous on-policy.")
+    mode: Literal["pipeline", "ppo"] = Field(
+        "pipeline",
+        description="'pipeline': PipelineRL-k, generation runs up to max_off_policy_steps ahead and new weights "
+                    "enter generations in flight. 'ppo': PPO-off-policy, one job generates ppo_minibatches steps' "
+                    "prompts with one set of weights, then the learner takes one step per minibatch (ScaleRL's "
+                    "comparison; needs max_off_policy_steps=0).")
+    ppo_minibatches: int = Field(
+        4, ge=1, description="mode 'ppo': learner steps (minibatches of prompts_per_step prompts) per generated batch.")
     weight_transport: Literal["broadcast", "safetensors"] = Field(
         "broadcast", description="'broadcast': a collective group (gloo on CPU, nccl on GPU) from learner rank 0 to the workers; 'safetensors': bytes through Ray's object store.")
     weight_sync_timeout_s: float = Field(

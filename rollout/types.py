@@ -1,24 +1,34 @@
 """What rollout produces: scored samples grouped by prompt.
 
 These plain dataclasses are the one format that flows from rollout workers
-(via the reward hub) to the learner's batch builder.
+(via the reward hub) to the learner's batch builder. A group with a partial
+sample (partial rollouts: a response cut at the per-iteration segment budget)
+is unscored; the controller carries it to the next iteration, and keeps it in
+its checkpoint through `Group.to_dict` / `Group.from_dict`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 
 @dataclass
 class Sample:
     token_ids: list[int]
-    logprobs: list[float]  # log pi_gen of each sampled token
+    logprobs: list[float]  # log pi_gen of each token (0.0 on forced text)
     versions: list[int]  # policy version that produced each token
-    finish_reason: str  # "stop" | "length"
+    finish_reason: str  # "stop" | "length" | "partial" (cut at the segment budget, to be continued)
     text: str = ""
     reward: float = 0.0
     correct: Optional[bool] = None
     reward_details: dict[str, Any] = field(default_factory=dict)
+    # Which response tokens train. None: all of them. False marks a token the
+    # policy did not sample in this iteration: forced interruption text, or a
+    # segment generated in an earlier iteration (only the newest is on-policy).
+    loss_mask: Optional[list[bool]] = None
+    interrupted: bool = False  # the interruption text was appended at `interrupt_at`
+    interrupt_at: Optional[int] = None  # drawn interruption point (response position); kept across segments
+    requests: int = 1  # engine requests that produced it; a continuation seeds with seed + requests * prime
 
     @property
     def min_version(self) -> int:
@@ -28,6 +38,22 @@ class Sample:
     def max_version(self) -> int:
         return max(self.versions) if self.versions else -1
 
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason != "partial"
+
+    def trainable_mask(self) -> list[bool]:
+        """One bool per response token: True where the loss applies."""
+        return [True] * len(self.token_ids) if self.loss_mask is None else list(self.loss_mask)
+
+    @property
+    def trainable_min_version(self) -> int:
+        """Oldest version among trained tokens (what the staleness bound is
+        about: masked tokens never reach the loss); -1 if none trains."""
+        mask = self.trainable_mask()
+        vs = [v for v, m in zip(self.versions, mask) if m]
+        return min(vs) if vs else -1
+
 
 @dataclass
 class Group:
@@ -36,6 +62,21 @@ class Group:
     prompt: dict[str, Any]  # the dataset row: prompt, answer, kind, ...
     prompt_ids: list[int]
     samples: list[Sample]
+
+    @property
+    def unfinished(self) -> bool:
+        """Some sample is partial: the group is not scored and not trained yet."""
+        return any(not s.finished for s in self.samples)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (the dataset row and reward details must be JSON-safe,
+        which the built-in tasks and reward functions are)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Group":
+        return cls(prompt=dict(d["prompt"]), prompt_ids=list(d["prompt_ids"]),
+                   samples=[Sample(**s) for s in d["samples"]])
 
 
 @dataclass

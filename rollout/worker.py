@@ -10,7 +10,10 @@ are in flight are loaded between two engine steps; the KV cache is kept and
 every token records the version that produced it.
 
 Each finished prompt group is sent to the reward hub at once, so scoring
-overlaps generation of the rest of the batch.
+overlaps generation of the rest of the batch. Which engine requests a job
+needs (forced interruption, partial rollouts and their continuation) is
+rollout.jobs' business; a group left with a partial sample is returned
+unscored, for the controller to carry into a later job.
 """
 from __future__ import annotations
 
@@ -20,28 +23,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from rollout.types import Group, RolloutBatch, Sample
+from rollout.jobs import Job, JobRun, Request, job_of
+from rollout.types import RolloutBatch
 
-
-@dataclass
-class Job:
-    job_id: str
-    step: int
-    prompts: list[dict[str, Any]]  # dataset rows: prompt, answer, kind, tests...
-    prompt_ids: list[list[int]]
-    n: int
-    temperature: float
-    max_tokens: int
-    min_version: int = 0
-    priority: int = 0  # higher is admitted first (evaluation)
-    seed: Optional[int] = None
+__all__ = ["Job", "RolloutWorker"]
 
 
 @dataclass
 class _JobState:
     job: Job
-    completions: dict[int, list] = field(default_factory=dict)  # prompt index -> completions
-    reward_refs: dict[int, Any] = field(default_factory=dict)
+    run: Optional[JobRun] = None  # set when admitted
+    reward_refs: dict[int, Any] = field(default_factory=dict)  # prompt index -> hub result
     done: threading.Event = field(default_factory=threading.Event)
     started: float = 0.0
     error: Optional[BaseException] = None
@@ -188,41 +180,35 @@ class RolloutWorker:
     def _admit(self, state: _JobState) -> None:
         job = state.job
         state.started = time.perf_counter()
+        state.run = JobRun(job, self.engine.tokenizer, self.engine.cfg.max_model_len, self.engine.version)
         self._active[job.job_id] = state
-        for p, ids in enumerate(job.prompt_ids):
-            for i in range(job.n):
-                seed = None if job.seed is None else job.seed + p * job.n + i
-                self.engine.add(f"{job.job_id}#{p}#{i}", ids, temperature=job.temperature,
-                                max_tokens=job.max_tokens, seed=seed)
+        self._send(job, state.run.start())
+        self._settle(state)
+
+    def _send(self, job: Job, requests: list[Request]) -> None:
+        for r in requests:
+            self.engine.add(r.request_id, r.prompt_ids, temperature=job.temperature,
+                            max_tokens=r.max_tokens, seed=r.seed)
 
     def _finish(self, completion) -> None:
-        job_id, p, _ = completion.request_id.rsplit("#", 2)
-        state = self._active[job_id]
-        job, p = state.job, int(p)
+        state = self._active[job_of(completion.request_id)]
         self.tokens_generated += len(completion.token_ids)
-        got = state.completions.setdefault(p, [])
-        got.append(completion)
-        if len(got) == job.n:
-            got.sort(key=lambda c: int(c.request_id.rsplit("#", 1)[1]))
-            row = job.prompts[p]
-            group = [{"kind": row.get("kind", "math"), "response": c.text, "answer": row.get("answer"),
-                      "tests": row.get("tests"), "length": len(c.token_ids)} for c in got]
-            state.reward_refs[p] = self.hub.score_groups_async([group])
-            if len(state.reward_refs) == len(job.prompts):
-                del self._active[job_id]
-                state.done.set()
+        self._send(state.job, state.run.absorb(completion, self.engine.version))
+        self._settle(state)
+
+    def _settle(self, state: _JobState) -> None:
+        """Score the groups that just finished; close the job once all are settled."""
+        run = state.run
+        for p in run.take_settled():
+            if run.finished(p):
+                state.reward_refs[p] = self.hub.score_groups_async([run.reward_items(p)])
+        if run.done:
+            del self._active[state.job.job_id]
+            state.done.set()
 
     def _assemble(self, state: _JobState) -> RolloutBatch:
         import ray
-        job = state.job
-        groups = []
-        for p, row in enumerate(job.prompts):
-            scored = ray.get(state.reward_refs[p])[0]
-            samples = [
-                Sample(token_ids=list(c.token_ids), logprobs=list(c.logprobs), versions=list(c.versions),
-                       finish_reason=c.finish_reason, text=c.text, reward=float(r.score),
-                       correct=r.details.get("correct"), reward_details=dict(r.details))
-                for c, r in zip(state.completions[p], scored)
-            ]
-            groups.append(Group(prompt=row, prompt_ids=job.prompt_ids[p], samples=samples))
-        return RolloutBatch(step=job.step, groups=groups, gen_seconds=time.perf_counter() - state.started)
+        run = state.run
+        groups = [run.group(p, ray.get(state.reward_refs[p])[0] if p in state.reward_refs else None)
+                  for p in range(len(state.job.prompts))]
+        return RolloutBatch(step=state.job.step, groups=groups, gen_seconds=time.perf_counter() - state.started)

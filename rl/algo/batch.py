@@ -19,6 +19,10 @@ mean_i |y_i| / L, so a longer answer carries more weight (Dr.GRPO's point:
 dividing by |y_i| favours long wrong answers and short right ones). Every
 aggregation gives each token of a sequence the same weight, which is what
 lets the sequence-level losses (gspo, kimi) put their value on every token.
+
+|y_i| counts trained tokens only: a sample's `loss_mask` leaves out forced
+interruption text and segments generated in an earlier iteration (partial
+rollouts). Those tokens stay in input_ids_bt, as context, with mask 0.
 """
 from __future__ import annotations
 
@@ -37,11 +41,11 @@ class TrainBatch:
     (the value at position t concerns token input_ids_bt[:, t])."""
 
     input_ids_bt: torch.Tensor  # long (B, T): prompt + response, right-padded
-    mask_bt: torch.Tensor  # float (B, T): 1 on response tokens
+    mask_bt: torch.Tensor  # float (B, T): 1 on response tokens that train (Sample.trainable_mask)
     gen_logprobs_bt: torch.Tensor  # float (B, T): log pi_gen of response tokens, 0 elsewhere
     token_weights_bt: torch.Tensor  # float (B, T): aggregation weights (sum 1 except sequence_sum)
     advantages_b: torch.Tensor  # float (B,)
-    min_version_b: torch.Tensor  # long (B,): oldest policy version in the sequence
+    min_version_b: torch.Tensor  # long (B,): oldest policy version among the trained tokens
     lengths_b: torch.Tensor  # long (B,): prompt + response tokens
 
     @property
@@ -92,7 +96,7 @@ def build_train_batch(groups: list[Group], cfg: AlgoConfig, pad_id: int) -> Trai
         input_ids[i, :p] = torch.tensor(g.prompt_ids)
         if r:
             input_ids[i, p:p + r] = torch.tensor(s.token_ids)
-            mask[i, p:p + r] = 1.0
+            mask[i, p:p + r] = torch.tensor(s.trainable_mask(), dtype=torch.float32)
             gen_lp[i, p:p + r] = torch.tensor(s.logprobs, dtype=torch.float32)
     weights = _token_weights(cfg.aggregation, mask, [gi for _, gi, _ in rows], len(kept), cfg.norm_tokens)
     return TrainBatch(
@@ -101,7 +105,7 @@ def build_train_batch(groups: list[Group], cfg: AlgoConfig, pad_id: int) -> Trai
         gen_logprobs_bt=gen_lp,
         token_weights_bt=weights,
         advantages_b=adv_gs.reshape(-1),
-        min_version_b=torch.tensor([s.min_version for _, _, s in rows], dtype=torch.long),
+        min_version_b=torch.tensor([s.trainable_min_version for _, _, s in rows], dtype=torch.long),
         lengths_b=torch.tensor(lengths, dtype=torch.long),
     )
 

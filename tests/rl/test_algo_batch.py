@@ -90,3 +90,31 @@ def test_zero_variance_and_single_sample_groups_give_zero_not_nan():
     for name in ADVANTAGES:
         assert compute_advantages(name, flat, eps=0.0).tolist() == [[0.0] * 3, [0.0] * 3]
         assert compute_advantages(name, torch.tensor([[1.0], [0.0]]), eps=0.0).tolist() == [[0.0], [0.0]]
+
+
+def test_masked_tokens_stay_as_input_but_carry_no_weight():
+    """Sample 0 was continued (partial rollouts): 2 tokens from an earlier
+    iteration (version 0, mask False), then 2 new ones (version 1). Sample 1
+    has a forced interruption token (logprob 0.0, mask False) between two
+    sampled ones. 4 trained tokens in all, so token_mean gives each 1/4 (with
+    every response token trained it would be 1/7), and the masked ones keep
+    their ids as context but get weight and gradient 0."""
+    continued = Sample(token_ids=[7, 8, 9, 10], logprobs=[-0.5] * 4, versions=[0, 0, 1, 1],
+                       finish_reason="stop", reward=1.0, loss_mask=[False, False, True, True])
+    forced = Sample(token_ids=[11, 12, 13], logprobs=[-0.5, 0.0, -0.5], versions=[1, 1, 1],
+                    finish_reason="stop", reward=0.0, loss_mask=[True, False, True], interrupted=True)
+    group = Group(prompt={"prompt": "x"}, prompt_ids=[5, 5], samples=[continued, forced])
+    b = build_train_batch([group], AlgoConfig(zero_variance_filter=False, aggregation="token_mean",
+                                              advantage="no_std"), pad_id=0)
+    assert b.input_ids_bt.tolist() == [[5, 5, 7, 8, 9, 10], [5, 5, 11, 12, 13, 0]]
+    mask = [[0, 0, 0, 0, 1, 1], [0, 0, 1, 0, 1, 0]]
+    assert b.mask_bt.tolist() == mask
+    torch.testing.assert_close(b.token_weights_bt, torch.tensor(mask, dtype=torch.float32) / 4)
+    assert b.min_version_b.tolist() == [1, 1]  # the old segment's version 0 does not train
+    assert b.lengths_b.tolist() == [6, 5]
+    _, grad = _loss_and_grad(b)  # -A * w on trained tokens: A = +0.5, -0.5
+    want = torch.tensor(mask, dtype=torch.float32) * torch.tensor([[-0.5 / 4], [0.5 / 4]])
+    torch.testing.assert_close(grad, want)
+    # sequence_mean divides by each row's trained tokens: 1 / (2 rows * 2)
+    seq = build_train_batch([group], AlgoConfig(zero_variance_filter=False, aggregation="sequence_mean"), pad_id=0)
+    torch.testing.assert_close(seq.token_weights_bt, torch.tensor(mask, dtype=torch.float32) / 4)

@@ -1,0 +1,181 @@
+"""A rollout job and its bookkeeping on one engine: which engine requests
+each sample needs (rollout.draft), which prompt groups are settled, which of
+those are finished and go to the reward hub, and the groups handed back.
+
+Kept apart from the Ray actor (rollout.worker) so that the request logic runs
+against a plain `rollout.engine.Engine` in tests: the worker only adds the
+requests a `JobRun` asks for, feeds it completions, and scores the groups it
+reports finished.
+
+A prompt group is *settled* when every sample is finished or partial (cut at
+the segment budget). A settled group with a partial sample is not scored: its
+responses are not answers yet. It is returned with reward 0 for the caller to
+carry into a later job (`Job.carried`), where only the partial samples are
+continued.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple, Optional
+
+from rollout.config import InterruptionConfig
+from rollout.draft import Draft
+from rollout.types import Group, Sample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    job_id: str
+    step: int
+    prompts: list[dict[str, Any]]  # dataset rows: prompt, answer, kind, tests...
+    prompt_ids: list[list[int]]
+    n: int
+    temperature: float
+    max_tokens: int
+    min_version: int = 0
+    priority: int = 0  # higher is admitted first (evaluation)
+    seed: Optional[int] = None
+    interruption: Optional[InterruptionConfig] = None  # forced interruption; None = off
+    segment_tokens: Optional[int] = None  # partial rollouts: tokens per sample in this job; None = off
+    # prompt index -> a group from an earlier job with partial samples; its
+    # prompt and prompt_ids are used in place of the job's for that index
+    carried: dict[int, Group] = field(default_factory=dict)
+
+
+class Request(NamedTuple):
+    """One engine request a job needs sent."""
+
+    request_id: str
+    prompt_ids: list[int]
+    max_tokens: int
+    seed: Optional[int]
+
+
+def job_of(request_id: str) -> str:
+    """The job id of a request id `job#prompt#sample#request`."""
+    return request_id.rsplit("#", 3)[0]
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    """Token ids of the interruption text; warns when the tokenizer cannot
+    encode some of it (the model would see its unknown token there)."""
+    ids = list(tokenizer.encode(text, add_special_tokens=False))
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is not None and unk in ids:
+        log.warning("the interruption text %r has characters the tokenizer maps to its unknown token", text)
+    return ids
+
+
+class JobRun:
+    """One job on one engine. Call `start()` once, then `absorb()` with each
+    of its completions; send every request either returns. `take_settled()`
+    drains the prompt indices settled since the last call."""
+
+    def __init__(self, job: Job, tokenizer, context: int, version: int):
+        self.job, self.tokenizer, self.context = job, tokenizer, context
+        self._text_ids = encode_text(tokenizer, job.interruption.text) if job.interruption else []
+        self.slots: list[list[Draft | Sample]] = []
+        self._left: list[int] = []  # samples of each prompt not settled yet
+        self._settled: list[int] = []
+        self._version = version
+        self.sampled = 0  # tokens the engine sampled for this job
+
+    # ---- drafts --------------------------------------------------------------
+    def _draft_kwargs(self, p: int, i: int) -> dict:
+        job = self.job
+        kw = dict(seed=None if job.seed is None else job.seed + p * job.n + i, max_tokens=job.max_tokens,
+                  context=self.context, budget=job.segment_tokens)
+        if job.interruption is not None:
+            lo, hi = job.interruption.window
+            kw.update(interrupt_at=random.Random(f"interrupt/{job.seed}/{p}/{i}").randint(lo, hi),
+                      text_ids=self._text_ids, answer_tokens=job.interruption.answer_tokens)
+        return kw
+
+    def _slot(self, p: int, i: int) -> Draft | Sample:
+        carried = self.job.carried.get(p)
+        if carried is None:
+            return Draft(prompt_ids=list(self.job.prompt_ids[p]), **self._draft_kwargs(p, i))
+        sample = carried.samples[i]
+        if sample.finished:
+            # finished in an earlier iteration: its reward still counts towards the group's
+            # baseline, but none of its tokens trains (only the newest segment is on-policy,
+            # and the staleness bound k holds for every trained token)
+            return replace(sample, loss_mask=[False] * len(sample.token_ids))
+        return Draft.resume(sample, carried.prompt_ids, self._version, **self._draft_kwargs(p, i))
+
+    def _ask(self, p: int, i: int) -> Optional[Request]:
+        slot = self.slots[p][i]
+        ask = slot.next_request() if isinstance(slot, Draft) else None
+        if ask is None:
+            self._left[p] -= 1
+            if self._left[p] == 0:
+                self._settled.append(p)
+            return None
+        rid = f"{self.job.job_id}#{p}#{i}#{slot.requests}"
+        return Request(rid, ask.prompt_ids, ask.max_tokens, ask.seed)
+
+    # ---- driving ---------------------------------------------------------------
+    def start(self) -> list[Request]:
+        job = self.job
+        for p in range(len(job.prompts)):
+            carried = job.carried.get(p)
+            if carried is not None and len(carried.samples) != job.n:
+                raise ValueError(f"carried group {p} has {len(carried.samples)} samples, the job asks {job.n}")
+            self.slots.append([self._slot(p, i) for i in range(job.n)])
+            self._left.append(job.n)
+        asks = [self._ask(p, i) for p in range(len(job.prompts)) for i in range(job.n)]
+        return [a for a in asks if a is not None]
+
+    def absorb(self, completion, version: int) -> list[Request]:
+        """Take a finished engine request of this job (`version`: the engine's
+        now); returns the follow-up request, if the sample needs one."""
+        _, p, i, _ = completion.request_id.rsplit("#", 3)
+        p, i = int(p), int(i)
+        self.sampled += len(completion.token_ids)
+        self.slots[p][i].absorb(list(completion.token_ids), list(completion.logprobs),
+                                list(completion.versions), completion.finish_reason, version)
+        ask = self._ask(p, i)
+        return [] if ask is None else [ask]
+
+    def take_settled(self) -> list[int]:
+        settled, self._settled = self._settled, []
+        return settled
+
+    @property
+    def done(self) -> bool:
+        return all(left == 0 for left in self._left)
+
+    # ---- results -------------------------------------------------------------------
+    def samples(self, p: int) -> list[Sample]:
+        return [dataclasses.replace(s) if isinstance(s, Sample)
+                else s.to_sample(self.tokenizer.decode(s.token_ids, skip_special_tokens=True))
+                for s in self.slots[p]]
+
+    def finished(self, p: int) -> bool:
+        """Settled with every sample finished: ready to score."""
+        return self._left[p] == 0 and all(
+            (s.finished if isinstance(s, Sample) else s.finish_reason != "partial") for s in self.slots[p])
+
+    def reward_items(self, p: int) -> list[dict]:
+        """The hub's input for group p (one dict per sample)."""
+        row = self._row(p)
+        return [{"kind": row.get("kind", "math"), "response": s.text, "answer": row.get("answer"),
+                 "tests": row.get("tests"), "length": len(s.token_ids)} for s in self.samples(p)]
+
+    def _row(self, p: int) -> dict:
+        carried = self.job.carried.get(p)
+        return carried.prompt if carried is not None else self.job.prompts[p]
+
+    def group(self, p: int, scored: Optional[list] = None) -> Group:
+        """Group p with its rewards (`scored`: the hub's results), or unscored."""
+        samples = self.samples(p)
+        for s, r in zip(samples, scored or []):
+            s.reward, s.correct, s.reward_details = float(r.score), r.details.get("correct"), dict(r.details)
+        carried = self.job.carried.get(p)
+        prompt_ids = carried.prompt_ids if carried is not None else self.job.prompt_ids[p]
+        return Group(prompt=self._row(p), prompt_ids=list(prompt_ids), samples=samples)

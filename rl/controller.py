@@ -37,7 +37,8 @@ from rewards.hub import start_hub
 from rl.algo.batch import build_train_batch
 from rl.base.build import resolve_base
 from rl.checkpoint import CheckpointStore
-from rl.data.datasets import PromptSampler, load_splits, render_prompt
+from rl.data.datasets import load_splits, render_prompt
+from rl.data.sampler import PromptSampler
 from rl.errors import RunStopped
 from rl.fleet import Fleet
 from rl.learner.dist import resolve_backend
@@ -49,6 +50,8 @@ from rl.placement import local_cluster_cpus, plan_resources
 from rl.progress import ProgressLine
 from rl.recipe import Recipe, to_yaml
 from rl.run_state import RunState
+from rl.schedule import RolloutSchedule
+from rl.step_metrics import data_metrics, eval_metrics, rollout_metrics
 from rollout.types import RolloutBatch
 
 log = logging.getLogger(__name__)
@@ -91,27 +94,33 @@ class Controller:
         k, total = r.pipeline.max_off_policy_steps, r.run.steps
         if st.step == 0 and not st.evals:
             self._log(self._evaluate(step=0) | self.state.ledger.totals() | {"step": 0})
-        inflight: dict[int, list] = {}
+        schedule = RolloutSchedule(r, st, self.fleet, render=lambda text: render_prompt(self.tokenizer, text))
+        updated = False  # weights changed since the engines last got them
         while st.step < total:
             step = st.step
             t0 = time.perf_counter()
-            self._fill(inflight, step, k, total)
-            rollout = self.fleet.collect(inflight.pop(step))
+            schedule.fill(step)
+            rollout, shaping = schedule.take(step)
             t_gen = time.perf_counter()
             batch = build_train_batch(rollout.groups, r.algo, self.pad_id)
             train = self.learner.train_step(batch)
+            updated |= batch is not None
             t_train = time.perf_counter()
-            self.fleet.sync(version=step + 1, skipped=batch is None)
+            eval_due = (step + 1) % r.eval.every == 0 or step + 1 == total
+            synced = schedule.sync_due(step + 1) or eval_due
+            if synced:
+                self.fleet.sync(version=step + 1, skipped=not updated)
+                updated = False
             t_sync = time.perf_counter()
-            probe = self._probe_mismatch()
-            st.pending.pop(step, None)
+            probe = self._probe_mismatch() if synced else {}
             st.step = step + 1
-            metrics = {"step": st.step, "policy_version": st.step, **train,
+            metrics = {"step": st.step, "policy_version": st.step, **train, **shaping, "pipeline/synced": int(synced),
                        **rollout_metrics(rollout, step, k), **data_metrics(rollout, batch, st.sampler),
                        "time/wait_rollout": t_gen - t0, "time/train": t_train - t_gen,
                        "time/weight_sync": t_sync - t_train, **probe}
             metrics.update(self._account(rollout, batch))
-            if st.step % r.eval.every == 0 or st.step == total:
+            self._warn_truncation(metrics)
+            if eval_due:
                 metrics.update(self._evaluate(step=st.step))
             metrics["time/step"] = time.perf_counter() - t0
             metrics.update(st.fault_metrics())
@@ -125,24 +134,6 @@ class Controller:
         return self._summary()
 
     # ---- pipeline -------------------------------------------------------------
-    def _fill(self, inflight: dict, step: int, k: int, total: int) -> None:
-        """Keep rollout jobs for steps step..step+k in flight."""
-        for s in range(step, min(step + k + 1, total)):
-            if s in inflight:
-                continue
-            prompts = self.state.pending.get(s)
-            if prompts is None:
-                prompts = self.state.sampler.next_batch(self.recipe.rollout.prompts_per_step)
-                self.state.pending[s] = prompts
-            ro = self.recipe.rollout
-            inflight[s] = self._submit(f"train/{s}", s, prompts, ro.samples_per_prompt, ro.temperature,
-                                       min_version=max(0, s - k), priority=0)
-
-    def _submit(self, job_id: str, step: int, prompts: list[dict], n: int, temperature: float,
-                min_version: int, priority: int) -> list:
-        ids = [render_prompt(self.tokenizer, row["prompt"]) for row in prompts]
-        return self.fleet.submit(job_id, step, prompts, ids, n, temperature, min_version, priority)
-
     def _probe_mismatch(self) -> dict:
         """Score one fixed batch with every engine and with the learner right
         after a weight sync: the train-inference mismatch, every step."""
@@ -173,8 +164,9 @@ class Controller:
         ev = self.recipe.eval
         rows = self.val_prompts[: ev.prompts] if ev.prompts else self.val_prompts
         t0 = time.perf_counter()
-        result = self.fleet.collect(self._submit(f"eval/{step}", step, rows, ev.k, ev.temperature,
-                                                 min_version=step, priority=1))
+        ids = [render_prompt(self.tokenizer, row["prompt"]) for row in rows]
+        result = self.fleet.collect(self.fleet.submit(f"eval/{step}", step, rows, ids, ev.k, ev.temperature,
+                                                      min_version=step, priority=1, partial=False))
         if self.state.probe is None:
             self._set_probe(result)
         out = eval_metrics(result)
@@ -226,6 +218,16 @@ class Controller:
             return time.perf_counter() * self.n_gpus
         # the driver counts itself only: a local Ray cluster's processes are its children
         return self.fleet.cpu_seconds() + self.learner.cpu_seconds() + self.hub.cpu_seconds() + time.process_time()
+
+    def _warn_truncation(self, metrics: dict) -> None:
+        """ScaleRL saw truncation rates of 10-15% precede instability."""
+        rate, limit = metrics.get("rollout/truncation_rate"), self.recipe.monitor.truncation_warn
+        above = rate is not None and limit is not None and rate > limit
+        warned, self._truncation_above = getattr(self, "_truncation_above", False), above
+        if above and not warned:  # once per crossing, not every step
+            self.progress.warn(f"warning: step {metrics['step']}: {rate:.0%} of responses were truncated at "
+                               f"rollout.max_new_tokens (above monitor.truncation_warn={limit:.0%}; "
+                               "ScaleRL saw 10-15% precede instability)")
 
     def _log(self, metrics: dict) -> None:
         if self.fitter is not None:
@@ -301,7 +303,7 @@ class Controller:
         cfg = json.loads((Path(self.model_path) / "config.json").read_text())
         self.arch = {"layers": cfg["num_hidden_layers"], "hidden": cfg["hidden_size"]}
         train_rows, self.val_prompts = load_splits(r.data)
-        self.state = RunState(sampler=PromptSampler(train_rows, seed=r.run.seed), ledger=ComputeLedger())
+        self.state = RunState(sampler=PromptSampler(train_rows, seed=r.run.seed, cfg=r.data), ledger=ComputeLedger())
         self.ckpts = CheckpointStore(self.run_dir, keep=r.run.keep_checkpoints, checksums=r.run.checkpoint_checksums,
                                      warn=lambda m: print(f"asymptote: {m}", flush=True))
 
@@ -319,7 +321,7 @@ class Controller:
         self.hub = start_hub(r.rewards)
         self.learner = LearnerGroup(r.learner, r.algo, self.model_path, r.rollout.temperature, r.run.seed,
                                     placement_group=self.pg, first_bundle=r.rollout.workers,
-                                    deterministic=r.run.deterministic)
+                                    deterministic=r.run.deterministic, fp32_lm_head=r.model.fp32_lm_head)
         self.n_params = self.learner.n_params
         self.fleet = Fleet(r, self.model_path, self.hub, self.pg, self.learner, resolve_backend(r.learner.backend),
                            on_restart=self._count_rollout_restart)
@@ -402,50 +404,3 @@ class Controller:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return (text[-1] if text else type(err).__name__)[:200]
-
-
-def data_metrics(rollout: RolloutBatch, batch, sampler) -> dict:
-    """The data frontier: which prompts reached this training step (their
-    uids), how many the batch filter dropped, how many were drawn so far."""
-    uids = [g.prompt.get("uid") for g in rollout.groups]
-    trained = 0 if batch is None else int(batch.advantages_b.numel()) // max(1, len(rollout.groups[0].samples))
-    return {"data/prompt_uids": uids, "data/prompts_trained": trained,
-            "data/prompts_filtered": len(uids) - trained, "data/prompts_drawn": sampler.drawn}
-
-
-def rollout_metrics(batch: RolloutBatch, step: int, k: int) -> dict:
-    samples = batch.samples
-    if not samples:
-        return {}
-    rewards = [s.reward for s in samples]
-    lengths = [len(s.token_ids) for s in samples]
-    correct = [bool(s.correct) for s in samples]
-    stale = [step - s.min_version for s in samples]
-    kept = sum(1 for g in batch.groups if len({s.reward for s in g.samples}) > 1)
-    return {
-        "rollout/reward_mean": sum(rewards) / len(rewards),
-        "rollout/pass_rate": sum(correct) / len(correct),
-        "rollout/length_mean": sum(lengths) / len(lengths),
-        "rollout/length_max": max(lengths),
-        "rollout/truncation_rate": sum(s.finish_reason == "length" for s in samples) / len(samples),
-        "rollout/groups_kept": kept / max(1, len(batch.groups)),
-        "rollout/samples": len(samples),
-        "pipeline/staleness_max": max(stale),
-        "pipeline/staleness_mean": sum(stale) / len(stale),
-        "pipeline/max_off_policy_steps": k,
-        "time/generate": batch.gen_seconds,
-    }
-
-
-def eval_metrics(batch: RolloutBatch) -> dict:
-    samples = batch.samples
-    correct = [bool(s.correct) for s in samples]
-    per_prompt = [any(bool(s.correct) for s in g.samples) for g in batch.groups]
-    return {
-        "eval/pass_rate": sum(correct) / max(1, len(correct)),
-        "eval/pass_at_k": sum(per_prompt) / max(1, len(per_prompt)),
-        "eval/length_mean": sum(len(s.token_ids) for s in samples) / max(1, len(samples)),
-        "eval/truncation_rate": sum(s.finish_reason == "length" for s in samples) / max(1, len(samples)),
-        "eval/prompts": len(batch.groups),
-    }
-

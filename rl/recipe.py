@@ -48,6 +48,24 @@ class Recipe(BaseModel):
                              "generation depends on timing)")
         return self
 
+    @model_validator(mode="after")
+    def _one_head_switch(self) -> "Recipe":
+        self.model.engine_config(self.rollout.engine)  # refuses rollout.engine.fp32_lm_head on its own
+        return self
+
+    @model_validator(mode="after")
+    def _ppo_mode(self) -> "Recipe":
+        if self.pipeline.mode != "ppo":
+            return self
+        if self.pipeline.max_off_policy_steps != 0:
+            raise ValueError("pipeline.mode 'ppo' generates whole cycles with one set of weights: set "
+                             "pipeline.max_off_policy_steps=0")
+        if self.algo.dynamic_sampling:
+            raise ValueError("algo.dynamic_sampling works with pipeline.mode 'pipeline' only")
+        if getattr(self.rollout, "partial_segment_tokens", None):
+            raise ValueError("rollout.partial_segment_tokens works with pipeline.mode 'pipeline' only")
+        return self
+
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     raw = _read_layers(Path(path), seen=())

@@ -14,8 +14,8 @@ with hidden defaults of its own. The papers' settings (no KL term anywhere):
     ScaleRL (2510.13786)       cispo    batch_std   prompt_mean     is_cap in {4, 5, 8}, zero_variance_filter
     Kimi k1.5 (2501.12599)     kimi     no_std      sequence_mean   kimi_tau (the paper gives no value)
 
-DAPO resamples zero-variance groups where we drop them; DAPO's overlong
-penalty is a reward term, not a loss switch.
+DAPO's dynamic sampling (`dynamic_sampling`) replaces zero-variance groups
+with fresh prompts; its overlong penalty is a reward term, not a loss switch.
 """
 from __future__ import annotations
 
@@ -80,6 +80,13 @@ class AlgoConfig(BaseModel):
         None, gt=0,
         description="kimi: tau, the weight of the mirror-descent regulariser towards pi_gen (required there).",
     )
+    dynamic_sampling: bool = Field(
+        False,
+        description="DAPO dynamic sampling: when zero-variance groups leave a step short, generate another batch of "
+                    "prompts (and another) until the step has rollout.prompts_per_step informative groups.")
+    dynamic_sampling_max_rounds: int = Field(
+        4, ge=1, description="dynamic_sampling: most extra batches per step; a step still short trains on what it has "
+                             "(logged as data/dynamic_short).")
     zero_variance_filter: bool = Field(True, description="Drop prompt groups whose samples all got the same reward (they carry no gradient).")
     adv_eps: float = Field(1e-6, gt=0, description="Added to standard deviations before dividing.")
 

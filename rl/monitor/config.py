@@ -46,6 +46,12 @@ class MonitorConfig(BaseModel):
     interval: float = Field(0.9, description="Two-sided interval level for A, B, C_mid and the forecast.")
     min_points: int = Field(5, description="Evaluations (after burn-in, excluding step 0) before the first fit.")
 
+    truncation_warn: float | None = Field(
+        0.10, ge=0, le=1,
+        description="Warn when more than this fraction of a step's responses hit rollout.max_new_tokens "
+                    "(ScaleRL saw 10-15% precede instability); None never warns. The rate is logged each step "
+                    "as rollout/truncation_rate either way.")
+
     @field_validator("target_budget")
     @classmethod
     def _positive_budget(cls, v):

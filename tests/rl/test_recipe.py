@@ -79,12 +79,12 @@ def test_every_shipped_recipe_dry_runs_with_a_sensible_plan(path, capsys):
     if path.parent.name == "gpu":  # one GPU per rollout worker and per learner rank, nothing on CPU only
         assert r.rollout.gpus_per_worker == 1 and r.learner.gpus_per_rank == 1
         assert f"{r.rollout.workers + r.learner.ranks:g} GPU" in out
-        assert r.rollout.engine.dtype == "bfloat16" and r.rollout.engine.fp32_lm_head
+        assert r.rollout.engine.dtype == r.learner.dtype == "bfloat16" and r.model.fp32_lm_head
         assert r.rollout.prompts_per_step * r.rollout.samples_per_prompt == 768  # ScaleRL's batch
     else:  # fits the 2-core machine this project is tested on
         assert "0 GPU" in out and r.rollout.workers + r.learner.ranks * r.learner.cpus_per_rank <= 2
     assert r.algo.loss == {"grpo": "grpo", "dapo": "dapo", "dr-grpo": "dr_grpo", "gspo": "gspo",
-                           "kimi-k1.5": "kimi", "tiny-arith": "cispo"}[path.stem]
+                           "kimi-k1.5": "kimi", "tiny-arith": "cispo", "scalerl": "cispo"}[path.stem]
 
 
 def test_empty_recipe_and_async_deterministic_are_refused(tmp_path):

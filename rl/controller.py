@@ -172,6 +172,11 @@ class Controller:
         out = eval_metrics(result)
         out["time/eval"] = time.perf_counter() - t0
         self.state.evals.append({"step": step, "y": out["eval/pass_rate"], **self.state.ledger.totals()})
+        # per-prompt results: the fit weighs each point by its own sampling noise
+        MetricsLog.append(self.run_dir, "evals.jsonl", {
+            "step": step, "k": ev.k, "temperature": ev.temperature, "pass_rate": out["eval/pass_rate"],
+            "correct": [sum(bool(s.correct) for s in g.samples) for g in result.groups],
+            **self.state.ledger.totals()})
         self._refit()
         # the evaluation's own generation counts from the next point on (its
         # device time is measured with the next step's)
@@ -341,6 +346,7 @@ class Controller:
         last = self.ckpts.latest()
         logged = (self.run_dir / "metrics.jsonl").is_file() and (self.run_dir / "metrics.jsonl").stat().st_size > 0
         kept = MetricsLog.roll_back(self.run_dir, last.step if last else None)
+        MetricsLog.roll_back(self.run_dir, last.step if last else None, name="evals.jsonl")
         if last is None and logged:
             print(f"asymptote: no valid checkpoint in {self.run_dir}: starting over from step 0", flush=True)
         if last is not None:

@@ -2,6 +2,7 @@
 mirrored to wandb (offline unless a key is set). A logger never crashes a run:
 a failed wandb call becomes a warning and wandb is switched off.
 
+Each evaluation's per-prompt results go to RUN_DIR/evals.jsonl (`append`).
 Across a resume: `roll_back(run_dir, step)` drops the rows logged after the
 checkpoint the run continues from (they are logged again as the steps are
 re-run), so metrics.jsonl holds each step once; wandb continues the same run
@@ -65,10 +66,17 @@ class MetricsLog:
         return sum(1 for line in path.read_text().splitlines() if f'"event": "{kind}"' in line)
 
     @staticmethod
-    def roll_back(run_dir: Path, step: int | None) -> int:
-        """Keep only the rows of steps <= `step` (None: none); returns how many
-        rows are kept. The file is replaced atomically."""
-        path = Path(run_dir) / "metrics.jsonl"
+    def append(run_dir: Path, name: str, record: dict[str, Any]) -> None:
+        """One JSON line to RUN_DIR/<name> (e.g. evals.jsonl, the per-prompt
+        results of each evaluation), flushed at once."""
+        with (Path(run_dir) / name).open("a") as f:
+            f.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
+
+    @staticmethod
+    def roll_back(run_dir: Path, step: int | None, name: str = "metrics.jsonl") -> int:
+        """Keep only the rows of steps <= `step` (None: none) in RUN_DIR/<name>;
+        returns how many rows are kept. The file is replaced atomically."""
+        path = Path(run_dir) / name
         if not path.is_file():
             return 0
         kept = []

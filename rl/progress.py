@@ -1,8 +1,25 @@
-"""The live console line: step, reward, pass rate, tokens/s, ETA."""
+"""The live console line: step, reward, pass rate, tokens/s, ETA, and the forecast.
+
+Once the live fit has run (rl/monitor/live.py; the controller merges its
+`fit/*` metrics into every step's), the line also shows the forecast pass
+rate at the target budget with its interval, e.g. `fcst 0.512 [0.49, 0.53] @4.1`:
+the number the monitor exists for, where a user looks first.
+"""
 from __future__ import annotations
 
 import sys
 import time
+
+
+def forecast_text(m: dict) -> str | None:
+    """`0.512 [0.49, 0.53] @4.1` from fit/predicted(_lo, _hi) and fit/budget; None before the first fit."""
+    try:
+        pred, lo, hi = float(m["fit/predicted"]), float(m["fit/predicted_lo"]), float(m["fit/predicted_hi"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    budget = m.get("fit/budget")
+    at = f" @{float(budget):.3g}" if isinstance(budget, (int, float)) else ""
+    return f"{pred:.3f} [{lo:.2f}, {hi:.2f}]{at}"
 
 
 class ProgressLine:
@@ -26,6 +43,9 @@ class ProgressLine:
         }
         if "fit/A" in m:
             post["A"] = f"{m['fit/A']:.2f}"
+        forecast = forecast_text(m)
+        if forecast:
+            post["fcst"] = forecast
         self.bar.set_postfix(post, refresh=False)
         self.bar.update(1)
 

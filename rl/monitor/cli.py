@@ -1,15 +1,24 @@
 """`asymptote extrapolate` and `asymptote compare`: the scaling fit from the shell.
 
-Both read a run directory (its metrics.jsonl) or any CSV/JSONL file (see
-rl/monitor/sources.py for how columns are chosen). numpy, scipy and
-matplotlib are imported inside the handlers.
+Both read run directories (evals.jsonl with per-prompt results when the run
+has one, else metrics.jsonl) or any CSV/JSONL file (rl/monitor/sources.py
+chooses the columns). Several runs of one recipe (seeds) are fitted jointly
+(rl/monitor/fit_joint.py): `extrapolate RUN RUN ...` always, `compare` for
+the runs whose config.yaml differ only in their seeds. Bad input (a folder
+that is no run, runs on different x axes, a plot path that cannot be
+written) is one line, never a traceback. numpy, scipy and matplotlib are
+imported inside the handlers.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 from pathlib import Path
+
+# config.yaml keys that differ between seeds of one recipe, or do not change what is trained
+SEED_KEYS = {"run.seed", "data.seed", "rollout.engine.seed", "run.wandb_mode", "run.wandb_project", "run.progress"}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -22,8 +31,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="direct bounded fit (default) or the paper's A x C_mid grid")
     p.add_argument("--burn-in", type=_burn_in, default=0.05, metavar="F|N",
                    help="drop points below fraction F of the largest compute (default 0.05), or the first N points")
-    p.add_argument("--bootstrap", type=int, default=200, help="residual-bootstrap refits (0: Laplace approximation)")
+    p.add_argument("--bootstrap", type=int, default=200,
+                   help="bootstrap refits behind the intervals (0: Laplace approximation)")
     p.add_argument("--interval", type=float, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--resample", choices=("samples", "prompts"), default="samples",
+                   help="with per-prompt results: intervals for this evaluation set (samples, default) "
+                        "or for a new draw of prompts from the task (prompts)")
+    p.add_argument("--prior-b", action="store_true",
+                   help="weakly informative log-normal prior on B from the published ScaleRL fits "
+                        "(median 1.64, log-sd 0.5); steadies short, sparse curves")
 
 
 def _burn_in(text: str) -> float | int:
@@ -35,9 +51,12 @@ def _burn_in(text: str) -> float | int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("extrapolate", help="fit the ScaleRL sigmoid to one run and forecast a budget",
-                              description="Fit R(C) = R0 + (A-R0)/(1+(C_mid/C)^B) and forecast R at --budget.")
-    p.add_argument("source", metavar="SOURCE", help="run directory or CSV/JSONL file")
+    p = subparsers.add_parser("extrapolate", help="fit the ScaleRL sigmoid to one run (or seeds of one recipe) "
+                                                  "and forecast a budget",
+                              description="Fit R(C) = R0 + (A-R0)/(1+(C_mid/C)^B) and forecast R at --budget. "
+                                          "Several sources are seeds of one recipe: fitted jointly with shared "
+                                          "A and B.")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="run directory or CSV/JSONL file (several: seeds)")
     p.add_argument("--budget", type=float, default=None, metavar="C", help="forecast at this compute (default: largest x)")
     p.add_argument("--fit-upto", type=float, default=None, metavar="C", help="fit only points with x <= C")
     p.add_argument("--plot", default=None, metavar="PATH", help="where to write the plot")
@@ -46,11 +65,59 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("compare", help="compare runs' scaling curves at equal compute and with A fixed",
                               description="Fit each run, compare A, B, C_mid, the pass rate at equal compute, "
-                                          "and B with A held at the runs' mean (the paper's efficiency comparison).")
+                                          "and B with A held at the runs' mean (the paper's efficiency comparison). "
+                                          "Runs of one recipe that differ only in seeds are also fitted jointly.")
     p.add_argument("sources", nargs="+", metavar="RUN_OR_FILE")
     p.add_argument("--plot", default=None, metavar="PATH", help="where to write the plot (default ./compare.png)")
     _common(p)
     p.set_defaults(func=compare)
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def _fit_kw(args) -> dict:
+    return dict(method=args.method, burn_in=args.burn_in, bootstrap=args.bootstrap, interval=args.interval,
+                resample=args.resample, prior_B=True if args.prior_b else None)
+
+
+def _load_all(args):
+    """Points of every source, on one x axis (or one line saying which differ)."""
+    from rl.errors import UserError
+    from rl.monitor.sources import load_points
+
+    if not 0.0 < args.interval < 1.0:
+        raise UserError(f"--interval must be in (0, 1), got {args.interval}")
+    if args.bootstrap < 0:
+        raise UserError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    loaded = [load_points(s, args.x, args.y) for s in args.sources]
+    if len({p.x_name for p in loaded}) > 1:
+        named = ", ".join(f"{p.run_dir or p.source}: {p.x_name}" for p in loaded)
+        raise UserError(f"{args.func.__name__}: the runs' x columns differ ({named}); pass --x to use one axis")
+    return loaded
+
+
+def _writable(path: Path) -> Path:
+    """PATH itself, once its folder exists and can be written (else one line)."""
+    from rl.errors import UserError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot write the plot {path}: {err.strerror or err}; pass --plot PATH") from None
+    if path.is_dir() or not os.access(path.parent, os.W_OK):
+        raise UserError(f"cannot write the plot {path}: {'a folder' if path.is_dir() else 'folder not writable'}; "
+                        "pass --plot PATH")
+    return path
+
+
+def _plotting(fn, *a, **kw):
+    from rl.errors import UserError
+
+    try:
+        return fn(*a, **kw)
+    except OSError as err:
+        raise UserError(f"cannot write the plot: {err.strerror or err}; pass --plot PATH") from None
 
 
 def _default_plot(points, name: str) -> Path:
@@ -63,24 +130,57 @@ def _fmt(v: float | None, spec: str = ".4g") -> str:
     return "nan" if v is None or not math.isfinite(v) else format(v, spec)
 
 
+def _label(points, taken: set[str]) -> str:
+    base = (points.run_dir.name if points.run_dir is not None else points.source.stem) or str(points.source)
+    label, i = base, 2
+    while label in taken:
+        label, i = f"{base}#{i}", i + 1
+    taken.add(label)
+    return label
+
+
+def _startup(points, warnings: list[str], prefix: str = "") -> None:
+    """Add the start-up-cost warning (rl/monitor/fit_diagnose.py) for a run's points."""
+    from rl.monitor.fit_diagnose import diagnose_startup
+
+    w = diagnose_startup(points.x, points.steps)
+    if w:
+        warnings.append(prefix + w)
+
+
+def _run_points(points, label: str):
+    from rl.monitor.fit_joint import RunPoints
+
+    return RunPoints(points.x, points.y, points.counts, label)
+
+
+# ---------------------------------------------------------------- extrapolate
+
+
 def extrapolate(args) -> int:
     import numpy as np
 
     from rl.errors import UserError
+
+    loaded = _load_all(args)
+    if args.fit_upto is not None:
+        for p in loaded:
+            if not (p.x <= args.fit_upto).any():
+                raise UserError(f"--fit-upto {args.fit_upto:g}: no points with {p.x_name} <= it in {p.source}")
+    plot = _writable(_default_plot(loaded[0], "extrapolate") if args.plot is None else Path(args.plot))
+    if len(loaded) > 1:
+        return _extrapolate_joint(args, loaded, plot)
     from rl.monitor.fit import fit_sigmoid
     from rl.monitor.plots import plot_curve
-    from rl.monitor.sources import load_points
 
-    pts = load_points(args.source, args.x, args.y)
+    pts = loaded[0]
     x, y = pts.x, pts.y
     budget = args.budget if args.budget is not None else float(x.max())
     keep = np.ones(x.size, bool) if args.fit_upto is None else x <= args.fit_upto
-    if not keep.any():
-        raise UserError(f"--fit-upto {args.fit_upto:g}: no points with {pts.x_name} <= it")
-    fit = fit_sigmoid(x[keep], y[keep], method=args.method, burn_in=args.burn_in, bootstrap=args.bootstrap,
-                      interval=args.interval, budget=budget)
-    plot = _default_plot(pts, "extrapolate") if args.plot is None else Path(args.plot)
-    plot_curve(fit, plot, x_label=pts.x_name, y_label=pts.y_name, held_out=(x[~keep], y[~keep]))
+    kept = pts.subset(keep)
+    fit = fit_sigmoid(kept.x, kept.y, counts=kept.counts, budget=budget, **_fit_kw(args))
+    _startup(kept, fit.warnings)
+    _plotting(plot_curve, fit, plot, x_label=pts.x_name, y_label=pts.y_name, held_out=(x[~keep], y[~keep]))
     out = {**fit.to_dict(), "x": pts.x_name, "y": pts.y_name, "source": str(pts.source), "plot": str(plot),
            "fit_upto": args.fit_upto}
     at = np.flatnonzero(np.isclose(x, budget, rtol=1e-9, atol=0))
@@ -91,7 +191,7 @@ def extrapolate(args) -> int:
         return 0
     lvl = f"{int(round(fit.interval * 100))}%"
     print(f"{pts.source}: {fit.n_points} points fitted ({fit.n_burn_in} burn-in dropped), "
-          f"x={pts.x_name}, y={pts.y_name}, method={fit.method}")
+          f"x={pts.x_name}, y={pts.y_name}, method={fit.method}, noise: {fit.noise}")
     print(f"  A     = {fit.A:.4f}  {lvl} [{_fmt(fit.A_interval[0])}, {_fmt(fit.A_interval[1])}]  (asymptotic pass rate)")
     print(f"  B     = {fit.B:.3f}   {lvl} [{_fmt(fit.B_interval[0])}, {_fmt(fit.B_interval[1])}]  (scaling exponent)")
     print(f"  C_mid = {fit.C_mid:.4g}  {lvl} [{_fmt(fit.C_mid_interval[0])}, {_fmt(fit.C_mid_interval[1])}]  (half the gain)")
@@ -105,40 +205,123 @@ def extrapolate(args) -> int:
     return 0
 
 
-def _label(points, taken: set[str]) -> str:
-    base = (points.run_dir.name if points.run_dir is not None else points.source.stem) or str(points.source)
-    label, i = base, 2
-    while label in taken:
-        label, i = f"{base}#{i}", i + 1
-    taken.add(label)
-    return label
+def _extrapolate_joint(args, loaded, plot: Path) -> int:
+    import numpy as np
+
+    from rl.monitor.fit import fit_sigmoid
+    from rl.monitor.fit_joint import fit_joint
+    from rl.monitor.plots import plot_compare
+
+    taken: set[str] = set()
+    labels = [_label(p, taken) for p in loaded]
+    kept = [p if args.fit_upto is None else p.subset(p.x <= args.fit_upto) for p in loaded]
+    budget = args.budget if args.budget is not None else float(max(p.x.max() for p in loaded))
+    kw = _fit_kw(args)
+    joint = fit_joint([_run_points(p, lab) for p, lab in zip(kept, labels)], burn_in=args.burn_in,
+                      bootstrap=args.bootstrap, interval=args.interval, budget=budget, prior_B=kw["prior_B"],
+                      resample=args.resample)
+    alone = [fit_sigmoid(p.x, p.y, counts=p.counts, budget=budget, **kw) for p in kept]
+    for p, lab in zip(kept, labels):
+        _startup(p, joint.warnings, f"{lab}: ")
+    _plotting(plot_compare, alone, labels, plot, x_equal=None, x_label=loaded[0].x_name, y_label=loaded[0].y_name)
+    out = {**joint.to_dict(), "x": loaded[0].x_name, "y": loaded[0].y_name,
+           "sources": [str(p.source) for p in loaded], "plot": str(plot), "fit_upto": args.fit_upto}
+    observed = [float(p.y[i[0]]) for p in loaded if (i := np.flatnonzero(np.isclose(p.x, budget, rtol=1e-9, atol=0))).size]
+    if len(observed) == len(loaded):
+        out["observed"] = float(np.mean(observed))
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    lvl = f"{int(round(joint.interval * 100))}%"
+    print(f"{len(loaded)} runs fitted jointly (shared A and B; each its own C_mid, R0 and noise), "
+          f"x={loaded[0].x_name}, y={loaded[0].y_name}")
+    seeds = ", ".join(f"{a:.3f}" for a in joint.seed_A)
+    print(f"  A = {joint.A:.4f}  {lvl} [{_fmt(joint.A_interval[0])}, {_fmt(joint.A_interval[1])}]  "
+          f"(each run alone: {seeds}; seed sd {joint.seed_sd_A:.3f})")
+    print(f"  B = {joint.B:.3f}   {lvl} [{_fmt(joint.B_interval[0])}, {_fmt(joint.B_interval[1])}]")
+    print(f"  {'run':<18} {'C_mid':>9} {'R0':>6} {'disp':>5} {'R(budget)':>9}")
+    for lab, c, r0, d, pr in zip(joint.labels, joint.C_mid, joint.R0, joint.dispersion, joint.run_predicted):
+        print(f"  {lab[:18]:<18} {c:9.4g} {r0:6.3f} {d:5.2f} {pr:9.4f}")
+    print(f"  R({budget:.4g}), mean over runs = {joint.predicted:.4f}  {lvl} [{_fmt(joint.predicted_interval[0])}, "
+          f"{_fmt(joint.predicted_interval[1])}]" + (f"  observed {out['observed']:.4f}" if "observed" in out else ""))
+    print(f"  intervals: {joint.interval_method}")
+    for w in joint.warnings:
+        print(f"  warning: {w}")
+    print(f"  plot: {plot}")
+    return 0
+
+
+# ---------------------------------------------------------------- compare
+
+
+def _recipe(points) -> dict | None:
+    """The run's config.yaml as flat {dotted key: value}, without its seeds (None for files)."""
+    if points.run_dir is None:
+        return None
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((points.run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                yield from flat(v, key + ".")
+            elif key not in SEED_KEYS:
+                yield key, v
+
+    return dict(flat(cfg))
+
+
+def _same_recipe(a: dict, b: dict) -> bool:
+    """Equal on every key both configs have (a key only one has is a setting added since the
+    other run started, at its default)."""
+    return all(a[k] == b[k] for k in a.keys() & b.keys())
+
+
+def _groups(loaded) -> list[list[int]]:
+    """Indices of runs that are seeds of one recipe (groups of two or more)."""
+    groups: list[tuple[dict, list[int]]] = []
+    for i, p in enumerate(loaded):
+        cfg = _recipe(p)
+        if cfg is None:
+            continue
+        for first, members in groups:
+            if _same_recipe(first, cfg):
+                members.append(i)
+                break
+        else:
+            groups.append((cfg, [i]))
+    return [members for _, members in groups if len(members) >= 2]
 
 
 def compare(args) -> int:
     import numpy as np
 
     from rl.monitor.fit import fit_sigmoid
+    from rl.monitor.fit_joint import fit_joint
     from rl.monitor.plots import plot_compare
-    from rl.monitor.sources import load_points
 
-    kw = dict(method=args.method, burn_in=args.burn_in, bootstrap=args.bootstrap, interval=args.interval)
-    loaded = [load_points(s, args.x, args.y) for s in args.sources]
-    axes = {p.x_name for p in loaded}
-    if len(axes) > 1:
-        from rl.errors import UserError
-
-        named = ", ".join(f"{p.source}: {p.x_name}" for p in loaded)
-        raise UserError(f"compare: the runs' x columns differ ({named}); pass --x to compare on one axis")
+    loaded = _load_all(args)
+    plot = _writable(Path(args.plot) if args.plot else Path("compare.png"))
+    kw = _fit_kw(args)
     taken: set[str] = set()
     labels = [_label(p, taken) for p in loaded]
     x_equal = min(float(p.x.max()) for p in loaded)  # the largest compute every run reached
-    fits = [fit_sigmoid(p.x, p.y, budget=x_equal, **kw) for p in loaded]
+    fits = [fit_sigmoid(p.x, p.y, counts=p.counts, budget=x_equal, **kw) for p in loaded]
+    for p, f in zip(loaded, fits):
+        _startup(p, f.warnings)
     A_fixed = float(np.mean([f.A for f in fits]))
-    fixed = [fit_sigmoid(p.x, p.y, budget=x_equal, fixed_A=A_fixed, **kw) for p in loaded]
+    fixed = [fit_sigmoid(p.x, p.y, counts=p.counts, budget=x_equal, fixed_A=A_fixed, **kw) for p in loaded]
     rows = []
     for label, p, f, g in zip(labels, loaded, fits, fixed):
         rows.append({
-            "run": label, "source": str(p.source),
+            "run": label, "source": str(p.source), "noise": f.noise,
             "A": f.A, "A_interval": list(f.A_interval), "B": f.B, "B_interval": list(f.B_interval),
             "C_mid": f.C_mid, "C_mid_interval": list(f.C_mid_interval), "R0": f.R0, "r2": f.r2,
             "at_equal_compute": f.predicted, "at_equal_compute_interval": list(f.predicted_interval),
@@ -147,13 +330,24 @@ def compare(args) -> int:
             "C_mid_fixed_A": g.C_mid, "C_mid_fixed_A_interval": list(g.C_mid_interval),
             "warnings": f.warnings,
         })
-    plot = Path(args.plot) if args.plot else Path("compare.png")
-    plot_compare(fits, labels, plot, x_equal=x_equal, x_label=loaded[0].x_name, y_label=loaded[0].y_name)
+    groups = []
+    for idx in _groups(loaded):
+        joint = fit_joint([_run_points(loaded[i], labels[i]) for i in idx], burn_in=args.burn_in,
+                          bootstrap=args.bootstrap, interval=args.interval, budget=x_equal,
+                          prior_B=kw["prior_B"], resample=args.resample)
+        groups.append({**joint.to_dict(), "runs": [labels[i] for i in idx]})
+    _plotting(plot_compare, fits, labels, plot, x_equal=x_equal, x_label=loaded[0].x_name, y_label=loaded[0].y_name)
     out = {"x": loaded[0].x_name, "y": loaded[0].y_name, "equal_compute": x_equal, "A_fixed": A_fixed,
-           "interval": args.interval, "runs": rows, "plot": str(plot)}
+           "interval": args.interval, "runs": rows, "groups": groups, "plot": str(plot)}
     if args.json:
         print(json.dumps(out))
         return 0
+    _print_compare(rows, groups, x_equal, A_fixed, loaded[0].x_name)
+    print(f"plot: {plot}")
+    return 0
+
+
+def _print_compare(rows, groups, x_equal, A_fixed, x_name) -> None:
     iv = lambda lo_hi, s=".3f": f"[{_fmt(lo_hi[0], s)}, {_fmt(lo_hi[1], s)}]"  # noqa: E731
     print(f"{'run':<18} {'A':>6} {'A interval':>16} {'B':>5} {'B interval':>14} {'C_mid':>9} "
           f"{'R@C_eq':>7} {'observed':>8} {'B|A':>5} {'C_mid|A':>9}")
@@ -161,11 +355,13 @@ def compare(args) -> int:
         print(f"{r['run'][:18]:<18} {r['A']:6.3f} {iv(r['A_interval']):>16} {r['B']:5.2f} "
               f"{iv(r['B_interval'], '.2f'):>14} {r['C_mid']:9.4g} {r['at_equal_compute']:7.3f} "
               f"{r['observed_at_equal_compute']:8.3f} {r['B_fixed_A']:5.2f} {r['C_mid_fixed_A']:9.4g}")
-    print(f"R@C_eq: fitted pass rate at equal compute {x_equal:.4g} {loaded[0].x_name} (the most every run reached).")
+    print(f"R@C_eq: fitted pass rate at equal compute {x_equal:.4g} {x_name} (the most every run reached).")
     print(f"B|A, C_mid|A: refitted with A fixed at the mean {A_fixed:.3f}; higher B and lower C_mid = more "
           "compute-efficient (the paper's comparison).")
+    for g in groups:
+        print(f"seeds of one recipe ({', '.join(g['runs'])}), fitted jointly: A = {g['A']:.3f} {iv(g['A_interval'])}, "
+              f"B = {g['B']:.2f} {iv(g['B_interval'], '.2f')}, R@C_eq = {g['predicted']:.3f} "
+              f"{iv(g['predicted_interval'])}; seed sd of A alone {g['seed_sd_A']:.3f}")
     for r in rows:
         for w in r["warnings"]:
             print(f"warning: {r['run']}: {w}")
-    print(f"plot: {plot}")
-    return 0

@@ -41,8 +41,18 @@ class MonitorConfig(BaseModel):
         "direct", description="direct: one bounded least-squares fit; grid: the paper's A x C_mid grid."
     )
     bootstrap: int = Field(
-        200, description="Residual-bootstrap refits behind the intervals; 0 = Laplace approximation (cheaper)."
+        200, description="Bootstrap refits behind the intervals (per-prompt results resampled when the run "
+                         "records them, else residuals); 0 = Laplace approximation (cheaper)."
     )
+    resample: Literal["samples", "prompts"] = Field(
+        "samples", description=(
+            "What the intervals are for: 'samples' = this evaluation set (each prompt's k samples drawn again; "
+            "the pass rate the run itself will report), 'prompts' = a new draw of prompts from the task "
+            "(wider: adds which prompts were picked). See rl/monitor/fit_noise.py."))
+    prior_B: bool = Field(
+        False, description=(
+            "Weakly informative log-normal prior on B from the published ScaleRL fits (median 1.64, log-sd "
+            "0.5). Off by default: it pulls slow curves (B ~ 1.1) up a little; docs/monitor.md has the numbers."))
     interval: float = Field(0.9, description="Two-sided interval level for A, B, C_mid and the forecast.")
     min_points: int = Field(5, description="Evaluations (after burn-in, excluding step 0) before the first fit.")
 

@@ -2,69 +2,49 @@
 
     R(C) = R0 + (A - R0) / (1 + (C_mid / C) ** B)
 
-Two ways to find the point estimate, both tested against each other:
+This module is the entry point (`fit_sigmoid`, `FitResult`, `split_burn_in`);
+its parts live beside it, one job each:
 
-- ``method="grid"`` is the paper's procedure (ScaleRL, arXiv 2510.13786,
-  App. A.5-A.7): drop the burn-in points, grid over A (step 0.005) and C_mid
-  (100 values), fit B with ``scipy.optimize.curve_fit`` at every grid cell,
-  keep the cell with the smallest sum of squared residuals. Departure: the
-  paper's grid bounds (A in 0.45..0.80, C_mid in 100..40k GPU-h) are tied to
-  its runs; here A spans [R0, upper bound] and C_mid spans 100 log-spaced
-  values from x_min/10 to 10 x_max of the fitted points, so any compute unit
-  works.
-- ``method="direct"`` (default) is one bounded least-squares fit of
-  (A, log B, log C_mid) with ``scipy.optimize.least_squares`` from a few
-  starts. It reaches the same minimum without the grid's 0.005 quantisation
-  and is ~100x faster (bench/bench_fit.py).
+    fit_model.py      the sigmoid, weighted residuals, the prior on B
+    fit_solve.py      the direct solver (default) and the paper's grid
+    fit_noise.py      each evaluation's variance from its per-prompt results
+    fit_intervals.py  bootstraps and the Laplace approximation
+    fit_diagnose.py   warnings
+    fit_joint.py      several seeds of one recipe fitted together
 
-R0 is the performance at zero RL compute: pass ``r0`` when known; otherwise a
-point at x == 0 (the pre-training evaluation) supplies it; otherwise R0 is a
-fourth free parameter (``r0_source == "fitted"``).
+Departures from the paper (App. A.5-A.7), each measured in
+bench/bench_forecast.py:
 
-Intervals (the paper gives none for B; it quotes +-0.02 on A from three seeds):
-a residual bootstrap. The fitted curve plus resampled residuals (centred and
-inflated by sqrt(n / (n - p)) so their spread matches the noise) gives
-``bootstrap`` synthetic data sets at the same x; each is refitted with the
-direct method started at the point estimate, and the intervals are percentiles
-of the refitted A, B, C_mid and of the predicted value at ``budget``. The
-evaluation x values are fixed by the schedule, so resampling residuals rather
-than points keeps the design (and the burn-in cut) intact. With
-``bootstrap=0`` the intervals come from the Laplace approximation (parameters
-drawn from the normal with covariance s^2 (J^T J)^-1 in the fitted
-coordinates): much cheaper, less honest for A when the curve has not bent yet.
-The predicted interval is for the curve (the expected pass rate), not for one
-noisy evaluation. Percentile distances from the estimate are widened by
-t_{n-p}/z (at n = 15 points, 1.06x), a small-sample correction that lifts the
-measured coverage of the nominal 90% interval for A from ~0.83 to ~0.86.
-Measured coverage is in docs/monitor.md and
-tests/rl/monitor/test_fit.py.
+- Points are weighted by their own variance when the per-prompt results are
+  known (RUN_DIR/evals.jsonl): a fit knows that an evaluation on 200 prompts x
+  4 samples is noisier than one on 1,000 x 16, and how much.
+- The step-0 evaluation measures R0 with the same noise as any other point;
+  it is a datum for a free R0, not a value R0 is pinned to (``r0_mode="pin"``
+  restores pinning; ``r0=`` still fixes a known R0).
+- Intervals: the paper gives none for B and quotes +-0.02 on A from three
+  seeds. Here they come from refitting synthetic data sets (see
+  fit_intervals.py); their meaning is in ``FitResult.interval_method``.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 from rl.errors import UserError
+from rl.monitor.fit_diagnose import FEW_POINTS, diagnose
+from rl.monitor.fit_intervals import bootstrap_counts, bootstrap_residuals, laplace
+from rl.monitor.fit_model import B_BOUNDS, BPrior, Problem, bounds, sigmoid
+from rl.monitor.fit_noise import RESAMPLE, EvalCounts
+from rl.monitor.fit_solve import GRID_A_STEP, GRID_N_CMID, direct, grid
+
+__all__ = ["B_BOUNDS", "BPrior", "EvalCounts", "FEW_POINTS", "FitResult", "GRID_A_STEP", "GRID_N_CMID",
+           "MIN_POINTS", "fit_sigmoid", "sigmoid", "split_burn_in"]
 
 MIN_POINTS = 4  # three parameters plus one degree of freedom for the noise
-FEW_POINTS = 8  # below this the fit runs but warns
-B_BOUNDS = (0.1, 10.0)
-GRID_A_STEP = 0.005
-GRID_N_CMID = 100
-
-
-def sigmoid(C, A: float, B: float, C_mid: float, R0: float):
-    """R(C) = R0 + (A - R0) / (1 + (C_mid / C)**B); R(0) = R0. Works on arrays."""
-    C = np.asarray(C, dtype=float)
-    with np.errstate(divide="ignore", over="ignore"):
-        ratio = np.where(C > 0, C_mid / np.where(C > 0, C, 1.0), np.inf)
-        out = R0 + (A - R0) / (1.0 + ratio ** B)
-    return out if out.ndim else float(out)
 
 
 @dataclasses.dataclass
@@ -92,13 +72,17 @@ class FitResult:
     interval: float
     interval_method: str
     fixed_A: bool = False
-    widen: float = 1.0  # t_{n-p}/z applied to percentile distances (see module docstring)
+    widen: float = 1.0  # factor applied to percentile distances from the estimate
+    noise: str = "residuals"  # "per-prompt counts" when each point's variance is known
+    dispersion: float = 1.0  # mean squared standardised residual (1 = scatter as sampling predicts)
+    prior_B: dict | None = None  # {"median", "log_sd"} when a prior on B was used
     # Parameter samples (n, 4: A, B, C_mid, R0) behind the intervals; for bands.
     samples: np.ndarray = dataclasses.field(default=None, repr=False)
     x_fit: np.ndarray = dataclasses.field(default=None, repr=False)
     y_fit: np.ndarray = dataclasses.field(default=None, repr=False)
     x_burn: np.ndarray = dataclasses.field(default=None, repr=False)
     y_burn: np.ndarray = dataclasses.field(default=None, repr=False)
+    sigma_fit: np.ndarray = dataclasses.field(default=None, repr=False)  # each fitted point's noise sd
 
     def __call__(self, C):
         return sigmoid(C, self.A, self.B, self.C_mid, self.R0)
@@ -111,8 +95,7 @@ class FitResult:
             return v, v
         s = self.samples
         curves = sigmoid(C[None, :], s[:, 0:1], s[:, 1:2], s[:, 2:3], s[:, 3:4])
-        q = _quantiles(self.interval)
-        lo, hi = np.quantile(curves, q, axis=0)
+        lo, hi = np.quantile(curves, _quantiles(self.interval), axis=0)
         mid = np.asarray(self(C), dtype=float)
         lo, hi = np.minimum(lo, mid), np.maximum(hi, mid)
         return mid - self.widen * (mid - lo), mid + self.widen * (hi - mid)
@@ -121,7 +104,7 @@ class FitResult:
         """JSON-ready: plain floats, lists, strings."""
         out = {}
         for f in dataclasses.fields(self):
-            if f.name in ("samples", "x_fit", "y_fit", "x_burn", "y_burn"):
+            if f.name in ("samples", "x_fit", "y_fit", "x_burn", "y_burn", "sigma_fit"):
                 continue
             v = getattr(self, f.name)
             if isinstance(v, tuple):
@@ -141,7 +124,7 @@ def _quantiles(level: float) -> tuple[float, float]:
     return (1.0 - level) / 2.0, 1.0 - (1.0 - level) / 2.0
 
 
-# ---------------------------------------------------------------- validation
+# ---------------------------------------------------------------- input
 
 
 def _clean(x, y) -> tuple[np.ndarray, np.ndarray]:
@@ -183,223 +166,14 @@ def split_burn_in(x: np.ndarray, burn_in: float | int) -> int:
     return int(np.sum(x < frac * x.max()))
 
 
-# ---------------------------------------------------------------- the model in fit coordinates
-
-
-class _Problem:
-    """Residuals of the sigmoid in coordinates (A, log B, log C_mid[, R0])."""
-
-    def __init__(self, x, y, r0, fixed_A, a_bounds, cmid_bounds):
-        self.x, self.y, self.logx = x, y, np.log(x)
-        self.r0, self.fixed_A = r0, fixed_A
-        lo, hi = [], []
-        if fixed_A is None:
-            lo.append(a_bounds[0]), hi.append(a_bounds[1])
-        lo += [math.log(B_BOUNDS[0]), math.log(cmid_bounds[0])]
-        hi += [math.log(B_BOUNDS[1]), math.log(cmid_bounds[1])]
-        if r0 is None:
-            lo.append(min(0.0, float(y.min()))), hi.append(float(y.max()))
-        self.lower, self.upper = np.array(lo), np.array(hi)
-
-    def unpack(self, t) -> tuple[float, float, float, float]:
-        t = list(t)
-        A = self.fixed_A if self.fixed_A is not None else t.pop(0)
-        B, C_mid = math.exp(t[0]), math.exp(t[1])
-        R0 = self.r0 if self.r0 is not None else t[2]
-        return A, B, C_mid, R0
-
-    def unpack_many(self, T: np.ndarray) -> np.ndarray:
-        """Rows of fit coordinates -> rows of (A, B, C_mid, R0)."""
-        cols, i = [], 0
-        if self.fixed_A is None:
-            cols.append(T[:, 0])
-            i = 1
-        else:
-            cols.append(np.full(len(T), self.fixed_A))
-        cols += [np.exp(T[:, i]), np.exp(T[:, i + 1])]
-        cols.append(T[:, i + 2] if self.r0 is None else np.full(len(T), self.r0))
-        return np.stack(cols, axis=1)
-
-    def pack(self, A, B, C_mid, R0) -> np.ndarray:
-        t = [] if self.fixed_A is not None else [A]
-        t += [math.log(B), math.log(C_mid)]
-        if self.r0 is None:
-            t.append(R0)
-        return np.clip(np.array(t, dtype=float), self.lower, self.upper)
-
-    def curve(self, t, logx=None):
-        A, B, C_mid, R0 = self.unpack(t)
-        logx = self.logx if logx is None else logx
-        z = np.clip(B * (math.log(C_mid) - logx), -700, 700)
-        return R0 + (A - R0) / (1.0 + np.exp(z))
-
-    def jac(self, t) -> np.ndarray:
-        """d curve / d t, analytic (3x faster than finite differences)."""
-        A, B, C_mid, R0 = self.unpack(t)
-        z = np.clip(B * (math.log(C_mid) - self.logx), -700, 700)
-        sg = 1.0 / (1.0 + np.exp(z))
-        dz = -(A - R0) * sg * (1.0 - sg)
-        cols = [] if self.fixed_A is not None else [sg]
-        cols += [dz * z, dz * B]
-        if self.r0 is None:
-            cols.append(1.0 - sg)
-        return np.stack(cols, axis=1)
-
-    def solve(self, y, starts) -> tuple[np.ndarray, float]:
-        best, best_sse = None, np.inf
-        for t0 in starts:
-            t0 = np.clip(t0, self.lower + 1e-9, self.upper - 1e-9)
-            try:
-                r = optimize.least_squares(lambda t: self.curve(t) - y, t0, jac=self.jac,
-                                           bounds=(self.lower, self.upper), method="trf")
-            except (ValueError, np.linalg.LinAlgError):
-                continue
-            sse = float(np.sum(r.fun ** 2))
-            if sse < best_sse:
-                best, best_sse = r.x, sse
-        if best is None:
-            raise UserError("fit: the optimiser failed on every start; check the data")
-        return best, best_sse
-
-
-def _bounds(x, y, r0) -> tuple[tuple[float, float], tuple[float, float]]:
-    in_unit = float(y.min()) >= 0.0 and float(y.max()) <= 1.0 and (r0 is None or 0.0 <= r0 <= 1.0)
-    a_hi = 1.0 if in_unit else float(y.max() + 2.0 * max(np.ptp(y), 1e-9))
-    a_lo = float(r0) if r0 is not None else float(min(0.0, y.min()))
-    return (a_lo, a_hi), (float(x.min()) / 10.0, float(x.max()) * 100.0)
-
-
-def _direct(prob: _Problem, y) -> tuple[np.ndarray, float]:
-    x = prob.x
-    a_lo, a_hi = (prob.lower[0], prob.upper[0]) if prob.fixed_A is None else (None, None)
-    r0_guess = float(y[: max(1, y.size // 10)].min())
-    starts = []
-    for c0 in (float(np.median(x)), float(x.max()), 3.0 * float(x.max())):
-        for b0 in (1.0, 2.0):
-            A0 = None
-            if a_lo is not None:
-                A0 = min(a_hi - 1e-6, max(a_lo + 1e-6, float(y.max()) + 0.02))
-            starts.append(prob.pack(A0 if A0 is not None else 0.0, b0, c0,
-                                    prob.r0 if prob.r0 is not None else r0_guess))
-    return prob.solve(y, starts)
-
-
-def _grid(prob: _Problem, y) -> tuple[np.ndarray, float]:
-    """The paper's grid: A x C_mid cells, curve_fit of B (and R0 if free) per cell."""
-    x = prob.x
-    if prob.fixed_A is not None:
-        a_values = np.array([prob.fixed_A])
-    else:
-        a_lo = max(float(prob.lower[0]), float(np.quantile(y, 0.5)))
-        a_values = np.arange(a_lo + GRID_A_STEP, float(prob.upper[0]) + 1e-12, GRID_A_STEP)
-    ci = 1 if prob.fixed_A is None else 0
-    c_values = np.exp(np.linspace(prob.lower[ci + 1], prob.upper[ci + 1] - math.log(10.0), GRID_N_CMID))
-    r0_free = prob.r0 is None
-    p0 = [1.5, float(y[0])] if r0_free else [1.5]
-    lo, hi = [B_BOUNDS[0]], [B_BOUNDS[1]]
-    if r0_free:
-        lo.append(prob.lower[-1]), hi.append(prob.upper[-1])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optimize.OptimizeWarning)
-        best = _grid_cells(prob, x, y, a_values, c_values, r0_free, p0, lo, hi)
-    if best[1] is None:
-        raise UserError("fit: the grid fit failed in every cell; check the data")
-    return prob.pack(*best[1]), best[0]
-
-
-def _grid_cells(prob, x, y, a_values, c_values, r0_free, p0, lo, hi):
-    best = (np.inf, None)
-    for A in a_values:
-        for C_mid in c_values:
-            if r0_free:
-                def f(c, b, r0_, A=A, C_mid=C_mid):
-                    return r0_ + (A - r0_) / (1.0 + (C_mid / c) ** b)
-            else:
-                def f(c, b, A=A, C_mid=C_mid):
-                    return prob.r0 + (A - prob.r0) / (1.0 + (C_mid / c) ** b)
-            try:  # unbounded Levenberg-Marquardt (fast), then clip B into range
-                with np.errstate(all="ignore"):
-                    p, _ = optimize.curve_fit(f, x, y, p0=p0, method="lm")
-            except (RuntimeError, ValueError, optimize.OptimizeWarning):
-                continue
-            p = np.clip(p, lo, hi)
-            sse = float(np.sum((f(x, *p) - y) ** 2))
-            if sse < best[0]:
-                best = (sse, (A, p[0], C_mid, p[1] if r0_free else prob.r0))
-    return best
-
-
-# ---------------------------------------------------------------- uncertainty
-
-
-def _bootstrap(prob, t_hat, fitted, resid, n_boot, rng) -> np.ndarray:
-    n, p = resid.size, t_hat.size
-    scaled = (resid - resid.mean()) * math.sqrt(n / max(n - p, 1))
-    out = []
-    for _ in range(n_boot):
-        y_star = fitted + rng.choice(scaled, size=n, replace=True)
-        try:
-            r = optimize.least_squares(lambda t: prob.curve(t) - y_star, t_hat, jac=prob.jac,
-                                       bounds=(prob.lower, prob.upper), method="trf")
-        except (ValueError, np.linalg.LinAlgError):
-            continue
-        out.append(prob.unpack(r.x))
-    return np.array(out, dtype=float).reshape(-1, 4)
-
-
-def _laplace(prob, t_hat, resid, n_draws, rng) -> np.ndarray:
-    n, p = resid.size, t_hat.size
-    J = prob.jac(t_hat)
-    s2 = float(resid @ resid) / max(n - p, 1)
-    cov = s2 * np.linalg.pinv(J.T @ J)
-    draws = rng.multivariate_normal(t_hat, cov, size=n_draws, method="svd")
-    draws = np.clip(draws, prob.lower, prob.upper)
-    return prob.unpack_many(draws)
-
-
-# ---------------------------------------------------------------- diagnostics
-
-
-def _diagnose(x_all, y_all, x, y, fit_params, r2, prob, resid, ci_A) -> list[str]:
-    A, B, C_mid, R0 = fit_params
-    warns = []
-    if x.size < FEW_POINTS:
-        warns.append(f"only {x.size} points after burn-in: the fit is weakly constrained")
-    if prob.fixed_A is None:
-        lo, hi = prob.lower[0], prob.upper[0]
-        if hi - A < 1e-3 * max(1.0, abs(hi)):
-            warns.append(f"A={A:.3f} sits at its upper bound {hi:g}: the data do not show a ceiling")
-        elif A - lo < 1e-3 * max(1.0, abs(lo)):
-            warns.append(f"A={A:.3f} sits at its lower bound {lo:g}: no gain over R0")
-    if B <= B_BOUNDS[0] * 1.01 or B >= B_BOUNDS[1] * 0.99:
-        warns.append(f"B={B:.3g} sits at a bound {B_BOUNDS}: the curve shape is not a sigmoid")
-    if C_mid > x.max():
-        warns.append(
-            f"C_mid={C_mid:.4g} lies beyond the largest compute {x.max():.4g}: the curve has not bent yet, "
-            "so A is an extrapolation"
-        )
-    # Straight line: a line in x explains the points as well as the sigmoid.
-    if x.size >= MIN_POINTS:
-        slope, icpt = np.polyfit(x, y, 1)
-        lin_sse = float(np.sum((slope * x + icpt - y) ** 2))
-        sig_sse = float(resid @ resid)
-        if slope > 0 and lin_sse <= 1.05 * sig_sse:
-            warns.append("still rising linearly: a straight line fits as well as the sigmoid, A is not identified")
-    # Collapse: the smoothed pass rate ends well below its peak.
-    w = max(3, x_all.size // 8)
-    if x_all.size >= 2 * w:
-        smooth = np.convolve(y_all, np.ones(w) / w, mode="valid")
-        peak, last = float(smooth.max()), float(smooth[-1])
-        noise = float(np.std(resid)) if resid.size > 1 else 0.0
-        if peak - last > max(0.02, 3.0 * noise / math.sqrt(w)) and int(np.argmax(smooth)) < smooth.size - 1:
-            warns.append(
-                f"collapsing: the smoothed pass rate fell from {peak:.3f} to {last:.3f}; a sigmoid assumes no decline"
-            )
-    if r2 < 0.5:
-        warns.append(f"poor fit: R^2={r2:.2f}")
-    if ci_A is not None and np.all(np.isfinite(ci_A)) and ci_A[1] - ci_A[0] > 0.2:
-        warns.append(f"A is poorly constrained: interval [{ci_A[0]:.3f}, {ci_A[1]:.3f}]")
-    return warns
+def _prior(prior_B) -> BPrior | None:
+    if prior_B is None or prior_B is False:
+        return None
+    if prior_B is True:
+        return BPrior()
+    if isinstance(prior_B, BPrior):
+        return prior_B
+    raise UserError(f"fit: prior_B must be None, True or a BPrior, got {prior_B!r}")
 
 
 # ---------------------------------------------------------------- entry point
@@ -417,61 +191,117 @@ def fit_sigmoid(
     budget: float | None = None,
     fixed_A: float | None = None,
     seed: int = 0,
+    counts: EvalCounts | None = None,
+    resample: str = "samples",
+    prior_B: BPrior | bool | None = None,
+    r0_mode: str = "datum",
 ) -> FitResult:
     """Fit R(C) to points (x = compute, y = pass rate) and forecast R(budget).
 
-    x must increase strictly. A point at x == 0 gives R0 unless ``r0`` is
-    passed. ``burn_in``: see ``split_burn_in``. ``bootstrap`` > 0 residual
-    bootstrap draws; 0 uses the Laplace approximation. ``budget`` defaults to
-    the largest x. ``fixed_A`` holds A fixed (the paper's efficiency
-    comparison) and fits B, C_mid. Raises UserError on bad input.
+    x must increase strictly; ``budget`` defaults to the largest x. A point at
+    x == 0 (the step-0 evaluation) measures R0 (``r0_mode="datum"``) or fixes
+    it (``"pin"``); ``r0`` fixes a known R0. ``burn_in``: see
+    ``split_burn_in``. ``counts`` (one row per point, step-0 included) are the
+    per-prompt results: points are then weighted by their sampling variance
+    and the bootstrap resamples evaluations (``resample``: "samples" = this
+    evaluation set again, "prompts" = a new draw of prompts; fit_noise.py);
+    without them, residuals are resampled. ``bootstrap`` = 0 uses the Laplace
+    approximation. ``fixed_A`` holds A fixed (the paper's efficiency
+    comparison). ``prior_B``: True for the default weakly informative prior on
+    B (fit_model.BPrior), or a BPrior. Raises UserError on bad input.
     """
     if method not in ("direct", "grid"):
         raise UserError(f"fit: method must be 'direct' or 'grid', got {method!r}")
     if not 0.0 < interval < 1.0:
         raise UserError(f"fit: interval must be in (0, 1), got {interval}")
+    if resample not in RESAMPLE:
+        raise UserError(f"fit: resample must be one of {RESAMPLE}, got {resample!r}")
+    if r0_mode not in ("datum", "pin"):
+        raise UserError(f"fit: r0_mode must be 'datum' or 'pin', got {r0_mode!r}")
+    prior = _prior(prior_B)
     x_all, y_all = _clean(x, y)
-    r0_source = "given" if r0 is not None else "fitted"
+    if counts is not None and len(counts) != x_all.size:
+        raise UserError(f"fit: {len(counts)} per-prompt result rows for {x_all.size} points")
+    var_all = counts.variances() if counts is not None else None
+
     zero = x_all == 0
-    if zero.any():
-        if r0 is None:
-            r0, r0_source = float(y_all[zero].mean()), "x=0 point"
-        x_all, y_all = x_all[~zero], y_all[~zero]
-    if x_all.size == 0:
+    r0_obs, r0_source = None, "given" if r0 is not None else "fitted"
+    if zero.any() and r0 is None:
+        y0 = float(y_all[zero].mean())
+        if r0_mode == "pin":
+            r0 = y0
+        else:  # the mean of the step-0 evaluations, with its variance (1.0 = "as any point" until scaled)
+            r0_obs = (y0, math.sqrt(float(var_all[zero].sum()) / zero.sum() ** 2) if var_all is not None else 1.0)
+        r0_source = "x=0 point"
+    pos = ~zero
+    if not pos.any():
         raise UserError("fit: no points with compute > 0")
-    n_burn = split_burn_in(x_all, burn_in)
-    x, y = x_all[n_burn:], y_all[n_burn:]
+    x_pos, y_pos = x_all[pos], y_all[pos]
+    n_burn = split_burn_in(x_pos, burn_in)
+    x, y = x_pos[n_burn:], y_pos[n_burn:]
     n_params = 3 - (fixed_A is not None) + (r0 is None)
-    if x.size < max(MIN_POINTS, n_params + 1):
+    need = max(MIN_POINTS, n_params + 1 - (r0_obs is not None))
+    if x.size < need:
         raise UserError(
-            f"fit: too few points: {x.size} after dropping {n_burn} burn-in points "
-            f"(need at least {max(MIN_POINTS, n_params + 1)})"
+            f"fit: too few points: {x.size} after dropping {n_burn} burn-in points (need at least {need})"
         )
-    budget = float(x_all.max()) if budget is None else float(budget)
+    budget = float(x_pos.max()) if budget is None else float(budget)
     if not budget > 0:
         raise UserError(f"fit: budget must be positive, got {budget}")
 
-    a_bounds, c_bounds = _bounds(x, y, r0)
-    prob = _Problem(x, y, None if r0 is None else float(r0), fixed_A, a_bounds, c_bounds)
-    t_hat, sse = (_grid if method == "grid" else _direct)(prob, y)
+    fit_rows = np.flatnonzero(pos)[n_burn:]
+    sigma = np.sqrt(var_all[fit_rows]) if var_all is not None else np.ones(x.size)
+    a_bounds, c_bounds = bounds(x, y, r0)
+    r0_bounds = (min(0.0, float(y_all.min())), float(y_all.max()))
+
+    def problem(sig, obs, pri):
+        return Problem(x, y, sig, r0=r0, r0_obs=obs, fixed_A=fixed_A, a_bounds=a_bounds,
+                       cmid_bounds=c_bounds, r0_bounds=r0_bounds, prior=pri)
+
+    solver = grid if method == "grid" else direct
+    prob = problem(sigma, r0_obs, prior)
+    if counts is None and prior is not None:
+        # Unknown noise: a pilot fit without the prior sets the noise scale the prior is weighed against.
+        pilot = problem(sigma, r0_obs, None)
+        _, cost = direct(pilot)
+        s_hat = math.sqrt(max(cost, 1e-18) / max(pilot.n_data() - n_params, 1))
+        prob = problem(sigma * s_hat, None if r0_obs is None else (r0_obs[0], s_hat), prior)
+    t_hat, _ = solver(prob)
     params = prob.unpack(t_hat)
     fitted = prob.curve(t_hat)
     resid = y - fitted
+    sse = float(resid @ resid)
     sst = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - sse / sst if sst > 0 else (1.0 if sse == 0 else 0.0)
     rmse = math.sqrt(sse / y.size)
+    m = prob.n_data()
+    data_cost = float(np.sum(prob.residuals(t_hat)[:m] ** 2))
+    dispersion = data_cost / max(m - n_params, 1)
 
     rng = np.random.default_rng(seed)
-    if bootstrap > 0:
-        samples = _bootstrap(prob, t_hat, fitted, resid, int(bootstrap), rng)
+    q = _quantiles(interval)
+    # Small-sample widening of percentile distances, t_{m-p}/z, wherever the noise scale is estimated
+    # from the residuals (plain points; counts whose points scatter more than sampling explains).
+    # With the sampling variance known it is not needed: measured coverage of the 90% interval on the
+    # Table 1 shapes is 0.91-0.94 either way (bench/bench_forecast.py); widening always gave 0.97 on
+    # sparse curves, intervals wider than they say.
+    widen = 1.0
+    if counts is None or dispersion > 1.0:
+        widen = float(stats.t.ppf(q[1], max(m - n_params, 1)) / stats.norm.ppf(q[1]))
+    if counts is not None and bootstrap > 0:
+        rows = np.concatenate([np.flatnonzero(zero), fit_rows])
+        sub = counts.subset(np.isin(np.arange(x_all.size), rows))
+        samples = bootstrap_counts(prob, t_hat, sub, zero[np.sort(rows)], int(bootstrap), rng, resample,
+                                   dispersion)
+        what = "this evaluation set re-evaluated" if resample == "samples" else "prompts redrawn"
+        interval_method = f"bootstrap of per-prompt results, {what} ({len(samples)} refits)"
+    elif bootstrap > 0:
+        samples = bootstrap_residuals(prob, t_hat, int(bootstrap), rng)
         interval_method = f"residual bootstrap ({len(samples)} refits)"
     else:
-        samples = _laplace(prob, t_hat, resid, 2000, rng)
+        scale = max(dispersion, 1.0) if counts is not None else dispersion
+        samples = laplace(prob, t_hat, scale, 2000, rng)
         interval_method = "Laplace approximation (2000 draws)"
-    q = _quantiles(interval)
-    # Small-sample widening: percentile distances from the estimate scaled by
-    # t_{n-p} / z (the bootstrap treats the noise level as known).
-    widen = float(stats.t.ppf(q[1], max(y.size - t_hat.size, 1)) / stats.norm.ppf(q[1]))
 
     def ci(col, point):
         if len(samples) < 2:
@@ -482,23 +312,26 @@ def fit_sigmoid(
 
     A, B, C_mid, R0 = params
     pred = float(sigmoid(budget, A, B, C_mid, R0))
-    preds = sigmoid(budget, samples[:, 0], samples[:, 1], samples[:, 2], samples[:, 3]) if len(samples) else []
+    preds = sigmoid(budget, samples[:, 0], samples[:, 1], samples[:, 2], samples[:, 3])
     a_lo, a_hi = a_bounds
 
     def clip(lo_hi):  # the widening must not leave the range A (and R) can take
         return (max(lo_hi[0], min(a_lo, R0)), min(lo_hi[1], a_hi))
 
     ci_A = clip(ci(samples[:, 0], A)) if fixed_A is None else (A, A)
+    ci_pred = clip(ci(np.asarray(preds), pred))
     res = FitResult(
         A=float(A), B=float(B), C_mid=float(C_mid), R0=float(R0),
         A_interval=ci_A, B_interval=ci(samples[:, 1], B), C_mid_interval=ci(samples[:, 2], C_mid),
-        budget=budget, predicted=pred, predicted_interval=clip(ci(np.asarray(preds), pred)),
+        budget=budget, predicted=pred, predicted_interval=ci_pred,
         r2=float(r2), rmse=float(rmse), n_points=int(x.size), n_burn_in=int(n_burn),
         burn_in_x=float(x[0]), warnings=[], method=method, r0_source=r0_source,
         interval=float(interval), interval_method=interval_method, fixed_A=fixed_A is not None,
-        widen=widen, samples=samples, x_fit=x, y_fit=y, x_burn=x_all[:n_burn], y_burn=y_all[:n_burn],
+        widen=widen, noise="per-prompt counts" if counts is not None else "residuals",
+        dispersion=float(dispersion) if counts is not None else 1.0,
+        prior_B=None if prior is None else {"median": prior.median, "log_sd": prior.log_sd},
+        samples=samples, x_fit=x, y_fit=y, x_burn=x_pos[:n_burn], y_burn=y_pos[:n_burn], sigma_fit=prob.sigma,
     )
-    res.warnings = _diagnose(x_all, y_all, x, y, params, r2, prob, resid,
-                             ci_A if fixed_A is None else None)
+    res.warnings = diagnose(x_pos, y_pos, prob, params, r2, ci_A if fixed_A is None else None, budget, ci_pred,
+                            dispersion if counts is not None else None)
     return res
-

@@ -8,6 +8,12 @@ into training: a failed fit is a logged warning and `fit/error = 1`.
 
 Each successful fit writes RUN_DIR/fit.json (the FitResult plus the step and
 axis) and RUN_DIR/plots/curve.png, both replaced atomically.
+
+The per-prompt results of the submitted evaluations are read back from
+RUN_DIR/evals.jsonl (the controller appends a line before it submits), so
+the live fit weighs points by their sampling noise exactly as `asymptote
+extrapolate` does on the finished run; without them (an older run resumed)
+it falls back to plain points.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +40,7 @@ def fit_metrics(fit) -> dict[str, float]:
         "fit/predicted": fit.predicted, "fit/predicted_lo": fit.predicted_interval[0],
         "fit/predicted_hi": fit.predicted_interval[1],
         "fit/r2": fit.r2, "fit/rmse": fit.rmse, "fit/n_points": float(fit.n_points),
-        "fit/warnings": float(len(fit.warnings)),
+        "fit/warnings": float(len(fit.warnings)), "fit/dispersion": fit.dispersion,
     }
 
 
@@ -49,6 +56,9 @@ class LiveFitter:
         self._latest: dict[str, float] = {}
         self.last_error: str | None = None
         self.n_fits = 0
+        # CPU seconds the fits themselves used (this process's thread): on CPU the ledger counts the
+        # driver's process time as training compute, so a caller can take this back out of it.
+        self.cpu_seconds = 0.0
 
     # ------------------------------------------------------------ controller side
 
@@ -88,6 +98,7 @@ class LiveFitter:
                 points, self._pending = self._pending, None
                 if points is None:
                     return
+            t0 = time.thread_time()
             try:
                 self._fit(points)
             except Exception as err:  # noqa: BLE001 - a monitor never crashes the run
@@ -96,9 +107,12 @@ class LiveFitter:
                 with self._lock:
                     self.last_error = msg
                     self._latest = {**self._latest, "fit/error": 1.0}
+            finally:
+                self.cpu_seconds += time.thread_time() - t0
 
     def _fit(self, points: list[dict]) -> None:
         from rl.monitor.fit import fit_sigmoid, split_burn_in
+        from rl.monitor.fit_diagnose import diagnose_startup
         from rl.monitor.plots import plot_curve
 
         points = sorted(points, key=lambda p: (p.get("step", 0), p["x"]))
@@ -109,7 +123,12 @@ class LiveFitter:
             return  # not enough evaluations yet: nothing to say, nothing wrong
         budget = self.cfg.target_budget or 4.0 * float(x.max())
         fit = fit_sigmoid(x, y, method=self.cfg.method, burn_in=self.cfg.burn_in_fraction,
-                          bootstrap=self.cfg.bootstrap, interval=self.cfg.interval, budget=budget, seed=0)
+                          bootstrap=self.cfg.bootstrap, interval=self.cfg.interval, budget=budget, seed=0,
+                          counts=self._counts(points), resample=self.cfg.resample,
+                          prior_B=True if self.cfg.prior_B else None)
+        startup = diagnose_startup(x, [p.get("step") for p in points])
+        if startup:
+            fit.warnings.append(startup)
         step = points[-1].get("step")
         record = {"step": step, "x_axis": self.cfg.x_axis, **fit.to_dict()}
         _write_json(self.run_dir / "fit.json", record)
@@ -122,6 +141,27 @@ class LiveFitter:
             self._latest = metrics
             self.last_error = None
             self.n_fits += 1
+
+
+    def _counts(self, points: list[dict]):
+        """Per-prompt results of these evaluations from RUN_DIR/evals.jsonl, or None."""
+        from rl.monitor.fit_noise import EvalCounts
+
+        path = self.run_dir / "evals.jsonl"
+        if not path.is_file():
+            return None
+        by_step = {}
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+            if isinstance(row, dict) and isinstance(row.get("correct"), list) and row["correct"]:
+                by_step[row.get("step")] = row
+        rows = [by_step.get(p.get("step")) for p in points]
+        if any(r is None for r in rows):
+            return None
+        return EvalCounts([r["correct"] for r in rows], [r["k"] for r in rows])
 
 
 def _axis_label(axis: str) -> str:

@@ -54,7 +54,9 @@ def test_extrapolate_run_dir_json(tmp_path, capsys):
         assert key in d
     assert d["x"] == "compute/device_hours" and d["y"] == "eval/pass_rate"
     assert d["n_points"] + d["n_burn_in"] == 20  # 21 evals, step 0 gives R0
-    assert d["R0"] == 0.3 and d["budget"] == 10000.0  # default budget: the largest x
+    assert d["R0"] == pytest.approx(0.3, abs=0.015)  # the step-0 point is a datum for R0
+    assert d["budget"] == 10000.0  # default budget: the largest x
+    assert d["noise"] == "residuals"  # no evals.jsonl: plain points
     assert d["A"] == pytest.approx(0.61, abs=0.02)
     assert d["A_interval"][0] <= d["A"] <= d["A_interval"][1]
     assert (run_dir / "plots" / "extrapolate.png").exists()
@@ -117,7 +119,7 @@ def test_bad_input_one_line(tmp_path, capsys, content, extra, msg):
 
 def test_missing_run_dir(tmp_path, capsys):
     code, _, err = run(["extrapolate", str(tmp_path)], capsys)
-    assert code == 2 and "no metrics.jsonl" in err
+    assert code == 2 and "no metrics.jsonl" in err and err.count("\n") == 1
     code, _, err = run(["extrapolate", str(tmp_path / "nope.jsonl")], capsys)
     assert code == 2 and "no such file" in err
 
@@ -132,3 +134,94 @@ def test_dispatcher_prints_one_line(tmp_path, capsys):
     path.write_text("")
     assert rl_cli.main(["extrapolate", str(path)]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def write_evals_run(run_dir, *, A=0.61, B=1.92, C_mid=2500.0, seed=0, x_axis="device_hours", evals=21, span=8.0):
+    """A run directory with evals.jsonl (per-prompt counts, written by the controller's own
+    MetricsLog.append) and metrics.jsonl, from the simulator of rl/monitor/fit_simulate.py."""
+    from rl.metrics_log import MetricsLog
+    from rl.monitor.fit_simulate import simulate_evals
+
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(f"run:\n  name: zoo\n  seed: {seed}\ndata:\n  seed: {seed}\n"
+                                         f"monitor:\n  x_axis: {x_axis}\n")
+    x = np.linspace(0.0, span * C_mid, evals)
+    y, counts = simulate_evals(A, B, C_mid, 0.3, x, spread=3.0, seed=seed)
+    lines = []
+    for i, (xv, yv, c) in enumerate(zip(x, y, counts.correct)):
+        totals = {"compute/device_hours": xv, "compute/tokens": 1e4 * xv}
+        MetricsLog.append(run_dir, "evals.jsonl", {"step": 10 * i, "k": 4, "temperature": 1.0, "pass_rate": yv,
+                                                   "correct": [int(v) for v in c], **totals})
+        lines.append(json.dumps({"step": 10 * i, "eval/pass_rate": yv, **totals}))
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return run_dir
+
+
+def test_extrapolate_weighs_points_by_their_per_prompt_counts(tmp_path, capsys):
+    run_dir = write_evals_run(tmp_path / "run")
+    code, out, _ = run(["extrapolate", str(run_dir), "--json", "--bootstrap", "40"], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["noise"] == "per-prompt counts" and "per-prompt results" in d["interval_method"]
+    assert d["source"] == str(run_dir / "metrics.jsonl")  # what bench/recipe_zoo.py keys rows by
+    assert d["A"] == pytest.approx(0.61, abs=0.03)
+    assert d["A_interval"][0] <= d["A"] <= d["A_interval"][1]
+
+
+def test_extrapolate_several_seeds_jointly(tmp_path, capsys):
+    runs = [str(write_evals_run(tmp_path / f"s{s}", seed=s, C_mid=2300.0 + 200 * s)) for s in range(3)]
+    code, out, _ = run(["extrapolate", *runs, "--json", "--bootstrap", "30"], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["labels"] == ["s0", "s1", "s2"]
+    assert d["A"] == pytest.approx(0.61, abs=0.02) and d["A_interval"][0] <= d["A"] <= d["A_interval"][1]
+    assert len(d["seed_A"]) == 3 and len(d["C_mid"]) == 3
+    code, out, _ = run(["extrapolate", *runs, "--bootstrap", "0"], capsys)
+    assert code == 0 and "fitted jointly" in out and "seed sd" in out
+
+
+def test_compare_fits_seeds_of_one_recipe_jointly(tmp_path, capsys):
+    a0, a1 = (write_evals_run(tmp_path / f"a{s}", seed=s) for s in (0, 1))
+    with (a1 / "config.yaml").open("a") as f:  # a setting added since a0 started, at its default
+        f.write("  prior_B: false\n")
+    other = write_run(tmp_path / "other", A=0.55)  # no config.yaml: a run of its own
+    code, out, _ = run(["compare", str(a0), str(a1), str(other), "--json", "--bootstrap", "20",
+                        "--plot", str(tmp_path / "c.png")], capsys)
+    d = json.loads(out)
+    assert code == 0 and len(d["runs"]) == 3  # one row per run, as before
+    assert [g["runs"] for g in d["groups"]] == [["a0", "a1"]]
+    assert d["groups"][0]["A"] == pytest.approx(0.61, abs=0.03)
+
+
+def test_old_run_step0_row_sits_at_zero_compute(tmp_path, capsys):
+    # Runs from before evals.jsonl logged the step-0 evaluation's own tokens with it.
+    run_dir = write_run(tmp_path / "run")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows[0]["compute/gen_tokens"] = 31695
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = run(["extrapolate", str(run_dir), "--x", "compute/gen_tokens", "--json", "--bootstrap", "0"],
+                       capsys)
+    assert code == 0 and json.loads(out)["r0_source"] == "x=0 point"
+
+
+def test_startup_cost_is_warned(tmp_path, capsys):
+    run_dir = write_evals_run(tmp_path / "run")
+    rows = [json.loads(line) for line in (run_dir / "evals.jsonl").read_text().splitlines()]
+    for r in rows[1:]:
+        r["compute/device_hours"] += 3000.0  # one-time work in the first interval (~3x a block)
+    (run_dir / "evals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = run(["extrapolate", str(run_dir), "--json", "--bootstrap", "0"], capsys)
+    assert code == 0 and any("start-up work" in w for w in json.loads(out)["warnings"])
+
+
+def test_more_bad_input_one_line(tmp_path, capsys):
+    hours = write_evals_run(tmp_path / "hours")
+    tokens = write_evals_run(tmp_path / "tokens", x_axis="tokens", seed=1)
+    for verb in ("extrapolate", "compare"):
+        code, _, err = run([verb, str(hours), str(tokens), "--plot", str(tmp_path / "p.png")], capsys)
+        assert code == 2 and "x columns differ" in err and err.count("\n") == 1
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = run(["extrapolate", str(hours), "--plot", str(blocker / "plot.png")], capsys)
+    assert code == 2 and "cannot write the plot" in err and err.count("\n") == 1
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(["compare", str(hours), str(tmp_path / "empty")], capsys)
+    assert code == 2 and "not a run directory" in err and err.count("\n") == 1

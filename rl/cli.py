@@ -20,6 +20,7 @@ VERB_MODULES = (
     "rl.export.cli",  # export hf
     "rl.base.cli",  # base build
     "rl.monitor.cli",  # extrapolate, compare
+    "rl.report.cli",  # backtest, report
     "rewards.cli",  # hub serve, reward score
 )
 

@@ -93,7 +93,8 @@ class Controller:
         r, st = self.recipe, self.state
         k, total = r.pipeline.max_off_policy_steps, r.run.steps
         if st.step == 0 and not st.evals:
-            self._log(self._evaluate(step=0) | self.state.ledger.totals() | {"step": 0})
+            before = self.state.ledger.totals()  # step 0 has spent nothing: not even its own evaluation
+            self._log(self._evaluate(step=0) | before | {"step": 0})
         schedule = RolloutSchedule(r, st, self.fleet, render=lambda text: render_prompt(self.tokenizer, text))
         updated = False  # weights changed since the engines last got them
         while st.step < total:
@@ -241,8 +242,18 @@ class Controller:
         if metrics["step"] > 0:
             self.progress.update(metrics)
         if "eval/pass_rate" in metrics:
+            self._write_report()
             self.progress.note(f"step {metrics['step']}: eval pass rate {metrics['eval/pass_rate']:.3f}"
                                f" (pass@{self.recipe.eval.k} {metrics['eval/pass_at_k']:.3f})")
+
+    def _write_report(self) -> None:
+        """RUN_DIR/report.html, rebuilt after each evaluation (docs/report.md);
+        a report that fails never stops training."""
+        try:
+            from rl.report import write_report
+            write_report([self.run_dir], self.run_dir / "report.html")
+        except Exception as err:  # noqa: BLE001
+            log.warning("report.html not written: %s", _first_line(err))
 
     def _checkpoint(self, eval_score: Optional[float]) -> None:
         """Write the checkpoint of this step whole, or keep the previous one

@@ -119,7 +119,7 @@ class Controller:
                        **rollout_metrics(rollout, step, k), **data_metrics(rollout, batch, st.sampler),
                        "time/wait_rollout": t_gen - t0, "time/train": t_train - t_gen,
                        "time/weight_sync": t_sync - t_train, **probe}
-            metrics.update(self._account(rollout, batch))
+            metrics.update(self._account(rollout, batch, dropped=shaping.get("rollout/gen_tokens_dropped", 0)))
             self._warn_truncation(metrics)
             if eval_due:
                 metrics.update(self._evaluate(step=st.step))
@@ -164,6 +164,7 @@ class Controller:
     def _evaluate(self, step: int) -> dict:
         ev = self.recipe.eval
         rows = self.val_prompts[: ev.prompts] if ev.prompts else self.val_prompts
+        self._credit_training_time()
         t0 = time.perf_counter()
         ids = [render_prompt(self.tokenizer, row["prompt"]) for row in rows]
         result = self.fleet.collect(self.fleet.submit(f"eval/{step}", step, rows, ids, ev.k, ev.temperature,
@@ -179,12 +180,14 @@ class Controller:
             "correct": [sum(bool(s.correct) for s in g.samples) for g in result.groups],
             **self.state.ledger.totals()})
         self._refit()
-        # the evaluation's own generation counts from the next point on (its
-        # device time is measured with the next step's)
-        gen = sum(len(s.token_ids) for s in result.samples)
-        self.state.ledger.add(device_seconds=0.0, gen_tokens=gen, train_tokens=0, train_flops=0.0,
-                              gen_flops=gen * self._flops_per_token(train=False))
+        self._spent_device_seconds()  # the evaluation's own work is not training compute
         return out
+
+    def _credit_training_time(self) -> None:
+        """Put the device time spent since the last accounting into the ledger
+        now, so that what follows (an evaluation, the report) can be left out."""
+        self.state.ledger.add(device_seconds=self._spent_device_seconds(), gen_tokens=0, train_tokens=0,
+                              gen_flops=0.0, train_flops=0.0)
 
     def _flops_per_token(self, train: bool) -> float:
         ctx = self.recipe.rollout.max_new_tokens + 16
@@ -204,9 +207,9 @@ class Controller:
         self._cpu_last = cpu_now
         return spent
 
-    def _account(self, rollout: RolloutBatch, batch) -> dict:
+    def _account(self, rollout: RolloutBatch, batch, dropped: int = 0) -> dict:
         spent = self._spent_device_seconds()
-        gen_tokens = sum(len(s.token_ids) for s in rollout.samples)
+        gen_tokens = sum(len(s.token_ids) for s in rollout.samples) + dropped
         train_tokens = int(batch.lengths_b.sum()) if batch is not None else 0
         self.state.ledger.add(device_seconds=spent, gen_tokens=gen_tokens, train_tokens=train_tokens,
                               gen_flops=gen_tokens * self._flops_per_token(train=False),
@@ -222,8 +225,10 @@ class Controller:
         rollout workers, learner ranks, hub replicas and their children)."""
         if self.n_gpus:
             return time.perf_counter() * self.n_gpus
-        # the driver counts itself only: a local Ray cluster's processes are its children
-        return self.fleet.cpu_seconds() + self.learner.cpu_seconds() + self.hub.cpu_seconds() + time.process_time()
+        # the driver counts itself only: a local Ray cluster's processes are its children;
+        # the live fit's thread is bookkeeping, not training
+        driver = time.process_time() - (self.fitter.cpu_seconds if self.fitter is not None else 0.0)
+        return self.fleet.cpu_seconds() + self.learner.cpu_seconds() + self.hub.cpu_seconds() + driver
 
     def _warn_truncation(self, metrics: dict) -> None:
         """ScaleRL saw truncation rates of 10-15% precede instability."""
@@ -249,11 +254,13 @@ class Controller:
     def _write_report(self) -> None:
         """RUN_DIR/report.html, rebuilt after each evaluation (docs/report.md);
         a report that fails never stops training."""
+        self._credit_training_time()
         try:
             from rl.report import write_report
             write_report([self.run_dir], self.run_dir / "report.html")
         except Exception as err:  # noqa: BLE001
             log.warning("report.html not written: %s", _first_line(err))
+        self._spent_device_seconds()  # nor is writing the report
 
     def _checkpoint(self, eval_score: Optional[float]) -> None:
         """Write the checkpoint of this step whole, or keep the previous one

@@ -145,6 +145,7 @@ class RolloutSchedule:
         groups with reward variance (the rest carry no gradient)."""
         want = self.recipe.rollout.prompts_per_step
         keep = [g for g in batch.groups if _informative(g)]
+        made = list(batch.groups)
         rounds, gen_seconds = 0, batch.gen_seconds
         while len(keep) < want and rounds < self.recipe.algo.dynamic_sampling_max_rounds:
             rounds += 1
@@ -154,10 +155,15 @@ class RolloutSchedule:
             more = self.fleet.collect(self._send(f"extra/{step}/{self._extra}", step, rows,
                                                  min_version=max(0, step - self.k), partial=False))
             self._observe(more.groups)
+            made += more.groups
             keep += [g for g in more.groups if _informative(g)]
             gen_seconds += more.gen_seconds
-        metrics = {"data/dynamic_rounds": rounds, "data/dynamic_short": max(0, want - len(keep))}
-        return RolloutBatch(step=step, groups=keep[:want], gen_seconds=gen_seconds), metrics
+        kept = keep[:want]
+        # what was generated and then dropped is compute spent all the same
+        dropped = sum(len(s.token_ids) for g in made if not any(g is k for k in kept) for s in g.samples)
+        metrics = {"data/dynamic_rounds": rounds, "data/dynamic_short": max(0, want - len(keep)),
+                   "rollout/gen_tokens_dropped": dropped}
+        return RolloutBatch(step=step, groups=kept, gen_seconds=gen_seconds), metrics
 
     # ---- weights ---------------------------------------------------------------
     def sync_due(self, step_done: int) -> bool:

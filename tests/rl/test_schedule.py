@@ -35,6 +35,8 @@ def test_ppo_off_policy_generates_a_cycle_at_once(ray_local, tmp_path):
     assert [r["pipeline/synced"] for r in steps] == [0, 1, 0, 1]
     uids = [u for r in steps for u in r["data/prompt_uids"]]
     assert len(uids) == len(set(uids)) == 32
+    # the ledger counts training generation only, not the evaluations' own
+    assert steps[-1]["compute/gen_tokens"] == sum(r["rollout/gen_tokens"] for r in steps)
     # off-policy minibatches see the learner move away from the generator
     stale = [r["mismatch/abs_logprob"] for r in steps[1::2]]
     fresh = [r["mismatch/abs_logprob"] for r in steps[0::2]]
@@ -54,6 +56,9 @@ def test_dynamic_sampling_fills_the_batch_with_informative_groups(ray_local, tmp
     assert sum(r["data/dynamic_rounds"] for r in steps) >= 1
     uids = [u for r in steps for u in r["data/prompt_uids"]]
     assert len(uids) == len(set(uids))
+    # dropped groups were generated all the same: the ledger counts their tokens
+    assert sum(r["rollout/gen_tokens_dropped"] for r in steps) > 0
+    assert steps[-1]["compute/gen_tokens"] == sum(r["rollout/gen_tokens"] for r in steps)
 
 
 def test_partial_rollouts_carry_groups_across_steps_and_a_resume(ray_local, tmp_path):

@@ -70,14 +70,30 @@ def table(recipes: list[str], seeds: list[int], runs: dict, fits: dict, baseline
                          f"| {f['B']:.2f} {_iv(f['B_interval'])} | {f['at_equal_compute']:.3f} |")
         summary[recipe] = (statistics.mean(a_vals), max(a_vals) - min(a_vals),
                            statistics.mean(eq_vals), max(eq_vals) - min(eq_vals))
-    lines += ["", "| recipe | mean A | A seed range | mean pass rate at equal compute | its seed range "
-              f"| A vs {baseline} | beyond the seed spread? |", "|---|---|---|---|---|---|---|"]
+    # the joint fit of each recipe's seeds (shared A and B, per-seed C_mid and R0) from `compare`
+    joint = {}
+    for g in fits.get("groups", []):
+        names = {r.rsplit("-s", 1)[0] for r in g["runs"]}
+        if len(names) == 1:
+            joint[names.pop()] = g
+    lines += ["", "| recipe | mean A | A seed range | joint A (seeds together) | joint B | mean pass rate at equal "
+              f"compute | its seed range | A vs {baseline} | beyond the seed spread? | joint A intervals apart? |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     base_a, base_range = summary[baseline][0], summary[baseline][1]
+    base_iv = joint.get(baseline, {}).get("A_interval")
     for recipe, (a, a_range, eq, eq_range) in summary.items():
         diff = a - base_a
         spread = max(a_range, base_range)
         verdict = "-" if recipe == baseline else ("yes" if abs(diff) > spread else "no")
-        lines.append(f"| {recipe} | {a:.3f} | {a_range:.3f} | {eq:.3f} | {eq_range:.3f} | {diff:+.3f} | {verdict} |")
+        g = joint.get(recipe)
+        ja = f"{g['A']:.3f} {_iv(g['A_interval'])}" if g else "-"
+        jb = f"{g['B']:.2f} {_iv(g['B_interval'])}" if g else "-"
+        apart = "-"
+        if g and base_iv and recipe != baseline:
+            lo, hi = g["A_interval"]
+            apart = "yes" if hi < base_iv[0] or lo > base_iv[1] else "no"
+        lines.append(f"| {recipe} | {a:.3f} | {a_range:.3f} | {ja} | {jb} | {eq:.3f} | {eq_range:.3f} | {diff:+.3f} "
+                     f"| {verdict} | {apart} |")
     return "\n".join(lines)
 
 

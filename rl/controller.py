@@ -164,7 +164,8 @@ class Controller:
     def _evaluate(self, step: int) -> dict:
         ev = self.recipe.eval
         rows = self.val_prompts[: ev.prompts] if ev.prompts else self.val_prompts
-        self._credit_training_time()
+        # (the step's accounting has just run: its totals, logged with this
+        # evaluation, are the evaluation's x)
         t0 = time.perf_counter()
         ids = [render_prompt(self.tokenizer, row["prompt"]) for row in rows]
         result = self.fleet.collect(self.fleet.submit(f"eval/{step}", step, rows, ids, ev.k, ev.temperature,

@@ -84,10 +84,10 @@ class LiveFitter:
             t.join(timeout)
         return t is None or not t.is_alive()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Let a running fit finish for up to `timeout` seconds (drops queued ones)."""
-        with self._lock:
-            self._pending = None
+    def close(self, timeout: float = 60.0) -> None:
+        """Let the running fit and the queued one (the newest points: the run's
+        final fit, which the summary reports) finish, for up to `timeout`
+        seconds."""
         self.wait(timeout)
 
     # ------------------------------------------------------------ worker side
@@ -119,7 +119,9 @@ class LiveFitter:
         x = np.array([float(p["x"]) for p in points])
         y = np.array([float(p["y"]) for p in points])
         positive = x[x > 0]
-        if positive.size == 0 or positive.size - split_burn_in(positive, self.cfg.burn_in_fraction) < self.cfg.min_points:
+        # without a step-0 point at x = 0, R0 is one more parameter to fit
+        need = self.cfg.min_points + (0 if (x == 0).any() else 1)
+        if positive.size == 0 or positive.size - split_burn_in(positive, self.cfg.burn_in_fraction) < need:
             return  # not enough evaluations yet: nothing to say, nothing wrong
         budget = self.cfg.target_budget or 4.0 * float(x.max())
         fit = fit_sigmoid(x, y, method=self.cfg.method, burn_in=self.cfg.burn_in_fraction,

@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from rl.algo.batch import informative
 from rollout.types import Group, RolloutBatch
 
 
@@ -144,7 +145,7 @@ class RolloutSchedule:
         """DAPO: generate more prompts until the step has prompts_per_step
         groups with reward variance (the rest carry no gradient)."""
         want = self.recipe.rollout.prompts_per_step
-        keep = [g for g in batch.groups if _informative(g)]
+        keep = [g for g in batch.groups if informative(g)]
         made = list(batch.groups)
         rounds, gen_seconds = 0, batch.gen_seconds
         while len(keep) < want and rounds < self.recipe.algo.dynamic_sampling_max_rounds:
@@ -156,7 +157,7 @@ class RolloutSchedule:
                                                  min_version=max(0, step - self.k), partial=False))
             self._observe(more.groups)
             made += more.groups
-            keep += [g for g in more.groups if _informative(g)]
+            keep += [g for g in more.groups if informative(g)]
             gen_seconds += more.gen_seconds
         kept = keep[:want]
         # what was generated and then dropped is compute spent all the same
@@ -171,7 +172,3 @@ class RolloutSchedule:
         always under PipelineRL; under PPO-off-policy only when a cycle ends
         (the next job generates from them)."""
         return self.mode != "ppo" or step_done % self.m == 0 or step_done >= self.recipe.run.steps
-
-
-def _informative(group: Group) -> bool:
-    return len({s.reward for s in group.samples}) > 1

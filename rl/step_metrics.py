@@ -3,6 +3,7 @@
 learner its own `train/*` and `mismatch/*`)."""
 from __future__ import annotations
 
+from rl.algo.batch import informative
 from rollout.types import RolloutBatch
 
 
@@ -27,7 +28,7 @@ def rollout_metrics(batch: RolloutBatch, step: int, k: int) -> dict:
     correct = [bool(s.correct) for s in samples]
     # staleness of what trains: a carried partial sample's older segments are masked out
     stale = [step - s.trainable_min_version for s in samples if s.trainable_min_version >= 0]
-    kept = sum(1 for g in batch.groups if len({s.reward for s in g.samples}) > 1)
+    kept = sum(1 for g in batch.groups if informative(g))
     return {
         "rollout/reward_mean": sum(rewards) / len(rewards),
         "rollout/pass_rate": sum(correct) / len(correct),

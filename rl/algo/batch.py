@@ -67,11 +67,17 @@ class TrainBatch:
         )
 
 
+def informative(group: Group) -> bool:
+    """Whether the group's samples got different rewards (a zero-variance group
+    carries no gradient)."""
+    return len({s.reward for s in group.samples}) > 1
+
+
 def filter_groups(groups: list[Group], cfg: AlgoConfig) -> list[Group]:
     """Drop groups with zero reward variance if the config says so."""
     if not cfg.zero_variance_filter:
         return list(groups)
-    return [g for g in groups if len({s.reward for s in g.samples}) > 1]
+    return [g for g in groups if informative(g)]
 
 
 def build_train_batch(groups: list[Group], cfg: AlgoConfig, pad_id: int) -> TrainBatch | None:

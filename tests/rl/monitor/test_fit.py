@@ -6,16 +6,8 @@ import pytest
 
 from rl.errors import UserError
 from rl.monitor.fit import fit_sigmoid, sigmoid
+from rl.monitor.fit_simulate import TABLE1  # ScaleRL Table 1 (C_mid, B, A)
 
-# ScaleRL Table 1 (C_mid, B, A), methods.md section 1.
-TABLE1 = {
-    "baseline": (2542, 1.92, 0.610),
-    "32k-gen": (11272, 1.89, 0.645),
-    "batch2048": (10909, 1.70, 0.645),
-    "batch512": (2818, 1.77, 0.605),
-    "scout-moe": (4242, 1.65, 0.710),
-    "code": (1675, 1.09, 0.615),
-}
 R0 = 0.30
 
 

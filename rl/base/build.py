@@ -66,7 +66,8 @@ def build_base(name: str | BaseSpec, cache_dir: str | Path | None = None,
         started = time.perf_counter()
         _train(spec, tmp)
         build_s = time.perf_counter() - started
-        result = evaluate_base(tmp, spec.eval_prompts, spec.eval_k, seed=spec.seed)
+        result = evaluate_base(tmp, spec.eval_prompts, spec.eval_k, seed=spec.seed,
+                               max_new_tokens=spec.eval_max_new_tokens)
         result["build_seconds"] = round(build_s, 1)
         (tmp / EVAL_FILE).write_text(json.dumps(result, indent=2) + "\n")
         (tmp / SPEC_FILE).write_text(json.dumps(
@@ -105,7 +106,8 @@ def _sft_dataset(spec: BaseSpec, tokenizer):
     if spec.task != "arith":
         raise UserError(f"base spec {spec.name}: unknown task '{spec.task}'")
     rows = arith.make_sft_examples(spec.corpus_size, spec.seed,
-                                   carry_drop=spec.carry_drop, check_rate=spec.check_rate)
+                                   carry_drop=spec.carry_drop, check_rate=spec.check_rate,
+                                   recheck_max=spec.recheck_max)
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": r["prompt"]}],
                                              add_generation_prompt=True, tokenize=False)
                for r in rows]

@@ -26,6 +26,7 @@ class BaseSpec(BaseModel):
     corpus_size: int = Field(32000, gt=0, description="Supervised examples generated (cycled if steps need more).")
     carry_drop: float = Field(0.65, ge=0, le=1, description="Probability that a true carry is dropped in the corpus.")
     check_rate: float = Field(0.30, ge=0, le=1, description="Fraction of examples with a redundant ',check:N' step.")
+    recheck_max: int = Field(0, ge=0, le=16, description="Long-thinking corpus: each working ends in 0..recheck_max (uniform) redundant re-checks or restated steps (rl.data.arith.redundant_items); 0: none.")
     sft_steps: int = Field(1000, gt=0, description="Optimizer steps of supervised training.")
     batch_size: int = Field(32, gt=0, description="Sequences per optimizer step.")
     lr: float = Field(3e-3, gt=0, description="Peak learning rate (cosine decay, short warmup).")
@@ -34,10 +35,24 @@ class BaseSpec(BaseModel):
     seed: int = Field(0, ge=0, description="Seed of the init, the corpus and the batch order.")
     eval_prompts: int = Field(200, gt=0, le=1000, description="Held-out prompts measured after the build.")
     eval_k: int = Field(16, gt=0, description="Samples per prompt for mean@k / pass@k after the build.")
+    eval_max_new_tokens: int = Field(64, gt=0, description="Longest response sampled when the build measures the base.")
 
     def content_hash(self, version: str) -> str:
-        blob = f"{version}\n{self.model_dump_json()}".encode()
+        # fields added after bases were cached count only when set, so those
+        # bases keep their names (their corpus and eval are what the default gives)
+        late = {name for name in _LATE_FIELDS if getattr(self, name) == type(self).model_fields[name].default}
+        blob = f"{version}\n{self.model_dump_json(exclude=late)}".encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+_LATE_FIELDS = ("recheck_max", "eval_max_new_tokens")
+
+# The long2short pair (docs/long2short.md): same shape and noise as tiny-arith,
+# one thinking at a length that varies from sample to sample (0..4 redundant
+# items, about +25 tokens on average), one thinking tersely; they differ only
+# in the corpus, so their weights can be averaged. Fewer eval samples (k=8):
+# long traces make the build's measurement the slow part.
+_PAIR = dict(check_rate=0.0, eval_k=8, eval_max_new_tokens=128)
 
 
 SPECS: dict[str, BaseSpec] = {
@@ -45,4 +60,6 @@ SPECS: dict[str, BaseSpec] = {
     # mean@16 0.002. The same 32k sequences in 1000 steps of 32 learn the digit
     # alignment (loss 0.41 vs 1.0 after 6k sequences) in about the same time.
     "tiny-arith": BaseSpec(name="tiny-arith"),
+    "tiny-arith-long": BaseSpec(name="tiny-arith-long", recheck_max=4, **_PAIR),
+    "tiny-arith-short": BaseSpec(name="tiny-arith-short", **_PAIR),
 }

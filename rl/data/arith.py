@@ -17,6 +17,13 @@ learns a plausible but often wrong procedure. A fraction `check_rate` of
 examples end the working with a redundant `,check:N` step that repeats the
 result (length that a long-to-short reward can later remove).
 
+The long-thinking variant (`recheck_max > 0`, the `tiny-arith-long` base)
+appends to each example's working a random number, 0..recheck_max drawn
+uniformly, of redundant items: a column step restated (`again:7+1+0=8`) or
+the result re-checked (`check:3208`). They never change the answer, so a
+model trained on them thinks for a length that varies from sample to sample
+and can be cut without losing accuracy (docs/long2short.md).
+
 Everything is deterministic from a seed. Validation prompts come from their
 own seed, and the training generators skip every pair in the validation pool,
 so the held-out split never leaks into training.
@@ -88,9 +95,20 @@ def working(a: int, b: int, carry_drop: float = 0.0,
     return steps, value
 
 
-def format_response(steps: list[str], value: int, check: bool = False) -> str:
-    body = ",".join(steps) + (f",check:{value}" if check else "")
+def format_response(steps: list[str], value: int, check: bool = False,
+                    redundant: list[str] | tuple[str, ...] = ()) -> str:
+    body = ",".join([*steps, *redundant]) + (f",check:{value}" if check else "")
     return f"{THINK_OPEN}{body}{THINK_CLOSE}{BOXED}{value}}}"
+
+
+def redundant_items(steps: list[str], value: int, recheck_max: int, rng: random.Random) -> list[str]:
+    """0..recheck_max (uniform) redundant items: a restated column step
+    (`again:<step>`) or a re-check of the result (`check:<value>`), each
+    chosen with probability 1/2."""
+    out = []
+    for _ in range(rng.randint(0, recheck_max)):
+        out.append(f"again:{rng.choice(steps)}" if rng.random() < 0.5 else f"check:{value}")
+    return out
 
 
 def make_prompts(n: int, seed: int, digits_min: int = 2, digits_max: int = 4) -> list[dict]:
@@ -103,18 +121,21 @@ def make_prompts(n: int, seed: int, digits_min: int = 2, digits_max: int = 4) ->
 
 def make_sft_examples(n: int, seed: int, digits_min: int = 2, digits_max: int = 4,
                       carry_drop: float = CARRY_DROP,
-                      check_rate: float = CHECK_RATE) -> list[dict]:
+                      check_rate: float = CHECK_RATE, recheck_max: int = 0) -> list[dict]:
     """`n` supervised examples `{"prompt", "response", "answer"}` with noisy working.
 
     `answer` is the true sum (for measuring the noise); `response` boxes the
-    value of the (possibly wrong) working.
+    value of the (possibly wrong) working. With `recheck_max > 0` each
+    working ends in 0..recheck_max redundant items (`redundant_items`); with
+    0 the random stream, and so the corpus, is exactly the one without it.
     """
     rng = random.Random(seed)
     exclude = frozenset(_validation_pairs(digits_min, digits_max))
     out = []
     for a, b in _pairs(rng, n, digits_min, digits_max, exclude):
         steps, value = working(a, b, carry_drop, rng)
-        response = format_response(steps, value, check=rng.random() < check_rate)
+        extra = redundant_items(steps, value, recheck_max, rng) if recheck_max else []
+        response = format_response(steps, value, check=rng.random() < check_rate, redundant=extra)
         out.append({"prompt": prompt_text(a, b), "response": response, "answer": str(a + b)})
     return out
 

@@ -13,7 +13,16 @@ config name (`transport: "broadcast" | "safetensors"`, see `make_transport`):
   workers. `send(state)` broadcasts a pickled table of contents (names,
   dtypes, shapes, byte offsets; its length first), then the tensors packed
   into flat byte buckets; `recv()` returns the same dict. Both sides must call
-  at the same time. The CPU path (gloo) and the GPU path (nccl) are the same
+  at the same time.
+
+Streaming (the path the learner and the workers use): `send_stream(specs,
+tensors)` takes the table of contents from metadata alone (`TensorSpec`:
+name, dtype, shape) and pulls the tensors one at a time from an iterator, so
+the learner can gather one FSDP parameter, copy it into the bucket and drop
+it; `recv_stream()` yields (name, tensor) as each bucket lands, so the engine
+loads one bucket while no other exists. Each side's peak above its own model
+copy is then about one bucket (plus the largest single tensor), not a second
+copy of the model, as in verl's and OpenRLHF's bucketed weight sync. The CPU path (gloo) and the GPU path (nccl) are the same
   code with a different backend name; only gloo is tested here, nccl is
   untested (it also needs each process to have picked its CUDA device).
 
@@ -26,13 +35,33 @@ from __future__ import annotations
 import pickle
 import socket
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 
 State = dict[str, torch.Tensor]
 _ALIGN = 64  # byte alignment of each tensor inside a bucket
+
+
+class TensorSpec(NamedTuple):
+    """What the receiver needs to know of a tensor before its bytes arrive."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= int(d)
+        return n * torch.empty((), dtype=self.dtype).element_size()
+
+
+def specs_of(state: State) -> list[TensorSpec]:
+    return [TensorSpec(k, v.dtype, tuple(v.shape)) for k, v in state.items()]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -134,15 +163,17 @@ class BroadcastTransport(WeightTransport):
     def _bcast(self, tensor: torch.Tensor) -> None:
         self._pg.broadcast(tensor, 0).wait()
 
-    def _buckets(self, state: State) -> list[list[tuple[str, str, tuple, int, int]]]:
+    def _buckets(self, specs: Iterable[TensorSpec] | State) -> list[list[tuple[str, str, tuple, int, int]]]:
         """Table of contents: buckets of (name, dtype, shape, offset, nbytes)."""
+        if isinstance(specs, dict):
+            specs = specs_of(specs)
         buckets, cur, size = [], [], 0
-        for name, t in state.items():
-            nbytes = t.numel() * t.element_size()
+        for spec in specs:
+            nbytes = spec.nbytes
             if cur and size + nbytes > self.bucket_bytes:
                 buckets.append(cur)
                 cur, size = [], 0
-            cur.append((name, str(t.dtype).removeprefix("torch."), tuple(t.shape), size, nbytes))
+            cur.append((spec.name, str(spec.dtype).removeprefix("torch."), tuple(spec.shape), size, nbytes))
             size += -(-nbytes // _ALIGN) * _ALIGN
         if cur:
             buckets.append(cur)
@@ -154,22 +185,42 @@ class BroadcastTransport(WeightTransport):
         return -(-(off + nbytes) // _ALIGN) * _ALIGN
 
     def send(self, state: State) -> None:
+        self.send_stream(specs_of(state), iter(state.values()))
+
+    def send_stream(self, specs: list[TensorSpec], tensors: Iterator[torch.Tensor]) -> int:
+        """Broadcast tensors described by `specs`, drawn one at a time from
+        `tensors` (same order); only one bucket is held at a time. Returns the
+        bytes sent."""
         if self.rank != 0:
             raise RuntimeError("only rank 0 sends")
         self.connect()
-        toc = self._buckets(state)
+        toc = self._buckets(specs)
         meta = torch.frombuffer(bytearray(pickle.dumps(toc)), dtype=torch.uint8)
         self._bcast(torch.tensor([meta.numel()], dtype=torch.int64, device=self.device))
         self._bcast(meta.to(self.device))
+        sent = 0
         for bucket in toc:
             buf = torch.empty(self._bucket_size(bucket), dtype=torch.uint8, device=self.device)
-            for name, _, _, off, nbytes in bucket:
-                src = state[name].detach().contiguous().reshape(-1).view(torch.uint8)
-                buf[off:off + nbytes].copy_(src)
+            for name, dtype, shape, off, nbytes in bucket:
+                t = next(tensors)
+                if tuple(t.shape) != tuple(shape) or str(t.dtype).removeprefix("torch.") != dtype:
+                    raise ValueError(f"weight stream: {name} is {t.dtype}{tuple(t.shape)}, "
+                                     f"its spec says {dtype}{tuple(shape)}")
+                buf[off:off + nbytes].copy_(t.detach().contiguous().reshape(-1).view(torch.uint8))
+                del t
             self._bcast(buf)
-        return None
+            sent += buf.numel()
+            del buf
+        return sent
 
     def recv(self, payload: bytes | None = None) -> State:
+        return dict(self.recv_stream())
+
+    def recv_stream(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Receive one broadcast, yielding (name, tensor) bucket by bucket.
+        Tensors are views into their bucket: a bucket lives as long as the
+        consumer holds one of its tensors. Consume it whole (the collective
+        goes on until the last bucket)."""
         if self.rank == 0:
             raise RuntimeError("rank 0 sends; ranks 1.. receive")
         self.connect()
@@ -178,13 +229,12 @@ class BroadcastTransport(WeightTransport):
         meta = torch.empty(int(length.item()), dtype=torch.uint8, device=self.device)
         self._bcast(meta)
         toc = pickle.loads(meta.cpu().numpy().tobytes())
-        out: State = {}
         for bucket in toc:
             buf = torch.empty(self._bucket_size(bucket), dtype=torch.uint8, device=self.device)
             self._bcast(buf)
             for name, dtype, shape, off, nbytes in bucket:
-                out[name] = buf[off:off + nbytes].view(getattr(torch, dtype)).view(shape)
-        return out
+                yield name, buf[off:off + nbytes].view(getattr(torch, dtype)).view(shape)
+            del buf
 
 
 def make_transport(name: Literal["broadcast", "safetensors"], **kwargs) -> WeightTransport:

@@ -45,7 +45,7 @@ class RolloutWorker:
         self._cond = threading.Condition()
         self._waiting: list[_JobState] = []
         self._active: dict[str, _JobState] = {}
-        self._pending_weights: Optional[tuple[int, Any]] = None
+        self._pending_weights: Optional[tuple[int, Any, concurrent.futures.Future]] = None
         self._calls: list[tuple[Any, concurrent.futures.Future]] = []  # run on the engine thread
         self._version = 0
         self._stop = False
@@ -86,7 +86,11 @@ class RolloutWorker:
         return True
 
     def receive_broadcast(self, version: int) -> int:
-        self._stage(version, self._transport.recv())
+        """Take part in the learner's broadcast. The engine thread loads the
+        weights bucket by bucket as they arrive (it generates nothing
+        meanwhile), so no second copy of the model is ever held here; returns
+        once they are loaded."""
+        self._stage(version, self._transport.recv_stream())
         return version
 
     def set_version(self, version: int) -> int:
@@ -106,6 +110,11 @@ class RolloutWorker:
         from rl.monitor.ledger import process_tree_core_seconds
         return process_tree_core_seconds()
 
+    def peak_rss_gb(self) -> float:
+        """This process's peak resident memory since the last call (GiB)."""
+        from rl.monitor.ledger import peak_rss_bytes
+        return peak_rss_bytes(reset=True) / 2**30
+
     def stop(self) -> None:
         with self._cond:
             self._stop = True
@@ -121,11 +130,19 @@ class RolloutWorker:
         return future.result()
 
     def _stage(self, version: int, state) -> None:
+        """Hand weights (a dict, a (name, tensor) stream, or None for a version
+        bump) to the engine thread; return once loaded, raising what failed."""
+        loaded: concurrent.futures.Future = concurrent.futures.Future()
         with self._cond:
-            self._pending_weights = (version, state)
+            while self._pending_weights is not None and not self._stop:  # one hand-over at a time
+                self._cond.wait(timeout=1.0)
+            self._pending_weights = (version, state, loaded)
             self._cond.notify_all()
-            while self._pending_weights is not None and not self._stop:
-                self._cond.wait(timeout=1.0)  # return once the engine took them
+        while not self._stop:
+            try:
+                return loaded.result(timeout=1.0)
+            except concurrent.futures.TimeoutError:
+                continue
 
     def _loop(self) -> None:
         try:
@@ -145,17 +162,13 @@ class RolloutWorker:
                     return
                 weights, self._pending_weights = self._pending_weights, None
                 calls, self._calls = self._calls, []
-                admit = [s for s in self._waiting if s.job.min_version <= max(self._version, weights[0] if weights else 0)]
+                admit = [s for s in self._waiting
+                         if s.job.min_version <= max(self._version, weights[0] if weights else 0)]
                 self._waiting = [s for s in self._waiting if s not in admit]
                 self._cond.notify_all()
             try:
                 if weights is not None:
-                    version, state = weights
-                    if state is not None:
-                        self.engine.load_weights(state, version=version)
-                    else:
-                        self.engine.set_version(version)
-                    self._version = version
+                    self._load(*weights)
                 for fn, future in calls:
                     try:
                         future.set_result(fn(self.engine))
@@ -173,6 +186,18 @@ class RolloutWorker:
                         s.done.set()
                     self._active.clear()
                     self._waiting.clear()
+
+    def _load(self, version: int, state, loaded: concurrent.futures.Future) -> None:
+        try:
+            if state is not None:
+                self.engine.load_weights(state, version=version)
+            else:
+                self.engine.set_version(version)
+        except BaseException as err:
+            loaded.set_exception(err)
+            raise
+        self._version = version
+        loaded.set_result(None)
 
     def _admissible(self) -> bool:
         return any(s.job.min_version <= self._version for s in self._waiting)

@@ -126,7 +126,7 @@ class LearnerRank:
         return get_model_state_dict(self.model, options=opts)
 
     def connect_weight_broadcast(self, backend: str, host: str, port: int, world: int,
-                                 timeout_s: float = 300.0) -> bool:
+                                 timeout_s: float = 300.0, bucket_bytes: int = 256 << 20) -> bool:
         """(Re)build the weight group with the rollout workers (rank 0 only;
         a replaced worker means a new group)."""
         from rollout.weights import BroadcastTransport
@@ -134,22 +134,52 @@ class LearnerRank:
             if self.weight_transport is not None:
                 self.weight_transport.close()
             self.weight_transport = BroadcastTransport(backend, host, port, rank=0, world_size=world,
-                                                       timeout_s=timeout_s)
+                                                       timeout_s=timeout_s, bucket_bytes=bucket_bytes)
             self.weight_transport.connect()
         return True
 
     def push_weights(self, transport: str) -> Any:
-        """Gather the full weights; rank 0 ships them. 'safetensors' returns the
-        bytes (they travel as a Ray object); 'broadcast' sends them over the
-        weight group while the rollout workers receive."""
-        state = self.full_state_dict()
-        if self.dims.rank != 0:
-            return None
+        """Ship the full weights from rank 0. 'broadcast' streams them: every
+        rank gathers one parameter at a time (a collective) and rank 0 packs it
+        into the current bucket, so no rank holds more than a bucket and one
+        gathered tensor beyond its shard; returns the bytes sent on rank 0.
+        'safetensors' gathers the whole state dict and returns its bytes (they
+        travel as a Ray object)."""
         if transport == "safetensors":
+            state = self.full_state_dict()
+            if self.dims.rank != 0:
+                return None
             from rollout.weights import SafetensorsTransport
             return SafetensorsTransport().pack(state)
-        self.weight_transport.send(state)
-        return None
+        specs, tensors = self.weight_specs(), self.full_tensors()
+        if self.dims.rank != 0:
+            for _ in tensors:  # join every gather rank 0 makes
+                pass
+            return None
+        return self.weight_transport.send_stream(specs, tensors)
+
+    def _weight_items(self) -> list[tuple[str, torch.Tensor]]:
+        """The model's named tensors, each storage once (a tied LM head is
+        the embedding; the engines re-add it)."""
+        seen, out = set(), []
+        for name, t in self.model.state_dict(keep_vars=True).items():
+            if id(t) not in seen:  # the same Parameter object on every rank
+                seen.add(id(t))
+                out.append((name, t))
+        return out
+
+    def weight_specs(self) -> list:
+        """Names, dtypes and full shapes of the weights, from metadata alone."""
+        from rollout.weights import TensorSpec
+        return [TensorSpec(name, t.dtype, tuple(t.shape)) for name, t in self._weight_items()]
+
+    def full_tensors(self):
+        """Collective generator: the full weights one at a time, on CPU, in
+        `weight_specs()` order; every rank must consume it whole."""
+        for _, t in self._weight_items():
+            full = t.full_tensor() if hasattr(t, "full_tensor") else t
+            yield full.detach().cpu()
+            del full
 
     # ---- checkpoints ------------------------------------------------------
     def save_checkpoint(self, path: str) -> None:
@@ -236,6 +266,11 @@ class LearnerRank:
     def cpu_seconds(self) -> float:
         from rl.monitor.ledger import process_tree_core_seconds
         return process_tree_core_seconds()
+
+    def peak_rss_gb(self) -> float:
+        """This process's peak resident memory since the last call (GiB)."""
+        from rl.monitor.ledger import peak_rss_bytes
+        return peak_rss_bytes(reset=True) / 2**30
 
     def shutdown(self) -> None:
         if dist.is_initialized():

@@ -9,6 +9,10 @@ scored by its own `kind` (weight from `terms`, 1.0 if absent), and `format` is
 added to every sample when it is listed in `terms`. The length terms need the
 whole group and live in their own fields (`overlong`, `kimi_length`) so each
 weight is written in exactly one place.
+
+The generative kinds (`genrm`, `grm`; rewards.judge) are terms like `format`:
+listed in `terms`, they are added to every sample with their weight, and a
+sample may also have one as its own kind. They need `judge:` (the engines).
 """
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ITEM_KINDS = ("math", "code", "format")
+from rewards.judge.config import JUDGE_KINDS, JudgeConfig
+
+ITEM_KINDS = ("math", "code", "format") + JUDGE_KINDS
 
 
 class OverlongConfig(BaseModel):
@@ -63,8 +69,8 @@ class RewardsConfig(BaseModel):
 
     terms: dict[str, float] = Field(
         default_factory=lambda: {"math": 1.0},
-        description="Item term -> weight, from 'math', 'code', 'format'. A sample's own kind is always scored "
-        "(weight 1.0 if not listed); 'format' is added to every sample when listed.",
+        description="Item term -> weight, from 'math', 'code', 'format', 'genrm', 'grm'. A sample's own kind is "
+        "always scored (weight 1.0 if not listed); 'format', 'genrm' and 'grm' are added to every sample when listed.",
     )
     overlong: Optional[OverlongConfig] = Field(None, description="DAPO overlong penalty; None disables it.")
     kimi_length: float = Field(
@@ -84,6 +90,8 @@ class RewardsConfig(BaseModel):
     max_batch: int = Field(64, ge=1, description="Most samples one replica call carries; larger requests are split.")
     cache_size: int = Field(10000, ge=0, description="Results kept per replica in an LRU keyed by content hash (0 disables).")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Limits of the code sandbox.")
+    judge: Optional[JudgeConfig] = Field(
+        None, description="Judge engines serving the generative kinds (genrm, grm); None starts none.")
 
     @field_validator("terms")
     @classmethod
@@ -94,6 +102,13 @@ class RewardsConfig(BaseModel):
             if name not in ITEM_KINDS:
                 raise ValueError(f"terms.{name}: unknown reward kind (known: {', '.join(ITEM_KINDS)})")
         return terms
+
+    @model_validator(mode="after")
+    def _check_judge(self) -> "RewardsConfig":
+        for name in JUDGE_KINDS:
+            if name in self.terms and self.judge is None:
+                raise ValueError(f"terms.{name}: a generative term needs rewards.judge (the judge engines)")
+        return self
 
     @field_validator("answer_pattern")
     @classmethod

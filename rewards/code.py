@@ -5,8 +5,13 @@ sandbox (rewards.sandbox) against the sample's tests.
 - a list of {"input": str, "output": str}: stdin/stdout tests; output is
   compared line by line with trailing whitespace ignored;
 - {"inputs": [...], "outputs": [...]} (the APPS/TACO layout), same meaning;
-- a list of str, or one str: Python (e.g. `assert f(2) == 4`) appended to the
-  program; a test passes when the program exits 0.
+- a list of str, or one str: Python (e.g. `assert f(2) == 4`) run after the
+  program by rewards/assert_harness.py. A test passes only when the harness
+  prints this run's secret after the test code returned normally and every
+  comparison in it held on plain builtin values: exiting early
+  (`sys.exit(0)`, `os._exit(0)`, atexit), changing how failures are reported,
+  patching builtins or returning objects that compare equal to anything all
+  score 0 (threat model: docs/sandbox.md).
 Score: passed / total (`code_scoring: fraction`) or 1 only if all pass
 (`all`). `correct` is True when every test passed. The item's time budget
 (`timeout_s`) is shared by its tests; each run is also capped at `wall_s`;
@@ -14,13 +19,17 @@ Score: passed / total (`code_scoring: fraction`) or 1 only if all pass
 """
 from __future__ import annotations
 
+import json
 import re
+import secrets
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from rewards.sandbox import run_python
 from rewards.types import RewardResult, Sample, register_reward
 
+_HARNESS = (Path(__file__).parent / "assert_harness.py").read_text()
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
@@ -56,6 +65,15 @@ def _same_output(got: str, want: str) -> bool:
     return a == b
 
 
+def run_assert_test(program: str, test: str, limits):
+    """Run `test` after `program` under the harness; (sandbox result, passed)."""
+    nonce = secrets.token_hex(16)
+    payload = json.dumps({"nonce": nonce, "code": program, "test": test})
+    run = run_python(_HARNESS, payload, limits=limits)
+    lines = run.stdout.rstrip("\n").rsplit("\n", 1)
+    return run, run.ok and lines[-1] == nonce
+
+
 def score_code(sample: Sample, cfg) -> RewardResult:
     response = sample.get("response")
     if not isinstance(response, str):
@@ -77,8 +95,7 @@ def score_code(sample: Sample, cfg) -> RewardResult:
             break
         limits = cfg.sandbox.model_copy(update={"wall_s": min(cfg.sandbox.wall_s, left)})
         if "assert" in t:
-            run = run_python(program + "\n\n" + t["assert"], "", limits=limits)
-            ok = run.ok
+            run, ok = run_assert_test(program, t["assert"], limits)
         else:
             run = run_python(program, t["input"], limits=limits)
             ok = run.ok and _same_output(run.stdout, t["output"])

@@ -1,0 +1,325 @@
+"""The program that runs one assert-style test of a `code` sample inside the
+sandbox. rewards.code sends this file's text as /sandbox/main.py; it is not
+imported by the hub. Standard library only (it runs on the sandbox's Python).
+
+Why not append the test to the program and call exit status 0 a pass: a
+program that calls `sys.exit(0)` or `os._exit(0)` (or exits from an atexit
+hook, or swaps `sys.excepthook`) ends with status 0 without ever running the
+test, and an object whose `__eq__` returns True satisfies `assert f(x) == y`.
+Here a test passes only when the harness itself writes, after the test code
+returned normally, a per-run secret the hub sent on stdin (read, with the test
+source, before the program runs). So:
+
+- ending early, by any route, never prints the secret: the run fails;
+- every verdict is computed by builtin operations on plain data. The test is
+  rewritten (ast) so that the operands of comparisons, arithmetic, `not`,
+  `and`/`or`, the arguments of builtin functions and the asserted value must
+  be exact builtin types (int, float, complex, bool, str, bytes, None, and
+  list/tuple/dict/set/frozenset of those); anything else fails the test. A
+  user object never sees the expected value and never decides a verdict;
+- the test runs with the builtins and the already imported modules as they
+  were before the program ran (monkeypatching `builtins`, `math.isclose` or
+  `AssertionError` has no effect on the test), and user names that shadow a
+  builtin are not visible to it;
+- an audit hook, installed before the program runs and impossible to remove,
+  refuses the routes to the secret in this process's memory: frame and gc
+  introspection, ctypes, tracing hooks, /proc/*/mem, and starting other
+  programs (which would not carry the hook).
+
+What it does not stop (docs/sandbox.md): a program that defeats the audit
+hook by a route it does not list could read the secret; a user object whose
+*methods* return a verdict the test trusts (`assert obj.startswith("ab")`).
+"""
+import ast
+import builtins
+import json
+import os
+import sys
+import types
+
+# Imported before the program runs, so their state is restored before the test
+# (and so the hook's refusal of sys._getframe does not break their import).
+import bisect, collections, dataclasses, decimal, enum, fractions, functools  # noqa: E401,F401
+import heapq, itertools, math, operator, random, re, string, typing  # noqa: E401,F401
+
+_CMP_OPS = {"Eq": operator.eq, "NotEq": operator.ne, "Lt": operator.lt, "LtE": operator.le,
+            "Gt": operator.gt, "GtE": operator.ge, "In": lambda a, b: a in b, "NotIn": lambda a, b: a not in b}
+_BIN_OPS = {"Add": operator.add, "Sub": operator.sub, "Mult": operator.mul, "Div": operator.truediv,
+            "FloorDiv": operator.floordiv, "Mod": operator.mod, "Pow": operator.pow, "LShift": operator.lshift,
+            "RShift": operator.rshift, "BitOr": operator.or_, "BitXor": operator.xor, "BitAnd": operator.and_,
+            "MatMult": operator.matmul}
+
+
+class _NotPlain(Exception):
+    pass
+
+
+class _Failed(Exception):
+    pass
+
+
+def _checks():
+    """The helpers the rewritten test calls. Everything they use is bound
+    now, before the program can patch builtins or modules."""
+    _type, _bool, _id, _set, _zip, _len, _vars = type, bool, id, set, zip, len, vars
+    # Exact types whose comparisons cannot run user code: builtins and the
+    # standard library's C value types; Fraction and Counter (Python classes)
+    # only while their class dictionaries are as we found them.
+    scalars = (int, float, complex, bool, str, bytes, type(None), decimal.Decimal)
+    seqs = (list, tuple, set, frozenset, collections.deque)
+    maps = (dict, collections.OrderedDict, collections.defaultdict)
+    Fraction, Counter = fractions.Fraction, collections.Counter
+    frozen = {cls: dict(vars(cls)) for cls in (Fraction, Counter)}
+    builtin_fn = type(len)
+    builtin_classes = tuple(v for v in vars(builtins).values() if _type(v) is type)
+    cmp_ops, bin_ops, not_plain, failed = dict(_CMP_OPS), dict(_BIN_OPS), _NotPlain, _Failed
+
+    def one_of(t, types_):
+        for s in types_:
+            if t is s:
+                return True
+        return False
+
+    def untouched(cls):
+        state, now = frozen[cls], _vars(cls)
+        if _len(now) != _len(state):
+            return False
+        for k, v in state.items():
+            if now.get(k) is not v:
+                return False
+        return True
+
+    def is_plain(x):
+        stack, seen = [x], _set()
+        while stack:
+            v = stack.pop()
+            t = _type(v)
+            if one_of(t, scalars) or _id(v) in seen:
+                continue
+            seen.add(_id(v))
+            if one_of(t, seqs):
+                stack.extend(v)
+            elif one_of(t, maps) or (t is Counter and untouched(Counter)):
+                stack.extend(dict.keys(v))
+                stack.extend(dict.values(v))
+            elif t is Fraction and untouched(Fraction):
+                stack.append(v._numerator)
+                stack.append(v._denominator)
+            else:
+                return False
+        return True
+
+    def plain(x):
+        if not is_plain(x):
+            raise not_plain(f"{_type(x).__name__} is not a plain builtin value")
+        return x
+
+    def cmp(ops, left, *rights):
+        for op, right in _zip(ops, rights):
+            if op == "Is":
+                ok = left is right
+            elif op == "IsNot":
+                ok = left is not right
+            else:
+                ok = cmp_ops[op](plain(left), plain(right))
+                if _type(ok) is not bool:
+                    raise not_plain("comparison did not give a bool")
+            if not ok:
+                return False
+            left = right
+        return True
+
+    def binop(op, left, right):
+        return bin_ops[op](plain(left), plain(right))
+
+    def not_(x):
+        return not plain(x)
+
+    def call(fn, *args, **kwargs):
+        if _type(fn) is builtin_fn or one_of(fn, builtin_classes):
+            for a in args:
+                plain(a)
+            for a in kwargs.values():
+                plain(a)
+        return fn(*args, **kwargs)
+
+    def assert_(value):
+        if not _bool(plain(value)):
+            raise failed("assertion failed")
+
+    return {"_asy_cmp": cmp, "_asy_bin": binop, "_asy_not": not_, "_asy_plain": plain,
+            "_asy_call": call, "_asy_assert": assert_}
+
+
+def _helper(name, *args):
+    return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=list(args), keywords=[])
+
+
+class _Rewrite(ast.NodeTransformer):
+    """Route every verdict-bearing operation of the test through the checks."""
+
+    def visit_Assert(self, node):
+        return ast.copy_location(ast.Expr(value=_helper("_asy_assert", self.visit(node.test))), node)
+
+    def visit_Compare(self, node):
+        self.generic_visit(node)
+        ops = ast.Constant(value=tuple(type(op).__name__ for op in node.ops))
+        return ast.copy_location(_helper("_asy_cmp", ops, node.left, *node.comparators), node)
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        return ast.copy_location(_helper("_asy_bin", ast.Constant(value=type(node.op).__name__), node.left, node.right), node)
+
+    def visit_UnaryOp(self, node):
+        self.generic_visit(node)
+        if isinstance(node.op, ast.Not):
+            return ast.copy_location(_helper("_asy_not", node.operand), node)
+        node.operand = _helper("_asy_plain", node.operand)
+        return node
+
+    def visit_BoolOp(self, node):
+        self.generic_visit(node)
+        node.values = [_helper("_asy_plain", v) for v in node.values]
+        return node
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        return ast.copy_location(ast.Call(func=ast.Name(id="_asy_call", ctx=ast.Load()),
+                                          args=[node.func, *node.args], keywords=node.keywords), node)
+
+
+def compile_test(source):
+    tree = _Rewrite().visit(ast.parse(source, "<test>", "exec"))
+    return compile(ast.fix_missing_locations(tree), "<test>", "exec")
+
+
+def _not_dumpable():
+    """prctl(PR_SET_DUMPABLE, 0): other processes of the sandbox's uid (a
+    program this one starts) can then neither read our memory through
+    /proc/PID/mem nor ptrace us. ctypes is then dropped, and the guard
+    refuses it from here on. False where that could not be done."""
+    try:
+        import ctypes
+
+        ok = ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) == 0
+    except (ImportError, OSError, AttributeError):
+        ok = False
+    for name in [n for n in sys.modules if n == "ctypes" or n.startswith(("ctypes.", "_ctypes"))]:
+        del sys.modules[name]
+    return ok
+
+
+def _install_guard(allow_exec):
+    """Refuse, for the rest of the process, the routes to this process's
+    memory (where the secret is). sys._getframe raises ValueError, which the
+    standard library already treats as "no caller frame" (logging, typing,
+    namedtuple), so honest programs that use those keep working. Starting
+    other programs is allowed only when they cannot read our memory."""
+    realpath, basename, fsdecode = os.path.realpath, os.path.basename, os.fsdecode
+    _isinstance, _str, _bytes = isinstance, str, bytes
+    deny_prefix = ("ctypes.", "gc.get_", "sys._current_", "sys.settrace", "sys.setprofile")
+    if not allow_exec:
+        deny_prefix += ("os.exec", "os.posix_spawn", "os.spawn", "os.system", "os.forkpty", "subprocess.", "pty.")
+    deny_import = {"ctypes", "_ctypes", "_xxsubinterpreters", "_testcapi", "_testinternalcapi"}
+    if not allow_exec:
+        deny_import.add("_posixsubprocess")
+    busy = []
+
+    def hook(event, args):
+        if busy:
+            return
+        if event == "sys._getframe":
+            raise ValueError("call stack is not inspectable here")
+        if event.startswith(deny_prefix):
+            raise RuntimeError(f"{event} is not allowed in a scored program")
+        if event == "object.__getattr__" and _isinstance(args[1], _str) and ("frame" in args[1] or args[1].startswith("f_")):
+            raise RuntimeError(f"{args[1]} is not allowed in a scored program")
+        if event == "import" and args[0].split(".")[0] in deny_import:
+            raise ImportError(f"{args[0]} is not allowed in a scored program")
+        if event == "open" and _isinstance(args[0], (_str, _bytes)):
+            path = fsdecode(args[0])
+            busy.append(1)
+            try:
+                real = realpath(path)
+            finally:
+                busy.pop()
+            if basename(path) in ("mem", "map_files") or (real.startswith("/proc/") and
+                                                           (basename(real) in ("mem", "map_files") or "/map_files" in real)):
+                raise PermissionError(f"{path} is not allowed in a scored program")
+
+    sys.addaudithook(hook)
+
+
+def _read_stdin():
+    chunks = []
+    while True:
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
+            return json.loads(b"".join(chunks))
+        chunks.append(chunk)
+
+
+def main():
+    # Bound now: the program may replace any of these names before we need them.
+    write, exit_, type_, dict_, vars_, exec_, str_ = os.write, os._exit, type, dict, vars, exec, str
+    modules, stdout = sys.modules, sys.stdout
+
+    def fail(why):
+        try:
+            stdout.flush()
+        except BaseException:
+            pass
+        try:
+            write(2, ("\n[harness] test failed: " + why + "\n").encode("utf-8", "replace"))
+        finally:
+            exit_(1)
+
+    payload = _read_stdin()
+    nonce, program, test = payload["nonce"].encode(), payload["code"], payload["test"]
+    del payload
+    try:
+        test_code = compile_test(test)
+    except SyntaxError as err:
+        fail(f"the test does not parse: {err}")
+    del test
+    allow_exec = _not_dumpable()
+    pristine_builtins = dict_(vars_(builtins))
+    pristine_modules = [(name, mod, dict_(vars_(mod))) for name, mod in list(modules.items())
+                        if type(getattr(mod, "__dict__", None)) is dict]
+    checks = _checks()
+    _install_guard(allow_exec)
+
+    user = types.ModuleType("__main__")
+    user.__file__ = "/sandbox/main.py"
+    modules["__main__"] = user
+    try:
+        exec_(compile(program, "/sandbox/main.py", "exec"), vars_(user))
+    except BaseException as err:  # SystemExit included: the test never ran
+        fail("the program raised " + type_(err).__name__ + " before the test ran")
+
+    # Undo the program's changes to builtins and to the modules loaded before it.
+    vars_(builtins).update(pristine_builtins)
+    for name, mod, state in pristine_modules:
+        modules[name] = mod
+        vars_(mod).update(state)
+    modules["__main__"] = user
+    namespace = {k: v for k, v in vars_(user).items() if k not in pristine_builtins}
+    namespace.update(checks, __name__="__main__", __builtins__=dict_(pristine_builtins))
+    try:
+        exec_(test_code, namespace)
+    except BaseException as err:
+        try:
+            why = type_(err).__name__ + ": " + str_(err)[:300]
+        except BaseException:
+            why = type_(err).__name__
+        fail(why)
+    try:
+        stdout.flush()
+    except BaseException:
+        pass
+    write(1, b"\n" + nonce + b"\n")
+    exit_(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -55,7 +55,7 @@ class SandboxConfig(BaseModel):
     memory_mb: int = Field(512, ge=64, description="Address space per process in MiB (RLIMIT_AS).")
     max_procs: int = Field(16, ge=1, le=4096, description="Processes/threads the program may run at once (RLIMIT_NPROC on a private uid).")
     file_size_mb: int = Field(16, ge=1, description="Largest file the program may write, MiB (RLIMIT_FSIZE).")
-    disk_mb: int = Field(32, ge=1, description="Size of the private tmpfs working directory, MiB.")
+    disk_mb: int = Field(32, ge=1, description="Writable space of one run, MiB: the tmpfs working directory gets 3/4, /dev/shm 1/4; nothing else is writable.")
     output_bytes: int = Field(1 << 20, ge=1024, description="stdout+stderr bytes kept; a program that writes more is killed.")
     concurrency: int = Field(2, ge=1, le=64, description="Sandboxed runs one replica executes at once.")
     python: Optional[str] = Field(

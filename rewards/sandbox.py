@@ -12,9 +12,11 @@ What each run gets (bubblewrap 0.8, `apt-get install -y bubblewrap`):
 - new user, pid, net, ipc, uts and cgroup namespaces (`--disable-userns`
   forbids nesting); the net namespace has only a down loopback, so no network;
 - a filesystem of read-only /usr (+ the /bin, /lib* links), a fresh /proc and
-  minimal /dev, and a private tmpfs of `disk_mb` at /sandbox (cwd, HOME, and
-  /tmp points into it). The host's /tmp, /root, /home, /work, /etc are not
-  mounted at all;
+  minimal /dev. Exactly two places are writable, both size-capped tmpfs that
+  share the run's `disk_mb`: /sandbox (3/4; cwd, HOME, and /tmp points into
+  it) and /dev/shm (1/4; POSIX shared memory and semaphores). bwrap's own
+  root and /dev are tmpfs with no size cap, so both are remounted read-only.
+  The host's /tmp, /root, /home, /work, /etc are not mounted at all;
 - an empty environment (`--clearenv`) plus PATH, HOME, LANG;
 - rlimits: CPU seconds, address space, file size, open files, no core dumps,
   and processes. RLIMIT_NPROC counts per real uid and is ignored for root, so
@@ -28,7 +30,10 @@ What each run gets (bubblewrap 0.8, `apt-get install -y bubblewrap`):
   namespace; as root we also sweep /proc for the run's private uid.
 
 Known limits: memory is bounded per process (RLIMIT_AS x max_procs in total),
-not by a cgroup; tmpfs pages count against the host's memory. Without root
+not by a cgroup; tmpfs pages count against the host's memory (at most
+`disk_mb` per run). tmpfs inodes are not capped by `--size` (bwrap passes no
+nr_inodes): empty files cost about 1 KiB of kernel memory each, bounded only
+by the run's CPU and wall time. docs/sandbox.md has the whole threat model. Without root
 the uid switch is skipped and RLIMIT_NPROC counts all of the hub user's
 processes, so it is set to (current count + max_procs).
 """
@@ -89,16 +94,27 @@ def _fs_args(python: str) -> list[str]:
     return args
 
 
+def disk_split(disk_mb: int) -> tuple[int, int]:
+    """Bytes of the two writable mounts (/sandbox, /dev/shm): /dev/shm gets a
+    quarter of `disk_mb`, the working directory the rest."""
+    shm = disk_mb * _MiB // 4
+    return disk_mb * _MiB - shm, shm
+
+
 def _bwrap_argv(python: str, disk_mb: int, code_fd: int) -> list[str]:
+    work, shm = disk_split(disk_mb)
     return [
         bwrap_path() or "bwrap",
         "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
         "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session",
         *_fs_args(python),
         "--proc", "/proc", "--dev", "/dev",
-        "--size", str(disk_mb * _MiB), "--tmpfs", "/sandbox",
+        "--size", str(shm), "--tmpfs", "/dev/shm",
+        "--size", str(work), "--tmpfs", "/sandbox",
         "--dir", "/sandbox/tmp", "--symlink", "/sandbox/tmp", "/tmp",
         "--file", str(code_fd), "/sandbox/main.py",
+        # bwrap's root and /dev are tmpfs without a size: nothing may write there
+        "--remount-ro", "/dev", "--remount-ro", "/",
         "--chdir", "/sandbox",
         "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/sandbox",
         "--setenv", "LANG", "C.UTF-8",

@@ -6,6 +6,14 @@ A sample is a plain dict: {"kind", "response", "answer" (math), "tests"
 `details` always has `correct` (bool for verifiable kinds, None otherwise),
 `terms` (term name -> unweighted score) and `timeout`; `error` when a sample
 could not be scored.
+
+Failures are never a reward: a result carrying `error` (every `failed()`
+result does, and a checker that ran out of time sets `timeout` beside it) is
+`masked`: the trainer gives its sample no reward at all (not 0), leaves it
+out of its group's baseline and of the loss, and counts it. A `timeout`
+without `error` is a verdict, not a failure: a code program that ran past its
+sandbox limit failed its tests, and masking it would let a policy escape a
+wrong answer by looping forever.
 """
 from __future__ import annotations
 
@@ -23,12 +31,25 @@ class RewardResult:
     score: float
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def masked(self) -> bool:
+        """The one rule: the sample could not be scored (see the module docstring)."""
+        return bool(self.details.get("error"))
+
+    @property
+    def mask_reason(self) -> str | None:
+        """"timeout" or "error" for a masked result, else None."""
+        if not self.masked:
+            return None
+        return "timeout" if self.details.get("timeout") else "error"
+
     def to_json(self) -> dict[str, Any]:
         return {"reward": self.score, "details": self.details}
 
 
 def failed(error: str, *, timeout: bool = False, correct: bool | None = None) -> RewardResult:
-    """A zero score carrying the reason."""
+    """A result that could not be scored, carrying the reason; it is `masked`
+    (its 0 score is a placeholder the trainer never uses)."""
     details: dict[str, Any] = {"correct": correct, "timeout": timeout, "error": error, "terms": {}}
     return RewardResult(0.0, details)
 

@@ -1,10 +1,19 @@
 """What one training step or evaluation logs about its data and samples
 (pure functions of the rollout batch; the controller adds timings, the
-learner its own `train/*` and `mismatch/*`)."""
+learner its own `train/*` and `mismatch/*`).
+
+A sample whose reward failed (`Sample.reward_masked`) is counted, never
+scored: rewards and pass rates are over the scored samples, and `reward/*`
+counts the failures, in all and per reward kind (the prompt row's `kind`).
+An evaluation's pass rate is the mean over prompts of each prompt's pass rate
+among its scored samples; with nothing masked that is correct / (prompts x k)
+as before, and evals.jsonl's `correct` (rescaled to k) gives the same number
+to the fit (rl.monitor.fit_noise reads correct / k).
+"""
 from __future__ import annotations
 
 from rl.algo.batch import informative
-from rollout.types import RolloutBatch
+from rollout.types import Group, RolloutBatch
 
 
 def data_metrics(rollout: RolloutBatch, batch, sampler) -> dict:
@@ -23,15 +32,15 @@ def rollout_metrics(batch: RolloutBatch, step: int, k: int) -> dict:
     samples = batch.samples
     if not samples:
         return {}
-    rewards = [s.reward for s in samples]
+    rewards = [s.reward for s in samples if s.scored]
     lengths = [len(s.token_ids) for s in samples]
-    correct = [bool(s.correct) for s in samples]
+    correct = [bool(s.correct) for s in samples if s.scored]
     # staleness of what trains: a carried partial sample's older segments are masked out
     stale = [step - s.trainable_min_version for s in samples if s.trainable_min_version >= 0]
     kept = sum(1 for g in batch.groups if informative(g))
     return {
-        "rollout/reward_mean": sum(rewards) / len(rewards),
-        "rollout/pass_rate": sum(correct) / len(correct),
+        "rollout/reward_mean": sum(rewards) / max(1, len(rewards)),
+        "rollout/pass_rate": sum(correct) / max(1, len(correct)),
         "rollout/length_mean": sum(lengths) / len(lengths),
         "rollout/length_max": max(lengths),
         "rollout/truncation_rate": sum(s.finish_reason == "length" for s in samples) / len(samples),
@@ -42,18 +51,81 @@ def rollout_metrics(batch: RolloutBatch, step: int, k: int) -> dict:
         "pipeline/staleness_mean": sum(stale) / max(1, len(stale)),
         "pipeline/max_off_policy_steps": k,
         "time/generate": batch.gen_seconds,
+        **reward_failures(batch.groups),
     }
+
+
+def reward_failures(groups: list[Group]) -> dict:
+    """`reward/masked`, `reward/errors`, `reward/timeouts` and `reward/masked_fraction`
+    over these groups' samples, and the same per reward kind (`reward/<kind>/...`)."""
+    counts: dict[str, dict[str, int]] = {}
+    for g in groups:
+        kind = str(g.prompt.get("kind", "math"))
+        for c in (counts.setdefault("", _zero()), counts.setdefault(kind + "/", _zero())):
+            c["samples"] += len(g.samples)
+            for s in g.samples:
+                if not s.scored:
+                    c["masked"] += 1
+                    c["timeouts" if s.reward_masked == "timeout" else "errors"] += 1
+    out = {}
+    for prefix, c in counts.items():
+        out.update({f"reward/{prefix}{k}": c[k] for k in ("masked", "errors", "timeouts")})
+        out[f"reward/{prefix}masked_fraction"] = c["masked"] / max(1, c["samples"])
+    return out
+
+
+def reward_warnings(metrics: dict, samples: int, mask_warn: float | None, trained: bool) -> list[str]:
+    """Console lines for a step's logged `reward/*` counts: many samples
+    masked (above `monitor.mask_warn`), and a step that trained nothing
+    (every group masked, short of two scored samples, or scored all alike)."""
+    out, step, masked = [], metrics["step"], metrics.get("reward/masked", 0)
+    frac = metrics.get("reward/masked_fraction", 0.0)
+    if mask_warn is not None and frac > mask_warn:
+        out.append(f"warning: step {step}: {masked} of {samples} samples have no reward "
+                   f"({metrics.get('reward/errors', 0)} errors, {metrics.get('reward/timeouts', 0)} timeouts; "
+                   f"above monitor.mask_warn={mask_warn:.0%}); they are masked out of the loss")
+    if not trained:
+        why = (f"all {samples} samples had no reward (masked)" if samples and masked == samples
+               else "no group had two scored samples with different rewards")
+        out.append(f"warning: step {step} trained nothing: {why}; the policy version advances without an update")
+    return out
+
+
+def _zero() -> dict[str, int]:
+    return {"samples": 0, "masked": 0, "errors": 0, "timeouts": 0}
+
+
+def eval_counts(batch: RolloutBatch) -> dict:
+    """Per-prompt results of an evaluation (k samples per prompt), over scored
+    samples: `scored` and raw `correct_scored` per prompt, `correct` rescaled to
+    k (k * correct / scored: the raw count when nothing is masked), `pass_rate`
+    (the mean of correct / k), and `masked` samples. A prompt with no scored
+    sample is left out (`prompts_unscored`)."""
+    scored, right, rates, correct = [], [], [], []
+    for g in batch.groups:
+        k, n = len(g.samples), sum(s.scored for s in g.samples)
+        if n:
+            c = sum(bool(s.correct) for s in g.samples if s.scored)
+            scored.append(n)
+            right.append(c)
+            correct.append(c if n == k else k * c / n)
+            rates.append(c / n)
+    return {"pass_rate": sum(rates) / max(1, len(rates)), "correct": correct,
+            "scored": scored, "correct_scored": right, "masked": sum(not s.scored for s in batch.samples),
+            "prompts_unscored": len(batch.groups) - len(scored)}
 
 
 def eval_metrics(batch: RolloutBatch) -> dict:
     samples = batch.samples
-    correct = [bool(s.correct) for s in samples]
-    per_prompt = [any(bool(s.correct) for s in g.samples) for g in batch.groups]
+    counts = eval_counts(batch)
+    per_prompt = [any(bool(s.correct) for s in g.samples if s.scored) for g in batch.groups
+                  if any(s.scored for s in g.samples)]
     return {
-        "eval/pass_rate": sum(correct) / max(1, len(correct)),
+        "eval/pass_rate": counts["pass_rate"],
         "eval/pass_at_k": sum(per_prompt) / max(1, len(per_prompt)),
         "eval/length_mean": sum(len(s.token_ids) for s in samples) / max(1, len(samples)),
         "eval/truncation_rate": sum(s.finish_reason == "length" for s in samples) / max(1, len(samples)),
         "eval/prompts": len(batch.groups),
+        "eval/masked": counts["masked"],
+        "eval/prompts_unscored": counts["prompts_unscored"],
     }
-

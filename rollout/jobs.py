@@ -175,7 +175,9 @@ class JobRun:
         """Group p with its rewards (`scored`: the hub's results), or unscored."""
         samples = self.samples(p)
         for s, r in zip(samples, scored or []):
-            s.reward, s.correct, s.reward_details = float(r.score), r.details.get("correct"), dict(r.details)
+            # a failed reward is no reward (rewards.types: RewardResult.masked)
+            s.reward, s.reward_masked = (None if r.masked else float(r.score)), r.mask_reason
+            s.correct, s.reward_details = r.details.get("correct"), dict(r.details)
         carried = self.job.carried.get(p)
         prompt_ids = carried.prompt_ids if carried is not None else self.job.prompt_ids[p]
         return Group(prompt=self._row(p), prompt_ids=list(prompt_ids), samples=samples)

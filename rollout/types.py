@@ -19,7 +19,8 @@ class Sample:
     versions: list[int]  # policy version that produced each token
     finish_reason: str  # "stop" | "length" | "partial" (cut at the segment budget, to be continued)
     text: str = ""
-    reward: float = 0.0
+    reward: Optional[float] = 0.0  # None when masked
+    reward_masked: Optional[str] = None  # "error" | "timeout": the reward failed; the sample is not scored
     correct: Optional[bool] = None
     reward_details: dict[str, Any] = field(default_factory=dict)
     # Which response tokens train. None: all of them. False marks a token the
@@ -42,8 +43,15 @@ class Sample:
     def finished(self) -> bool:
         return self.finish_reason != "partial"
 
+    @property
+    def scored(self) -> bool:
+        """It has a reward (not masked)."""
+        return self.reward_masked is None
+
     def trainable_mask(self) -> list[bool]:
-        """One bool per response token: True where the loss applies."""
+        """One bool per response token: True where the loss applies (none for a masked sample)."""
+        if not self.scored:
+            return [False] * len(self.token_ids)
         return [True] * len(self.token_ids) if self.loss_mask is None else list(self.loss_mask)
 
     @property

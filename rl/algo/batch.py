@@ -23,6 +23,11 @@ lets the sequence-level losses (gspo, kimi) put their value on every token.
 |y_i| counts trained tokens only: a sample's `loss_mask` leaves out forced
 interruption text and segments generated in an earlier iteration (partial
 rollouts). Those tokens stay in input_ids_bt, as context, with mask 0.
+
+A sample whose reward failed (`Sample.reward_masked`, rewards.types) is a row
+with mask 0 and advantage 0, outside its group's mean and std (and the batch
+std): the group's baseline is that of its scored members. A group with fewer
+than two scored samples carries no baseline and is dropped, filter on or off.
 """
 from __future__ import annotations
 
@@ -67,16 +72,27 @@ class TrainBatch:
         )
 
 
+def scored_rewards(group: Group) -> list[float]:
+    """Rewards of the group's samples that have one (masked samples left out)."""
+    return [s.reward for s in group.samples if s.scored]
+
+
+def baselined(group: Group) -> bool:
+    """At least two scored samples: a group-relative baseline exists."""
+    return len(scored_rewards(group)) >= 2
+
+
 def informative(group: Group) -> bool:
-    """Whether the group's samples got different rewards (a zero-variance group
-    carries no gradient)."""
-    return len({s.reward for s in group.samples}) > 1
+    """Whether the group's scored samples got different rewards (a zero-variance
+    group, or one with fewer than two scored samples, carries no gradient)."""
+    return len(set(scored_rewards(group))) > 1
 
 
 def filter_groups(groups: list[Group], cfg: AlgoConfig) -> list[Group]:
-    """Drop groups with zero reward variance if the config says so."""
+    """Drop groups with zero reward variance if the config says so, and groups
+    without a baseline (fewer than two scored samples) always."""
     if not cfg.zero_variance_filter:
-        return list(groups)
+        return [g for g in groups if baselined(g)]
     return [g for g in groups if informative(g)]
 
 
@@ -88,8 +104,10 @@ def build_train_batch(groups: list[Group], cfg: AlgoConfig, pad_id: int) -> Trai
     sizes = {len(g.samples) for g in kept}
     if len(sizes) != 1:
         raise ValueError(f"groups must have equal sizes, got {sorted(sizes)}")
-    rewards_gs = torch.tensor([[s.reward for s in g.samples] for g in kept], dtype=torch.float64)
-    adv_gs = compute_advantages(cfg.advantage, rewards_gs, cfg.adv_eps)
+    scored_gs = torch.tensor([[s.scored for s in g.samples] for g in kept], dtype=torch.bool)
+    rewards_gs = torch.tensor([[s.reward if s.scored else 0.0 for s in g.samples] for g in kept],
+                              dtype=torch.float64)
+    adv_gs = compute_advantages(cfg.advantage, rewards_gs, cfg.adv_eps, mask_gs=scored_gs)
 
     rows = [(g, gi, s) for gi, g in enumerate(kept) for s in g.samples]
     lengths = [len(g.prompt_ids) + len(s.token_ids) for g, _, s in rows]

@@ -61,6 +61,11 @@ class MonitorConfig(BaseModel):
         description="Warn when more than this fraction of a step's responses hit rollout.max_new_tokens "
                     "(ScaleRL saw 10-15% precede instability); None never warns. The rate is logged each step "
                     "as rollout/truncation_rate either way.")
+    mask_warn: float | None = Field(
+        0.10, ge=0, le=1,
+        description="Warn when more than this fraction of a step's samples have no reward (the reward errored or "
+                    "timed out: masked out of the loss); None never warns. Counts are logged each step as "
+                    "reward/masked, reward/errors, reward/timeouts (and per kind) either way.")
 
     @field_validator("target_budget")
     @classmethod

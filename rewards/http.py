@@ -3,6 +3,16 @@
 Binds to 127.0.0.1 by default. Any other bind address needs a token
 (`--token` or $ASYMPTOTE_HUB_TOKEN); when a token is set every request must
 carry `Authorization: Bearer <token>` or gets 401 (compared in constant time).
+A host name counts as loopback only when every address it resolves to is a
+loopback address ("localhost" is resolved like any other name, since
+/etc/hosts may map it elsewhere), and the server binds the address that was
+checked, not the name.
+
+Request bodies are limited to `max_body` bytes (64 MiB) while they are read:
+a Content-Length over the limit is answered 413 before any of the body is
+read, and a body without one (chunked) is counted as it arrives and answered
+413 as soon as the count passes the limit (uvicorn stops reading the socket
+while the app does not consume it, so the rest is never buffered).
 
 `POST /v1/score` body, one of:
   {"sample": {...}}            -> {"reward": r, "details": {...}}
@@ -15,6 +25,7 @@ A bare sample object or a bare list is read as "sample" / "samples".
 import hmac
 import ipaddress
 import os
+import socket
 from typing import Any, Optional
 
 from rl.errors import UserError
@@ -23,13 +34,29 @@ TOKEN_ENV = "ASYMPTOTE_HUB_TOKEN"
 MAX_BODY = 64 << 20
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def _addresses(host: str) -> list[str]:
+    """Every address `host` resolves to, in resolver order ([] if it does not)."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError):
+        return []
+    return [info[4][0] for info in infos]
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` resolves, and every address it resolves to is loopback."""
+    addresses = _addresses(host) if host else []
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addresses)
+
+
+def bind_address(host: str) -> str:
+    """The address the server binds: the first that `host` resolves to (the
+    one `is_loopback` checked), so a resolver answer cannot change between the
+    check and the bind."""
+    addresses = _addresses(host) if host else []
+    if not addresses:
+        raise UserError(f"--host {host!r}: does not resolve to an address")
+    return addresses[0]
 
 
 def resolve_token(host: str, token: Optional[str]) -> Optional[str]:
@@ -60,7 +87,21 @@ def _groups_of(body: Any) -> tuple[str, list[list[Any]]]:
     raise ValueError("body needs 'sample', 'samples' or 'groups'")
 
 
-def make_app(hub, token: Optional[str]):
+async def read_limited(request, limit: int) -> Optional[bytes]:
+    """The request body, or None as soon as it is known to exceed `limit`
+    bytes (from Content-Length before reading, else by counting)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.strip().isdigit() or int(declared) > limit):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def make_app(hub, token: Optional[str], max_body: int = MAX_BODY):
     import json
 
     from fastapi import FastAPI, Request
@@ -83,9 +124,10 @@ def make_app(hub, token: Optional[str]):
 
     @app.post("/v1/score")
     async def score(request: Request):
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            return JSONResponse({"error": f"body over {MAX_BODY} bytes"}, status_code=413)
+        raw = await read_limited(request, max_body)
+        if raw is None:
+            return JSONResponse({"error": f"body over {max_body} bytes"}, status_code=413,
+                                headers={"Connection": "close"})
         try:
             shape, groups = _groups_of(json.loads(raw))
         except ValueError as err:  # JSONDecodeError is a ValueError
@@ -103,4 +145,4 @@ def make_app(hub, token: Optional[str]):
 def serve(hub, host: str, port: int, token: Optional[str]) -> None:
     import uvicorn
 
-    uvicorn.run(make_app(hub, token), host=host, port=port, log_level="warning")
+    uvicorn.run(make_app(hub, token), host=bind_address(host), port=port, log_level="warning")

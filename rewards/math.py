@@ -19,36 +19,17 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Optional
 
+from rewards.boxed import last_boxed
 from rewards.types import RewardResult, Sample, register_reward
 
-_BOXED = ("\\boxed", "\\fbox")
 _INT = re.compile(r"-?\d+")
 _DEC = re.compile(r"-?\d*\.?\d+")
 
 
-def last_boxed(text: str) -> Optional[str]:
-    """Content of the last `\\boxed{...}` (balanced braces), else None."""
-    start = max(text.rfind(tag) for tag in _BOXED)
-    if start < 0:
-        return None
-    i = text.find("{", start)
-    if i < 0 or text[start:i].strip("\\boxedfbox ") != "":
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        ch = text[j]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1:j]
-    return None
-
-
 def extract_answer(response: str, pattern: Optional[str] = None) -> Optional[str]:
     """The model's final answer: last match of `pattern` (group 1 if any),
-    else the last `\\boxed{}`."""
+    else the last `\\boxed{}` (rewards.boxed, the parser the arithmetic
+    task's own check uses too)."""
     if pattern is not None:
         last = None
         for last in re.finditer(pattern, response, flags=re.DOTALL):

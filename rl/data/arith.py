@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import random
 
+from rewards.boxed import last_boxed
 from rl.base.tokenizer import BOXED, THINK_CLOSE, THINK_OPEN
 
 KIND = "math"
@@ -150,12 +151,9 @@ def validation_prompts(n: int = 200, digits_min: int = 2, digits_max: int = 4) -
 
 
 def boxed_answer(text: str) -> str | None:
-    """The content of the last `\\boxed{...}` in `text`, or None."""
-    start = text.rfind(BOXED)
-    if start < 0:
-        return None
-    end = text.find("}", start + len(BOXED))
-    return text[start + len(BOXED):end] if end >= 0 else None
+    """The content of the last `\\boxed{...}` in `text`, or None: the math
+    reward's parser (rewards.boxed), so evaluation and reward agree."""
+    return last_boxed(text)
 
 
 def is_correct(response: str, answer: str) -> bool:

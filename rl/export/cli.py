@@ -1,8 +1,10 @@
 """`asymptote export FORMAT ...`: the `export` verb group (one sub-verb per
-format; `hf` today). What each format writes is in its module's docstring."""
+format: `hf`, and `long2short` in rl/export/long2short/). What each format writes is in its module's docstring."""
 from __future__ import annotations
 
 import argparse
+
+from rl.export.long2short.cli import register as register_long2short
 
 
 def register(subparsers) -> None:
@@ -19,6 +21,7 @@ def register(subparsers) -> None:
                     help="Export the checkpoint of this step (default: the newest valid one).")
     hf.add_argument("--force", action="store_true", help="Replace OUT_DIR if it is not empty.")
     hf.set_defaults(func=export_hf_handler)
+    register_long2short(formats)
 
 
 def export_hf_handler(args: argparse.Namespace) -> int:

@@ -44,7 +44,7 @@ from rl.fleet import Fleet
 from rl.learner.dist import resolve_backend
 from rl.learner.group import LearnerFailure, LearnerGroup
 from rl.metrics_log import MetricsLog
-from rl.monitor.ledger import ComputeLedger, flops_per_token
+from rl.monitor.ledger import ComputeLedger, ThreadClock, flops_per_token, peak_rss_bytes
 from rl.monitor.live import LiveFitter
 from rl.placement import local_cluster_cpus, plan_resources
 from rl.progress import ProgressLine
@@ -109,6 +109,7 @@ class Controller:
             t_train = time.perf_counter()
             eval_due = (step + 1) % r.eval.every == 0 or step + 1 == total
             synced = schedule.sync_due(step + 1) or eval_due
+            updated_now = updated
             if synced:
                 self.fleet.sync(version=step + 1, skipped=not updated)
                 updated = False
@@ -118,7 +119,9 @@ class Controller:
             metrics = {"step": st.step, "policy_version": st.step, **train, **shaping, "pipeline/synced": int(synced),
                        **rollout_metrics(rollout, step, k), **data_metrics(rollout, batch, st.sampler),
                        "time/wait_rollout": t_gen - t0, "time/train": t_train - t_gen,
-                       "time/weight_sync": t_sync - t_train, **probe}
+                       "time/weight_sync": t_sync - t_train, **probe, **self._memory()}
+            if synced and updated_now:
+                metrics["sync/gb_per_s"] = self.weight_bytes / 1e9 / max(t_sync - t_train, 1e-9)
             metrics.update(self._account(rollout, batch, dropped=shaping.get("rollout/gen_tokens_dropped", 0)))
             self._warn_truncation(metrics)
             if eval_due:
@@ -190,10 +193,35 @@ class Controller:
         self.state.ledger.add(device_seconds=self._spent_device_seconds(), gen_tokens=0, train_tokens=0,
                               gen_flops=0.0, train_flops=0.0)
 
-    def _flops_per_token(self, train: bool) -> float:
-        ctx = self.recipe.rollout.max_new_tokens + 16
-        return flops_per_token(self.n_params, self.arch["layers"], self.arch["hidden"],
-                               ctx if train else ctx // 2, train=train)
+    def _flops(self, rollout: RolloutBatch, batch, dropped: int) -> tuple[float, float]:
+        """(generation, training) FLOPs of a step from its real lengths: a
+        sampled token attends to its prompt and half its own completion on
+        average; a trained row's tokens attend to the whole row. Dropped
+        tokens (dynamic sampling) cost as much as this step's average kept one."""
+        n, layers, hidden = self.n_params, self.arch["layers"], self.arch["hidden"]
+        gen, count = 0.0, 0
+        for g in rollout.groups:
+            for s in g.samples:
+                m = len(s.token_ids)
+                gen += m * flops_per_token(n, layers, hidden, len(g.prompt_ids) + m // 2, train=False)
+                count += m
+        gen += dropped * (gen / count if count else flops_per_token(n, layers, hidden, 0, train=False))
+        rows = batch.lengths_b.tolist() if batch is not None else []
+        train = sum(int(m) * flops_per_token(n, layers, hidden, int(m), train=True) for m in rows)
+        return gen, train
+
+    def _memory(self) -> dict:
+        """Peak resident memory per role over this step (GiB), each process's
+        window restarting at every read; a failed read is a warning."""
+        try:
+            learner = ray.get([a.peak_rss_gb.remote() for a in self.learner.actors], timeout=60)
+            rollout = ray.get([w.peak_rss_gb.remote() for w in self.fleet.workers], timeout=60)
+        except Exception as err:  # noqa: BLE001 - a monitor never stops the run
+            log.warning("peak memory not read: %s", _first_line(err))
+            return {}
+        return {"mem/learner_peak_gb": max(learner), "mem/learner0_peak_gb": learner[0],
+                "mem/rollout_peak_gb": max(rollout), "mem/driver_peak_gb": peak_rss_bytes(reset=True) / 2**30}
+
 
     def _refit(self) -> None:
         if self.fitter is not None and self.state.evals:
@@ -212,9 +240,9 @@ class Controller:
         spent = self._spent_device_seconds()
         gen_tokens = sum(len(s.token_ids) for s in rollout.samples) + dropped
         train_tokens = int(batch.lengths_b.sum()) if batch is not None else 0
+        gen_flops, train_flops = self._flops(rollout, batch, dropped)
         self.state.ledger.add(device_seconds=spent, gen_tokens=gen_tokens, train_tokens=train_tokens,
-                              gen_flops=gen_tokens * self._flops_per_token(train=False),
-                              train_flops=train_tokens * self._flops_per_token(train=True))
+                              gen_flops=gen_flops, train_flops=train_flops)
         # on CPU, _device_seconds has just polled the replicas (hub.cpu_seconds)
         restarts = self.hub.replica_restarts(poll=bool(self.n_gpus))
         self.state.faults["hub_restarts"] = self._hub_restarts0 + restarts
@@ -226,10 +254,10 @@ class Controller:
         rollout workers, learner ranks, hub replicas and their children)."""
         if self.n_gpus:
             return time.perf_counter() * self.n_gpus
-        # the driver counts itself only: a local Ray cluster's processes are its children;
-        # the live fit's thread is bookkeeping, not training
-        driver = time.process_time() - (self.fitter.cpu_seconds if self.fitter is not None else 0.0)
-        return self.fleet.cpu_seconds() + self.learner.cpu_seconds() + self.hub.cpu_seconds() + driver
+        # the driver counts its loop's thread only: a local Ray cluster's processes are its
+        # children, and the live fit's thread (and the BLAS threads it starts) is bookkeeping
+        return (self.fleet.cpu_seconds() + self.learner.cpu_seconds() + self.hub.cpu_seconds()
+                + self._driver_clock.seconds())
 
     def _warn_truncation(self, metrics: dict) -> None:
         """ScaleRL saw truncation rates of 10-15% precede instability."""
@@ -347,6 +375,7 @@ class Controller:
                                     placement_group=self.pg, first_bundle=r.rollout.workers,
                                     deterministic=r.run.deterministic, fp32_lm_head=r.model.fp32_lm_head)
         self.n_params = self.learner.n_params
+        self.weight_bytes = sum(s.nbytes for s in ray.get(self.learner.actors[0].weight_specs.remote()))
         self.fleet = Fleet(r, self.model_path, self.hub, self.pg, self.learner, resolve_backend(r.learner.backend),
                            on_restart=self._count_rollout_restart)
         self._resume()
@@ -356,6 +385,7 @@ class Controller:
         self.metrics_log = MetricsLog(self.run_dir, mode=r.run.wandb_mode, project=r.run.wandb_project,
                                       name=r.run.name, config=r.model_dump(mode="json"))
         self.progress = ProgressLine(r.run.steps, start=self.state.step, enabled=r.run.progress)
+        self._driver_clock = ThreadClock()
         self._cpu_last = self._device_seconds()
 
     def _resume(self) -> None:

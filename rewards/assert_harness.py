@@ -70,6 +70,8 @@ def _checks():
     maps = (dict, collections.OrderedDict, collections.defaultdict)
     Fraction, Counter = fractions.Fraction, collections.Counter
     frozen = {cls: dict(vars(cls)) for cls in (Fraction, Counter)}
+    tuplegetter = type(vars(collections.namedtuple("_T", "a"))["a"])
+    namedtuple_keys = frozenset(vars(collections.namedtuple("_T", "a"))) - {"a"}
     builtin_fn = type(len)
     builtin_classes = tuple(v for v in vars(builtins).values() if _type(v) is type)
     cmp_ops, bin_ops, not_plain, failed = dict(_CMP_OPS), dict(_BIN_OPS), _NotPlain, _Failed
@@ -89,6 +91,22 @@ def _checks():
                 return False
         return True
 
+    def namedtuple_like(t):
+        """A class made by collections.namedtuple and left alone: it compares,
+        hashes and iterates exactly as a tuple."""
+        if _type(t) is not type or _len(t.__bases__) != 1 or t.__bases__[0] is not tuple:
+            return False
+        fields = _vars(t).get("_fields")
+        if _type(fields) is not tuple:
+            return False
+        for k, v in _vars(t).items():
+            if _type(k) is not str:
+                return False
+            if k in namedtuple_keys or (k in fields and _type(v) is tuplegetter):
+                continue
+            return False
+        return True
+
     def is_plain(x):
         stack, seen = [x], _set()
         while stack:
@@ -97,7 +115,7 @@ def _checks():
             if one_of(t, scalars) or _id(v) in seen:
                 continue
             seen.add(_id(v))
-            if one_of(t, seqs):
+            if one_of(t, seqs) or namedtuple_like(t):
                 stack.extend(v)
             elif one_of(t, maps) or (t is Counter and untouched(Counter)):
                 stack.extend(dict.keys(v))

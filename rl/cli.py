@@ -17,6 +17,7 @@ from rl.errors import RunStopped, UserError
 # `set_defaults(func=handler)` where `handler(args) -> int`.
 VERB_MODULES = (
     "rl.launch",  # launch, resume
+    "rl.submit",  # submit, jobs, stop (Ray Jobs)
     "rl.export.cli",  # export hf
     "rl.base.cli",  # base build
     "rl.monitor.cli",  # extrapolate, compare

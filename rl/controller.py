@@ -31,7 +31,7 @@ from typing import Optional
 import ray
 import torch
 from transformers import AutoTokenizer
-from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.placement_group import remove_placement_group
 
 from rewards.hub import start_hub
 from rl.algo.batch import build_train_batch
@@ -44,14 +44,16 @@ from rl.fleet import Fleet
 from rl.learner.dist import resolve_backend
 from rl.learner.group import LearnerFailure, LearnerGroup
 from rl.metrics_log import MetricsLog
-from rl.monitor.ledger import ComputeLedger, ThreadClock, flops_per_token, peak_rss_bytes
+from rl.monitor.ledger import ComputeLedger, ThreadClock
+from rl.monitor.utilisation import UtilisationProbe, step_flops
+from rl.monitor.judge_compute import JudgeMeter
 from rl.monitor.live import LiveFitter
-from rl.placement import local_cluster_cpus, plan_resources
+from rl.placement import local_cluster_cpus, place, plan_resources
 from rl.progress import ProgressLine
 from rl.recipe import Recipe, to_yaml
 from rl.run_state import RunState
 from rl.schedule import RolloutSchedule
-from rl.step_metrics import data_metrics, eval_metrics, rollout_metrics
+from rl.step_metrics import data_metrics, eval_counts, eval_metrics, reward_warnings, rollout_metrics
 from rollout.types import RolloutBatch
 
 log = logging.getLogger(__name__)
@@ -119,11 +121,13 @@ class Controller:
             metrics = {"step": st.step, "policy_version": st.step, **train, **shaping, "pipeline/synced": int(synced),
                        **rollout_metrics(rollout, step, k), **data_metrics(rollout, batch, st.sampler),
                        "time/wait_rollout": t_gen - t0, "time/train": t_train - t_gen,
-                       "time/weight_sync": t_sync - t_train, **probe, **self._memory()}
+                       "time/weight_sync": t_sync - t_train, **probe,
+                       **self.utilisation.read(time.perf_counter() - t0)}
             if synced and updated_now:
                 metrics["sync/gb_per_s"] = self.weight_bytes / 1e9 / max(t_sync - t_train, 1e-9)
             metrics.update(self._account(rollout, batch, dropped=shaping.get("rollout/gen_tokens_dropped", 0)))
             self._warn_truncation(metrics)
+            self._warn_rewards(metrics, rollout, trained=batch is not None)
             if eval_due:
                 metrics.update(self._evaluate(step=st.step))
             metrics["time/step"] = time.perf_counter() - t0
@@ -179,9 +183,9 @@ class Controller:
         out["time/eval"] = time.perf_counter() - t0
         self.state.evals.append({"step": step, "y": out["eval/pass_rate"], **self.state.ledger.totals()})
         # per-prompt results: the fit weighs each point by its own sampling noise
+        # (a sample whose reward failed is left out of its prompt's rate: rl.step_metrics.eval_counts)
         MetricsLog.append(self.run_dir, "evals.jsonl", {
-            "step": step, "k": ev.k, "temperature": ev.temperature, "pass_rate": out["eval/pass_rate"],
-            "correct": [sum(bool(s.correct) for s in g.samples) for g in result.groups],
+            "step": step, "k": ev.k, "temperature": ev.temperature, **eval_counts(result),
             **self.state.ledger.totals()})
         self._refit()
         self._spent_device_seconds()  # the evaluation's own work is not training compute
@@ -192,36 +196,6 @@ class Controller:
         now, so that what follows (an evaluation, the report) can be left out."""
         self.state.ledger.add(device_seconds=self._spent_device_seconds(), gen_tokens=0, train_tokens=0,
                               gen_flops=0.0, train_flops=0.0)
-
-    def _flops(self, rollout: RolloutBatch, batch, dropped: int) -> tuple[float, float]:
-        """(generation, training) FLOPs of a step from its real lengths: a
-        sampled token attends to its prompt and half its own completion on
-        average; a trained row's tokens attend to the whole row. Dropped
-        tokens (dynamic sampling) cost as much as this step's average kept one."""
-        n, layers, hidden = self.n_params, self.arch["layers"], self.arch["hidden"]
-        gen, count = 0.0, 0
-        for g in rollout.groups:
-            for s in g.samples:
-                m = len(s.token_ids)
-                gen += m * flops_per_token(n, layers, hidden, len(g.prompt_ids) + m // 2, train=False)
-                count += m
-        gen += dropped * (gen / count if count else flops_per_token(n, layers, hidden, 0, train=False))
-        rows = batch.lengths_b.tolist() if batch is not None else []
-        train = sum(int(m) * flops_per_token(n, layers, hidden, int(m), train=True) for m in rows)
-        return gen, train
-
-    def _memory(self) -> dict:
-        """Peak resident memory per role over this step (GiB), each process's
-        window restarting at every read; a failed read is a warning."""
-        try:
-            learner = ray.get([a.peak_rss_gb.remote() for a in self.learner.actors], timeout=60)
-            rollout = ray.get([w.peak_rss_gb.remote() for w in self.fleet.workers], timeout=60)
-        except Exception as err:  # noqa: BLE001 - a monitor never stops the run
-            log.warning("peak memory not read: %s", _first_line(err))
-            return {}
-        return {"mem/learner_peak_gb": max(learner), "mem/learner0_peak_gb": learner[0],
-                "mem/rollout_peak_gb": max(rollout), "mem/driver_peak_gb": peak_rss_bytes(reset=True) / 2**30}
-
 
     def _refit(self) -> None:
         if self.fitter is not None and self.state.evals:
@@ -240,9 +214,11 @@ class Controller:
         spent = self._spent_device_seconds()
         gen_tokens = sum(len(s.token_ids) for s in rollout.samples) + dropped
         train_tokens = int(batch.lengths_b.sum()) if batch is not None else 0
-        gen_flops, train_flops = self._flops(rollout, batch, dropped)
+        gen_flops, train_flops = step_flops(rollout.groups, batch.lengths_b.tolist() if batch is not None else [],
+                                            dropped, self.n_params, self.arch["layers"], self.arch["hidden"])
         self.state.ledger.add(device_seconds=spent, gen_tokens=gen_tokens, train_tokens=train_tokens,
                               gen_flops=gen_flops, train_flops=train_flops)
+        self.state.ledger.add_judge(samples=len(rollout.samples), usage=self._judge_usage())
         # on CPU, _device_seconds has just polled the replicas (hub.cpu_seconds)
         restarts = self.hub.replica_restarts(poll=bool(self.n_gpus))
         self.state.faults["hub_restarts"] = self._hub_restarts0 + restarts
@@ -258,6 +234,23 @@ class Controller:
         # children, and the live fit's thread (and the BLAS threads it starts) is bookkeeping
         return (self.fleet.cpu_seconds() + self.learner.cpu_seconds() + self.hub.cpu_seconds()
                 + self._driver_clock.seconds())
+
+    def _judge_usage(self) -> dict:
+        """Judge compute since the last step, from the hub's `judge_usage()`
+        (empty without judge kinds); a failed poll is a warning, not a crash."""
+        usage = getattr(self.hub, "judge_usage", None)
+        try:
+            return self._judge.spent(usage()) if usage is not None else {}
+        except Exception as err:  # noqa: BLE001
+            log.warning("judge usage not read from the hub: %s", _first_line(err))
+            return {}
+
+    def _warn_rewards(self, metrics: dict, rollout: RolloutBatch, trained: bool) -> None:
+        """Failures are never a reward, and no step is skipped silently."""
+        metrics["train/skipped"] = int(not trained)  # fault/skipped_steps: the running count
+        self.state.faults["skipped_steps"] = self.state.faults.get("skipped_steps", 0) + (not trained)
+        for line in reward_warnings(metrics, len(rollout.samples), self.recipe.monitor.mask_warn, trained):
+            self.progress.warn(line)
 
     def _warn_truncation(self, metrics: dict) -> None:
         """ScaleRL saw truncation rates of 10-15% precede instability."""
@@ -368,8 +361,7 @@ class Controller:
                 ray.init(num_cpus=r.cluster.num_cpus or local_cluster_cpus(plan), namespace=r.cluster.namespace,
                          include_dashboard=False, log_to_driver=False, configure_logging=False)
         self._catch_signals()
-        self.pg = placement_group(plan.bundles, strategy=plan.strategy)
-        ray.get(self.pg.ready())
+        self.pg = place(plan)  # checked against the cluster's nodes first (rl/placement.py)
         self.hub = start_hub(r.rewards)
         self.learner = LearnerGroup(r.learner, r.algo, self.model_path, r.rollout.temperature, r.run.seed,
                                     placement_group=self.pg, first_bundle=r.rollout.workers,
@@ -385,7 +377,9 @@ class Controller:
         self.metrics_log = MetricsLog(self.run_dir, mode=r.run.wandb_mode, project=r.run.wandb_project,
                                       name=r.run.name, config=r.model_dump(mode="json"))
         self.progress = ProgressLine(r.run.steps, start=self.state.step, enabled=r.run.progress)
+        self._judge = JudgeMeter()  # the hub just started: its judge counters are at 0
         self._driver_clock = ThreadClock()
+        self.utilisation = UtilisationProbe(self.learner.actors, self.fleet)
         self._cpu_last = self._device_seconds()
 
     def _resume(self) -> None:

@@ -13,10 +13,23 @@ A death is noticed wherever a call to the worker fails: collecting a job,
 pushing weights (the learner's side of a broadcast then fails at once, gloo
 reports the closed connection, or after `weight_sync_timeout_s`), scoring,
 or reading CPU time. Each replacement is reported through `on_restart`.
+
+A worker lost with its node is replaced the same way: Ray moves the lost
+node's placement-group bundles to another node when one has the resources
+(the bundle's custom resources included, e.g. `rollout_node`). When none
+has, the replacement cannot start; after `rollout.restart_wait_s` the fleet
+raises `RolloutLost`, which the controller treats like a lost learner rank:
+the run stops with one line naming the missing resources and the checkpoint
+`asymptote resume` continues from.
+
+`acks[i]` lists every weight version worker slot i confirmed (a pushed
+version, or a skipped update's number): what a test reads to check that
+every engine received every version.
 """
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -30,6 +43,17 @@ from rollout.types import Group, RolloutBatch
 from rollout.worker import Job, RolloutWorker
 
 log = logging.getLogger(__name__)
+
+
+class RolloutLost(LearnerFailure):
+    """A dead rollout worker could not be replaced: no node has room for its
+    bundle (its node was lost and no other node has the resources)."""
+
+    def __init__(self, worker: int, bundle: dict, waited_s: float):
+        what = ", ".join(f"{v:g} {k}" for k, v in bundle.items())
+        Exception.__init__(self, f"rollout worker {worker} died and could not be restarted: no node has "
+                                 f"{what} free (waited {waited_s:g} s; was its node lost?)")
+        self.rank = worker
 
 ENGINE_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
@@ -55,6 +79,7 @@ class Fleet:
         self.transport = recipe.pipeline.weight_transport
         self.version = 0  # weights every live engine holds (or is loading)
         self._parts: dict[str, Part] = {}  # job part id -> part, until collected
+        self.acks: list[list[int]] = [[] for _ in range(recipe.rollout.workers)]
         self._cls = ray.remote(max_concurrency=32)(RolloutWorker)
         self.workers = [self._new_worker(i) for i in range(recipe.rollout.workers)]
         ray.get([w.version.remote() for w in self.workers])  # engines are up
@@ -113,7 +138,9 @@ class Fleet:
         self.version = version
         try:
             if skipped:
-                gather([w.set_version.remote(version) for w in self.workers])
+                acked = gather([w.set_version.remote(version) for w in self.workers])
+                for i, v in enumerate(acked):
+                    self.acks[i].append(v)
             else:
                 self._push(list(range(len(self.workers))))
         except ActorDied as err:  # indices are workers'; learner deaths raise LearnerFailure
@@ -127,10 +154,12 @@ class Fleet:
         if self.transport == "safetensors":
             payload = self.learner.wait(refs)[0]
             try:
-                gather([self.workers[i].receive_weights.remote(payload, self.version) for i in targets],
-                       timeout=timeout)
+                acked = gather([self.workers[i].receive_weights.remote(payload, self.version) for i in targets],
+                               timeout=timeout)
             except ActorDied as err:  # report the worker's index, as the docstring promises
                 raise ActorDied(targets[err.index], err.cause) from None
+            for i, v in zip(targets, acked):
+                self.acks[i].append(v)
             return
         worker_refs = [self.workers[i].receive_broadcast.remote(self.version) for i in range(len(self.workers))]
         try:
@@ -144,6 +173,8 @@ class Fleet:
                 pass
             raise
         self.learner.wait(refs)
+        for i, ref in enumerate(worker_refs):
+            self.acks[i].append(ray.get(ref))
 
     def _connect_broadcast(self, attempts: int = 3) -> None:
         """(Re)build the weight group. Its port is picked free a moment before
@@ -180,7 +211,7 @@ class Fleet:
         except Exception:  # noqa: BLE001 - already gone
             pass
         self.workers[i] = self._new_worker(i)
-        ray.get(self.workers[i].version.remote())
+        self._wait_started(i)
         self.on_restart(i)
         if self.transport == "broadcast":
             self._connect_broadcast()
@@ -190,6 +221,27 @@ class Fleet:
         for part in self._parts.values():
             if part.worker == i:
                 part.ref = self.workers[i].generate.remote(part.job)
+
+    def _wait_started(self, i: int) -> None:
+        """Wait for workers[i]'s engine. While its bundle has no node (Ray
+        is moving a lost node's bundles, or cannot), wait at most
+        `rollout.restart_wait_s`, then raise RolloutLost."""
+        from ray.util.placement_group import placement_group_table
+
+        ready = self.workers[i].version.remote()
+        limit = self.recipe.rollout.restart_wait_s
+        homeless_since = None
+        while not ray.wait([ready], timeout=2.0)[0]:
+            table = placement_group_table(self.pg)
+            placed = table.get("state") == "CREATED" and i in table.get("bundles_to_node_id", {})
+            if placed:
+                homeless_since = None
+            elif homeless_since is None:
+                homeless_since = time.monotonic()
+            elif time.monotonic() - homeless_since > limit:
+                ray.kill(self.workers[i])
+                raise RolloutLost(i, table.get("bundles", {}).get(i, {}), limit)
+        ray.get(ready)
 
     def _new_worker(self, i: int):
         r = self.recipe

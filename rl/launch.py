@@ -29,7 +29,8 @@ RESUMABLE = (
     "run.steps", "run.checkpoint_every", "run.keep_checkpoints", "run.checkpoint_checksums", "run.max_restarts",
     "run.wandb_mode", "run.wandb_project", "run.progress", "run.name",
     "eval.every", "monitor.", "cluster.",
-    "rollout.workers", "rollout.cpus_per_worker", "rollout.gpus_per_worker",
+    "rollout.workers", "rollout.cpus_per_worker", "rollout.gpus_per_worker", "rollout.resources",
+    "rollout.resources.", "rollout.restart_wait_s", "learner.resources", "learner.resources.",
     "rollout.engine.kv_cache_gib", "rollout.engine.threads_bind", "rollout.engine.enforce_eager",
     "rollout.engine.gpu_memory_utilization", "rollout.engine.max_num_seqs",
     "pipeline.weight_transport", "pipeline.weight_sync_timeout_s",
@@ -45,7 +46,12 @@ def register(subparsers) -> None:
     p.add_argument("--run-dir", help="where metrics, config, checkpoints and plots go (default runs/<run.name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir if there is one, else start it")
     p.add_argument("--address", help="Ray address to join instead of starting a local cluster")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved recipe and the resource plan, then exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved recipe and the per-node plan (against --address's nodes, or "
+                        "--nodes N --gpus-per-node G), then exit; a plan that cannot fit is refused")
+    p.add_argument("--nodes", type=int, help="--dry-run: plan on N identical nodes")
+    p.add_argument("--gpus-per-node", type=float, default=8, help="--dry-run --nodes: GPUs per node (default 8)")
+    p.add_argument("--cpus-per-node", type=float, help="--dry-run --nodes: CPUs per node (default: not checked)")
     p.set_defaults(func=launch)
 
     p = subparsers.add_parser("resume", help="continue a run from its newest valid checkpoint")
@@ -64,7 +70,8 @@ def launch(args: argparse.Namespace) -> int:
         recipe.cluster.address = args.address
     run_dir = Path(args.run_dir or Path("runs") / recipe.run.name)
     if args.dry_run:
-        return _dry_run(recipe, run_dir)
+        live = bool(args.address) and args.nodes is None
+        return _dry_run(recipe, run_dir, live, args.nodes, args.gpus_per_node, args.cpus_per_node)
     saved = _saved_config(run_dir)
     if saved is not None:
         changed = _changes(saved, recipe)
@@ -98,6 +105,10 @@ def resume(args: argparse.Namespace) -> int:
 def _run(recipe, run_dir: Path) -> int:
     from rl.controller import Controller
 
+    if recipe.cluster.address:  # a wrong address is one line, not a hang and a traceback
+        from rl.ray_address import connect
+
+        connect(recipe.cluster.address, recipe.cluster.namespace)
     summary = Controller(recipe, run_dir).run()
     start, end = summary.get("pass_rate_start"), summary.get("pass_rate_end")
     line = f"done: {summary['steps']} steps, held-out pass rate {start:.3f} -> {end:.3f}" if start is not None else "done"
@@ -107,13 +118,41 @@ def _run(recipe, run_dir: Path) -> int:
     return 0
 
 
-def _dry_run(recipe, run_dir: Path) -> int:
-    from rl.placement import plan_resources
+def _dry_run(recipe, run_dir: Path, live: bool, nodes: int | None, gpus_per_node: float,
+             cpus_per_node: float | None) -> int:
+    """The resolved recipe, the resource plan and the per-node plan: against
+    the live cluster given by --address (`live`), else --nodes identical nodes, else (no
+    GPUs) the embedded local cluster, else as many nodes of --gpus-per-node
+    GPUs as the GPUs need."""
+    import math
+
+    from rl.placement import Node, live_nodes, local_cluster_cpus, plan_resources, uniform_nodes
     from rl.recipe import to_yaml
 
+    plan = plan_resources(recipe)
+    if live:
+        import ray
+
+        from rl.ray_address import connect
+
+        connect(recipe.cluster.address, recipe.cluster.namespace)
+        try:
+            cluster = live_nodes()
+        finally:
+            ray.shutdown()
+    elif nodes is not None:
+        cluster = uniform_nodes(nodes, gpus_per_node, cpus_per_node)
+    elif plan.total("GPU") == 0:
+        cpus = recipe.cluster.num_cpus or local_cluster_cpus(plan)
+        extra = {k: math.inf for role in plan.roles for k in role.resources}
+        cluster = [Node("local", {"CPU": float(cpus), "GPU": 0.0, **extra})]
+    else:
+        cluster = uniform_nodes(max(1, math.ceil(plan.total("GPU") / gpus_per_node)), gpus_per_node, cpus_per_node)
+    per_node = plan.nodes_plan(cluster)  # refuses a plan that cannot fit, in one line
     print(to_yaml(recipe), end="")
     print(f"# run dir: {run_dir}")
-    print("\n".join("# " + line for line in plan_resources(recipe).describe().splitlines()))
+    for text in (plan.describe(), per_node.describe()):
+        print("\n".join("# " + line for line in text.splitlines()))
     return 0
 
 

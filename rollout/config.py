@@ -106,6 +106,14 @@ class RolloutConfig(BaseModel):
     workers: int = Field(1, ge=1, description="Rollout worker actors, each owning one vLLM engine.")
     cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPUs reserved for each worker.")
     gpus_per_worker: float = Field(0.0, ge=0, description="Ray GPUs reserved for each worker (0 on CPU machines).")
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources each worker's bundle reserves, e.g. {rollout_node: 1}: ties the "
+                    "workers to nodes started with ray start --resources '{\"rollout_node\": N}'.")
+    restart_wait_s: float = Field(
+        60.0, gt=0,
+        description="How long a replacement for a dead worker may wait for room (a lost node's bundles are "
+                    "moved by Ray when another node has the resources); then the run stops with a checkpoint.")
     prompts_per_step: int = Field(16, ge=1, description="Prompts drawn for each learner step.")
     samples_per_prompt: int = Field(8, ge=2, description="Samples per prompt (the group of group-relative advantages).")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (the learner scores tokens at the same temperature).")

@@ -16,6 +16,10 @@ class LearnerConfig(BaseModel):
     backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="Collective backend: 'auto' = nccl with GPUs, gloo on CPU.")
     cpus_per_rank: float = Field(1.0, gt=0, description="Ray CPUs reserved for each rank.")
     gpus_per_rank: float = Field(0.0, ge=0, description="Ray GPUs reserved for each rank (0 on CPU machines).")
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources each rank's bundle reserves, e.g. {learner_node: 1}: ties the "
+                    "ranks to nodes started with ray start --resources '{\"learner_node\": N}'.")
     dtype: Literal["float32", "bfloat16"] = Field(
         "float32",
         description="Compute dtype of forward and backward. 'bfloat16': FSDP2 mixed precision (parameters "

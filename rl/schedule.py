@@ -138,8 +138,9 @@ class RolloutSchedule:
     def _observe(self, groups: list[Group]) -> None:
         observe = getattr(self.state.sampler, "observe", None)
         if observe is not None and groups:
-            observe([(g.prompt["uid"], sum(bool(s.correct) for s in g.samples), len(g.samples))
-                     for g in groups if "uid" in g.prompt])
+            # over scored samples: a masked one (its reward failed) is no evidence either way
+            observe([(g.prompt["uid"], sum(bool(s.correct) for s in g.samples if s.scored),
+                      sum(s.scored for s in g.samples)) for g in groups if "uid" in g.prompt])
 
     def _dynamic(self, step: int, batch: RolloutBatch) -> tuple[RolloutBatch, dict]:
         """DAPO: generate more prompts until the step has prompts_per_step

@@ -2,16 +2,17 @@
 and the GenRM paper's accounting beside them.
 
 The hub's judge engines count cumulative usage since they started; the
-hub handle's `metrics()` exposes it as `judge_*` keys (rewards.judge). A run
-without judge kinds has none of them, and every column here stays 0.
+hub handle's `judge_usage()` reports it as `judge_*` keys (rewards.judge.pool).
+A run without judge kinds has none of them, and every column here stays 0.
 
     judge_core_seconds       core-seconds (CPU) or device-seconds the judge engines used
     judge_prompt_tokens      tokens the judge read (prompts: the question and the solution)
     judge_generated_tokens   tokens the judge wrote (its verdicts)
-    judge_requests           judge calls: verifications
+    judge_requests           judge calls sent (verifications, failed ones included: they cost too)
 
-These are a breakdown, not an addition: where the judge runs inside the
-run's processes, its time is already in `device_seconds`.
+These are a breakdown, not an addition to `device_seconds`: the ledger's
+device time is what the hub handle's `cpu_seconds()` reports for the reward
+side, with or without the judge engines (rewards.hub says which).
 
 The GenRM paper (Singhi et al. 2025, "When To Solve, When To Verify",
 arXiv 2504.01005; ../shared/research/methods.md) prices a run that samples

@@ -27,7 +27,11 @@ import resource
 import threading
 import time
 
+from rl.monitor.judge_compute import JUDGE_FIELDS, genrm_columns
+
 _FIELDS = ("device_seconds", "gen_tokens", "train_tokens", "gen_flops", "train_flops")
+# judge compute (rl.monitor.judge_compute) and the samples it is per; older checkpoints lack them
+_OPTIONAL = ("gen_samples", *JUDGE_FIELDS)
 
 
 def flops_per_token(n_params: int, n_layers: int, hidden: int, seq_len: int, *, train: bool) -> float:
@@ -187,7 +191,7 @@ class ComputeLedger:
     """Running totals of device time, tokens and FLOPs, split generation / training."""
 
     def __init__(self) -> None:
-        self._t = dict.fromkeys(_FIELDS, 0.0)
+        self._t = dict.fromkeys(_FIELDS + _OPTIONAL, 0.0)
 
     def add(self, *, device_seconds: float, gen_tokens: int, train_tokens: int,
             gen_flops: float, train_flops: float) -> None:
@@ -197,6 +201,16 @@ class ComputeLedger:
         for k, v in step.items():
             if not v >= 0:
                 raise ValueError(f"ComputeLedger.add: {k} must be >= 0, got {v}")
+        for k, v in step.items():
+            self._t[k] += float(v)
+
+    def add_judge(self, *, samples: int, usage: dict[str, float]) -> None:
+        """Add one step's scored samples and judge usage (`JUDGE_FIELDS`, e.g.
+        from `JudgeMeter.spent`; missing keys are 0); amounts must be >= 0."""
+        step = {"gen_samples": samples, **{k: usage.get(k, 0.0) for k in JUDGE_FIELDS}}
+        for k, v in step.items():
+            if not v >= 0:
+                raise ValueError(f"ComputeLedger.add_judge: {k} must be >= 0, got {v}")
         for k, v in step.items():
             self._t[k] += float(v)
 
@@ -228,6 +242,7 @@ class ComputeLedger:
             "compute/tokens": self.tokens,
             "compute/gen_tokens": int(t["gen_tokens"]),
             "compute/train_tokens": int(t["train_tokens"]),
+            **genrm_columns(t),  # judge compute, and the GenRM paper's C = S (1 + lambda V)
         }
 
     def state_dict(self) -> dict[str, float]:
@@ -237,4 +252,4 @@ class ComputeLedger:
         missing = set(_FIELDS) - set(state)
         if missing:
             raise ValueError(f"ComputeLedger.load_state_dict: missing {sorted(missing)}")
-        self._t = {k: float(state[k]) for k in _FIELDS}
+        self._t = {k: float(state.get(k, 0.0)) for k in _FIELDS + _OPTIONAL}

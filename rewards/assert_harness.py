@@ -72,7 +72,7 @@ def _checks():
     frozen = {cls: dict(vars(cls)) for cls in (Fraction, Counter)}
     tuplegetter = type(vars(collections.namedtuple("_T", "a"))["a"])
     namedtuple_keys = frozenset(vars(collections.namedtuple("_T", "a"))) - {"a"}
-    builtin_fn = type(len)
+    builtin_fn, heap_type = type(len), 1 << 9  # Py_TPFLAGS_HEAPTYPE
     builtin_classes = tuple(v for v in vars(builtins).values() if _type(v) is type)
     cmp_ops, bin_ops, not_plain, failed = dict(_CMP_OPS), dict(_BIN_OPS), _NotPlain, _Failed
 
@@ -153,12 +153,17 @@ def _checks():
     def not_(x):
         return not plain(x)
 
+    def fixed(x):
+        """Plain, or of a type implemented in C (a static type: generators,
+        map/zip/range objects, dict views, itertools): its methods are not the
+        program's. What it yields is checked where a verdict uses it."""
+        return is_plain(x) or not (_type(x).__flags__ & heap_type)
+
     def call(fn, *args, **kwargs):
         if _type(fn) is builtin_fn or one_of(fn, builtin_classes):
-            for a in args:
-                plain(a)
-            for a in kwargs.values():
-                plain(a)
+            for a in (*args, *kwargs.values()):
+                if not fixed(a):
+                    raise not_plain(f"{_type(a).__name__} passed to builtin {fn.__name__}")
         return fn(*args, **kwargs)
 
     def assert_(value):

@@ -140,6 +140,10 @@ HONEST = {
                      ["assert half(3) == Fraction(3, 2) and half(4) == 2", "assert money('1') == Decimal('0.25')",
                       "assert counts('aab') == {'a': 2, 'b': 1}", "assert list(q(3)) == [0, 1, 2]",
                       "assert tuple(pt()) == (1, 2) and pt().x == 1"]),
+    "generators and iterators": ("def squares(n):\n    for i in range(n):\n        yield i * i",
+                                 ["assert list(squares(3)) == [0, 1, 4]", "assert sum(squares(4)) == 14",
+                                  "assert dict(zip('ab', squares(2))) == {'a': 0, 'b': 1}",
+                                  "assert all(x >= 0 for x in squares(5))"]),
     "deep recursion": ("import sys\nsys.setrecursionlimit(10000)\ndef depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)",
                        ["assert depth(5000) == 5000"]),
     "shadowing input, logging": ("import sys, logging\ninput = sys.stdin.readline\nlogging.basicConfig()\n"

@@ -82,7 +82,7 @@ def test_secrets_are_invisible(hub, tmp_path):
             _code("import os", [f"assert os.environ.get({SECRET_ENV!r})"]),
             _code("import os", [f"assert open({home_secret!r}).read() == {token!r}"]),
             _code("import os", [f"assert open({tmp_secret!r}).read() == {token!r}"]),
-            _code("import os", [f"assert {SECRET_ENV!r} not in os.environ",
+            _code("import os", [f"assert os.environ.get({SECRET_ENV!r}) is None",
                                 f"assert not os.path.exists({home_secret!r})",
                                 f"assert not os.path.exists({tmp_secret!r})",
                                 "assert os.listdir('/tmp') == []",
@@ -152,6 +152,48 @@ def test_direct_limits_report_what_happened():
     assert flood.output_truncated and len(flood.stdout) <= 4096
     big = run_python("open('one', 'wb').write(b'0' * (6 << 20))", limits=limits)
     assert big.returncode != 0  # SIGXFSZ/EFBIG past file_size_mb
+
+
+def test_every_writable_place_is_capped():
+    """Try to write 64 MiB to every place a program might: only the two
+    size-capped tmpfs take anything, each up to its share of disk_mb (8 MiB:
+    6 for /sandbox, which holds main.py, 2 for /dev/shm); bwrap's root and /dev
+    are read-only. And every writable tmpfs mount carries a size."""
+    from rewards.config import SandboxConfig
+    from rewards.sandbox import disk_split, run_python
+
+    assert disk_split(8) == (6 << 20, 2 << 20)
+    places = ["/", "/dev", "/dev/shm", "/sandbox", "/tmp", "/var", "/etc", "/usr", "/proc", "/newdir"]
+    program = "import errno, os, json\nout = {}\n" \
+              f"for d in {places!r}:\n" \
+              "    n, err = 0, None\n" \
+              "    try:\n" \
+              "        os.makedirs(d, exist_ok=True)\n" \
+              "        with open(os.path.join(d, 'fill'), 'wb') as f:\n" \
+              "            for _ in range(256):\n" \
+              "                f.write(b'0' * (256 << 10)); f.flush(); n += 256 << 10\n" \
+              "    except OSError as e:\n" \
+              "        err = errno.errorcode[e.errno]\n" \
+              "    out[d] = [n, err]\n" \
+              "    try:\n        os.remove(os.path.join(d, 'fill'))\n    except OSError:\n        pass\n" \
+              "mounts = [l.split() for l in open('/proc/self/mounts')]\n" \
+              "out['uncapped'] = [m[1] for m in mounts if m[2] == 'tmpfs' and 'rw' in m[3].split(',') " \
+              "and not any(o.startswith('size=') for o in m[3].split(','))]\n" \
+              "out['shm'] = os.statvfs('/dev/shm').f_blocks * os.statvfs('/dev/shm').f_frsize\n" \
+              "print(json.dumps(out))\n"
+    limits = SandboxConfig(wall_s=10, cpu_s=8, memory_mb=256, disk_mb=8, file_size_mb=64)
+    run = run_python(program, limits=limits)
+    import json
+
+    out = json.loads(run.stdout)
+    written = {d: out[d][0] >> 18 for d in places}  # in 256 KiB units
+    errors = {d: out[d][1] for d in places}
+    assert out["uncapped"] == [] and out["shm"] == 2 << 20
+    # /sandbox: 6 MiB less main.py's page -> 23 full 256 KiB writes; /dev/shm: 2 MiB -> 8
+    assert written == {"/": 0, "/dev": 0, "/dev/shm": 8, "/sandbox": 23, "/tmp": 23, "/var": 0, "/etc": 0,
+                       "/usr": 0, "/proc": 0, "/newdir": 0}
+    assert errors["/dev/shm"] == errors["/sandbox"] == errors["/tmp"] == "ENOSPC"
+    assert {errors[d] for d in ("/", "/dev", "/var", "/etc", "/usr", "/newdir")} == {"EROFS"}
 
 
 def test_daemons_and_parent_killers_die_with_the_run(hub):

@@ -121,8 +121,7 @@ class Controller:
             metrics = {"step": st.step, "policy_version": st.step, **train, **shaping, "pipeline/synced": int(synced),
                        **rollout_metrics(rollout, step, k), **data_metrics(rollout, batch, st.sampler),
                        "time/wait_rollout": t_gen - t0, "time/train": t_train - t_gen,
-                       "time/weight_sync": t_sync - t_train, **probe,
-                       **self.utilisation.read(time.perf_counter() - t0)}
+                       "time/weight_sync": t_sync - t_train, **probe, **self.utilisation.read()}
             if synced and updated_now:
                 metrics["sync/gb_per_s"] = self.weight_bytes / 1e9 / max(t_sync - t_train, 1e-9)
             metrics.update(self._account(rollout, batch, dropped=shaping.get("rollout/gen_tokens_dropped", 0)))

@@ -53,6 +53,7 @@ class RolloutWorker:
         self._init_error: Optional[BaseException] = None
         self._transport = None
         self.tokens_generated = 0
+        self._busy_s = 0.0  # engine-thread seconds spent stepping, loading weights, scoring
         self._thread = threading.Thread(target=self._loop, name="engine-loop", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -110,6 +111,10 @@ class RolloutWorker:
         from rl.monitor.ledger import process_tree_core_seconds
         return process_tree_core_seconds()
 
+    def busy_seconds(self) -> float:
+        """Seconds the engine has worked (stepped, loaded weights, scored) so far."""
+        return self._busy_s
+
     def peak_rss_gb(self) -> float:
         """This process's peak resident memory since the last call (GiB)."""
         from rl.monitor.ledger import peak_rss_bytes
@@ -166,6 +171,7 @@ class RolloutWorker:
                          if s.job.min_version <= max(self._version, weights[0] if weights else 0)]
                 self._waiting = [s for s in self._waiting if s not in admit]
                 self._cond.notify_all()
+            t0 = time.perf_counter()
             try:
                 if weights is not None:
                     self._load(*weights)
@@ -179,6 +185,7 @@ class RolloutWorker:
                 if self.engine.has_unfinished():
                     for c in self.engine.step():
                         self._finish(c)
+                self._busy_s += time.perf_counter() - t0
             except BaseException as err:  # fail every job rather than hang callers
                 with self._cond:
                     for s in list(self._active.values()) + self._waiting:

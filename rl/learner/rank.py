@@ -56,6 +56,7 @@ class LearnerRank:
         self.model_path, self.temperature, self.seed = model_path, temperature, seed
         self.version = 0  # optimizer steps taken = policy version of the weights
         self.weight_transport = None
+        self.busy_s = 0.0  # seconds spent training and pushing weights
         if self.dims.device_type == "cpu":
             torch.set_num_threads(cfg.threads_per_rank)
         if deterministic:
@@ -101,6 +102,12 @@ class LearnerRank:
         """One optimizer step on this rank's share of `batch` (None: no update,
         only the version advances so the pipeline's staleness clock moves)."""
         t0 = time.perf_counter()
+        try:
+            return self._train_step(batch, t0)
+        finally:
+            self.busy_s += time.perf_counter() - t0
+
+    def _train_step(self, batch: Optional[TrainBatch], t0: float) -> dict[str, float]:
         self.version += 1
         if batch is None:
             return {"train/skipped": 1.0, "learner/version": float(self.version)}
@@ -145,6 +152,13 @@ class LearnerRank:
         gathered tensor beyond its shard; returns the bytes sent on rank 0.
         'safetensors' gathers the whole state dict and returns its bytes (they
         travel as a Ray object)."""
+        t0 = time.perf_counter()
+        try:
+            return self._push_weights(transport)
+        finally:
+            self.busy_s += time.perf_counter() - t0
+
+    def _push_weights(self, transport: str) -> Any:
         if transport == "safetensors":
             state = self.full_state_dict()
             if self.dims.rank != 0:
@@ -266,6 +280,10 @@ class LearnerRank:
     def cpu_seconds(self) -> float:
         from rl.monitor.ledger import process_tree_core_seconds
         return process_tree_core_seconds()
+
+    def busy_seconds(self) -> float:
+        """Seconds this rank has spent training and pushing weights so far."""
+        return self.busy_s
 
     def peak_rss_gb(self) -> float:
         """This process's peak resident memory since the last call (GiB)."""

@@ -1,6 +1,7 @@
 """The program that runs one assert-style test of a `code` sample inside the
-sandbox. rewards.code sends this file's text as /sandbox/main.py; it is not
-imported by the hub. Standard library only (it runs on the sandbox's Python).
+sandbox. rewards.code sends this file's text as /sandbox/main.py and the
+test, already rewritten by rewards.assert_rewrite, on stdin; the hub does not
+import it. Standard library only (it runs on the sandbox's Python).
 
 Why not append the test to the program and call exit status 0 a pass: a
 program that calls `sys.exit(0)` or `os._exit(0)` (or exits from an atexit
@@ -12,7 +13,7 @@ source, before the program runs). So:
 
 - ending early, by any route, never prints the secret: the run fails;
 - every verdict is computed by builtin operations on plain data. The test is
-  rewritten (ast) so that the operands of comparisons, arithmetic, `not`,
+  rewritten (rewards.assert_rewrite, on the hub) so that the operands of comparisons, arithmetic, `not`,
   `and`/`or`, the arguments of builtin functions and the asserted value must
   be exact builtin types (int, float, complex, bool, str, bytes, None, and
   list/tuple/dict/set/frozenset of those); anything else fails the test. A
@@ -30,17 +31,15 @@ What it does not stop (docs/sandbox.md): a program that defeats the audit
 hook by a route it does not list could read the secret; a user object whose
 *methods* return a verdict the test trusts (`assert obj.startswith("ab")`).
 """
-import ast
 import builtins
 import json
 import os
 import sys
 import types
 
-# Imported before the program runs, so their state is restored before the test
-# (and so the hook's refusal of sys._getframe does not break their import).
-import bisect, collections, dataclasses, decimal, enum, fractions, functools  # noqa: E401,F401
-import heapq, itertools, math, operator, random, re, string, typing  # noqa: E401,F401
+# Imported before the program runs, so that their state is restored before
+# the test and their classes are the real ones (kept few: each run pays them).
+import bisect, collections, decimal, fractions, functools, heapq, itertools, math, operator, string  # noqa
 
 _CMP_OPS = {"Eq": operator.eq, "NotEq": operator.ne, "Lt": operator.lt, "LtE": operator.le,
             "Gt": operator.gt, "GtE": operator.ge, "In": lambda a, b: a in b, "NotIn": lambda a, b: a not in b}
@@ -174,48 +173,6 @@ def _checks():
             "_asy_call": call, "_asy_assert": assert_}
 
 
-def _helper(name, *args):
-    return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=list(args), keywords=[])
-
-
-class _Rewrite(ast.NodeTransformer):
-    """Route every verdict-bearing operation of the test through the checks."""
-
-    def visit_Assert(self, node):
-        return ast.copy_location(ast.Expr(value=_helper("_asy_assert", self.visit(node.test))), node)
-
-    def visit_Compare(self, node):
-        self.generic_visit(node)
-        ops = ast.Constant(value=tuple(type(op).__name__ for op in node.ops))
-        return ast.copy_location(_helper("_asy_cmp", ops, node.left, *node.comparators), node)
-
-    def visit_BinOp(self, node):
-        self.generic_visit(node)
-        return ast.copy_location(_helper("_asy_bin", ast.Constant(value=type(node.op).__name__), node.left, node.right), node)
-
-    def visit_UnaryOp(self, node):
-        self.generic_visit(node)
-        if isinstance(node.op, ast.Not):
-            return ast.copy_location(_helper("_asy_not", node.operand), node)
-        node.operand = _helper("_asy_plain", node.operand)
-        return node
-
-    def visit_BoolOp(self, node):
-        self.generic_visit(node)
-        node.values = [_helper("_asy_plain", v) for v in node.values]
-        return node
-
-    def visit_Call(self, node):
-        self.generic_visit(node)
-        return ast.copy_location(ast.Call(func=ast.Name(id="_asy_call", ctx=ast.Load()),
-                                          args=[node.func, *node.args], keywords=node.keywords), node)
-
-
-def compile_test(source):
-    tree = _Rewrite().visit(ast.parse(source, "<test>", "exec"))
-    return compile(ast.fix_missing_locations(tree), "<test>", "exec")
-
-
 def _not_dumpable():
     """prctl(PR_SET_DUMPABLE, 0): other processes of the sandbox's uid (a
     program this one starts) can then neither read our memory through
@@ -301,9 +258,9 @@ def main():
     nonce, program, test = payload["nonce"].encode(), payload["code"], payload["test"]
     del payload
     try:
-        test_code = compile_test(test)
+        test_code = compile(test, "<test>", "exec")
     except SyntaxError as err:
-        fail(f"the test does not parse: {err}")
+        fail(f"the test does not compile: {err}")
     del test
     allow_exec = _not_dumpable()
     pristine_builtins = dict_(vars_(builtins))

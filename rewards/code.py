@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from rewards.assert_rewrite import rewrite_test
 from rewards.sandbox import run_python
 from rewards.types import RewardResult, Sample, register_reward
 
@@ -66,9 +67,10 @@ def _same_output(got: str, want: str) -> bool:
 
 
 def run_assert_test(program: str, test: str, limits):
-    """Run `test` after `program` under the harness; (sandbox result, passed)."""
+    """Run `test` after `program` under the harness; (sandbox result, passed).
+    Raises SyntaxError when the test itself does not parse."""
     nonce = secrets.token_hex(16)
-    payload = json.dumps({"nonce": nonce, "code": program, "test": test})
+    payload = json.dumps({"nonce": nonce, "code": program, "test": rewrite_test(test)})
     run = run_python(_HARNESS, payload, limits=limits)
     lines = run.stdout.rstrip("\n").rsplit("\n", 1)
     return run, run.ok and lines[-1] == nonce
@@ -95,7 +97,10 @@ def score_code(sample: Sample, cfg) -> RewardResult:
             break
         limits = cfg.sandbox.model_copy(update={"wall_s": min(cfg.sandbox.wall_s, left)})
         if "assert" in t:
-            run, ok = run_assert_test(program, t["assert"], limits)
+            try:
+                run, ok = run_assert_test(program, t["assert"], limits)
+            except SyntaxError as err:  # the sample's test is broken: not the program's fault
+                return RewardResult(0.0, {"correct": None, "timeout": False, "error": f"a test does not parse: {err}"})
         else:
             run = run_python(program, t["input"], limits=limits)
             ok = run.ok and _same_output(run.stdout, t["output"])

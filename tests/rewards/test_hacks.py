@@ -171,3 +171,20 @@ def test_a_wrong_answer_fails_only_its_tests(hub):
     (r,) = hub.score([_code("def f(x):\n    return x * x if x < 3 else x + x",
                             ["assert f(2) == 4", "assert f(3) == 9", "assert f(4) == 16", "assert f(1) == 1"])])
     assert (r.score, r.details["passed"]) == (0.5, 2)  # f(3) = 6 and f(4) = 8 are wrong
+
+
+def test_the_test_is_rewritten_on_the_hub():
+    from rewards.assert_rewrite import rewrite_test
+
+    assert rewrite_test("assert f(2) == 4") == "_asy_assert(_asy_cmp(('Eq',), _asy_call(f, 2), 4))"
+    assert rewrite_test("assert not g() or 1 < h(x) - 2 <= 3") == \
+        "_asy_assert(_asy_plain(_asy_not(_asy_call(g))) or _asy_plain(" \
+        "_asy_cmp(('Lt', 'LtE'), 1, _asy_bin('Sub', _asy_call(h, x), 2), 3)))"
+
+
+def test_a_test_that_does_not_parse_is_an_error_not_a_zero():
+    from rewards.code import score_code
+    from rewards.config import RewardsConfig
+
+    r = score_code(_code("def f(x):\n    return x * x", ["assert f(2) == 4", "assert f(3) =="]), RewardsConfig())
+    assert r.score == 0.0 and r.details["correct"] is None and r.details["error"].startswith("a test does not parse")

@@ -1,0 +1,196 @@
+"""Build, cache and measure the project's tiny judge (issue #9): a generative
+reward model with real signal on CPU, served by the reward hub's judge.
+
+`build_judge("tiny-judge")` samples the tiny-arith base (real policy
+responses), writes the judging corpus (`rl.base.judge_data`: correct traces,
+near misses, judge-fooling and cut-off responses, the base's samples, every
+one labelled by the math verifier), trains a fresh Qwen2 model on it with
+TRL's `SFTTrainer` (prompt-completion rows, loss on the completion only),
+measures it on held-out items against the verifier (`rl.base.judge_eval`,
+written to `judge_eval.json`) and saves it in the standard Hugging Face
+layout under `<cache>/<name>-<spec hash>`, beside the bases (the same cache
+root, written under a temporary name and renamed, like `rl.base.build`).
+
+Departures from the base build: the judge has its own tokenizer (printable
+ASCII, `rl.base.judge_tokenizer`), its prompts are raw text (the judge
+formats of `rewards.judge_format`, no chat roles), and it trains on two
+threads (the brief's budget is minutes on two cores); a spec fixes the thread
+count so that the same spec gives the same weights on the same machine.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from rl.base.build import default_cache_dir, resolve_base
+from rl.base.judge_spec import JUDGE_SPECS, JudgeSpec
+from rl.errors import UserError
+
+# Bump when a code change alters the weights a spec produces (corpus, formats,
+# training loop): every cached judge is then rebuilt.
+BUILD_VERSION = "1"
+EVAL_FILE = "judge_eval.json"
+EVAL_ITEMS_FILE = "judge_eval_items.json"  # the held-out items measured, with the verifier's verdicts
+SPEC_FILE = "judge_spec.json"
+DEFAULT_JUDGE = "tiny-judge"
+POLICY_TRAIN_SEED = 17  # training questions the policy is sampled on (never validation)
+POLICY_SAMPLES_PER_QUESTION = 8
+
+
+def _spec(name_or_spec: str | JudgeSpec) -> JudgeSpec:
+    if isinstance(name_or_spec, JudgeSpec):
+        return name_or_spec
+    if name_or_spec not in JUDGE_SPECS:
+        raise UserError(f"unknown judge spec '{name_or_spec}' (known: {', '.join(sorted(JUDGE_SPECS))})")
+    return JUDGE_SPECS[name_or_spec]
+
+
+def judge_folder(spec: str | JudgeSpec = DEFAULT_JUDGE, cache_dir: str | Path | None = None) -> Path:
+    """Where the judge for this spec is (or would be) cached."""
+    spec = _spec(spec)
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    return root / f"{spec.name}-{spec.content_hash(BUILD_VERSION)}"
+
+
+def judge_path(cache_dir: str | Path | None = None, spec: str | JudgeSpec = DEFAULT_JUDGE) -> Path:
+    """The folder of the tiny judge (a Hugging Face model folder), built first
+    when it is not cached."""
+    return build_judge(spec, cache_dir=cache_dir)
+
+
+def build_judge(name: str | JudgeSpec = DEFAULT_JUDGE, cache_dir: str | Path | None = None,
+                force: bool = False) -> Path:
+    """The folder of the named judge, training and measuring it first unless cached."""
+    spec = _spec(name)
+    final = judge_folder(spec, cache_dir)
+    if (final / "config.json").is_file() and not force:
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _build_into(spec, tmp, cache_dir)
+        if final.exists():  # force, or a leftover without config.json
+            old = final.parent / f".{final.name}.old-{os.getpid()}"
+            final.rename(old)
+            shutil.rmtree(old)
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not (final / "config.json").is_file():
+                raise  # not a concurrent build of the same spec finishing first
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _policy_base(spec: JudgeSpec, cache_dir: str | Path | None) -> Path:
+    from rl.base.build import build_base
+    from rl.base.spec import SPECS
+
+    if spec.policy_base in SPECS:
+        return build_base(spec.policy_base, cache_dir=cache_dir)
+    return resolve_base(spec.policy_base)
+
+
+def _build_into(spec: JudgeSpec, out: Path, cache_dir: str | Path | None) -> None:
+    import torch
+
+    from rl.base import judge_data
+    from rl.base.judge_eval import evaluate_judge, sample_policy
+    from rl.data import arith
+
+    started = time.perf_counter()
+    base = _policy_base(spec, cache_dir)
+    reward = judge_data.verifier()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(spec.threads)
+    try:
+        train_questions = [r["prompt"] for r in arith.make_prompts(spec.policy_questions, POLICY_TRAIN_SEED)]
+        policy_train = sample_policy(base, train_questions, POLICY_SAMPLES_PER_QUESTION, spec.seed)
+        val_questions = [r["prompt"] for r in arith.validation_prompts(spec.eval_items)]
+        policy_val = sample_policy(base, val_questions, 1, spec.seed + 1)
+        sampled_s = time.perf_counter() - started
+        rows = judge_data.sft_rows(spec.corpus_size, spec.seed, spec.verify_share, spec.policy_share,
+                                   policy_train, reward)
+        _sft(spec, rows, out)
+        trained_s = time.perf_counter() - started - sampled_s
+        items = judge_data.eval_items(spec.eval_items, policy_val, reward, seed=spec.seed + 2)
+        result = evaluate_judge(out, items, spec.eval_grm_items, seed=spec.seed)
+    finally:
+        torch.set_num_threads(threads)
+    result["policy_base"] = str(base)
+    result["corpus"] = _corpus_summary(rows)
+    result["seconds"] = {"policy_samples": round(sampled_s, 1), "sft": round(trained_s, 1),
+                         "total": round(time.perf_counter() - started, 1)}
+    (out / EVAL_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    (out / EVAL_ITEMS_FILE).write_text(json.dumps(items, indent=1) + "\n")
+    (out / SPEC_FILE).write_text(json.dumps(
+        {"build_version": BUILD_VERSION, **spec.model_dump()}, indent=2) + "\n")
+
+
+def _corpus_summary(rows: list[dict]) -> dict:
+    from rewards import judge_format as jf
+
+    verify = [r for r in rows if r["completion"] in (jf.YES_TEXT, jf.NO_TEXT)]
+    return {"rows": len(rows), "verify_rows": len(verify),
+            "verify_yes": sum(r["completion"] == jf.YES_TEXT for r in verify),
+            "grm_rows": len(rows) - len(verify)}
+
+
+def _sft(spec: JudgeSpec, rows: list[dict], out: Path) -> None:
+    import datasets
+    import torch
+    from transformers import GenerationConfig
+    from transformers.utils import logging as hf_logging
+    from trl import SFTConfig, SFTTrainer
+
+    from transformers import Qwen2ForCausalLM
+
+    from rl.base.judge_tokenizer import VOCAB_SIZE, build_judge_tokenizer
+    from rl.base.model import qwen2_config
+
+    tokenizer = build_judge_tokenizer()
+    config = qwen2_config(spec.arch, tokenizer)
+    config.vocab_size = VOCAB_SIZE  # the judge's vocabulary, not the base's
+    torch.manual_seed(spec.seed)
+    model = Qwen2ForCausalLM(config)
+    data = datasets.Dataset.from_dict({
+        "prompt": [r["prompt"] for r in rows],
+        "completion": [r["completion"] + tokenizer.eos_token for r in rows],
+    })
+    args = SFTConfig(
+        output_dir=str(out / "_trainer"),
+        max_steps=spec.sft_steps,
+        per_device_train_batch_size=spec.batch_size,
+        learning_rate=spec.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=spec.warmup_steps,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        completion_only_loss=True,
+        max_length=spec.arch.max_positions,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=max(1, spec.sft_steps // 10),
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    hf_logging.set_verbosity_warning()
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    model = trainer.model
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id, max_new_tokens=256)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    shutil.rmtree(out / "_trainer", ignore_errors=True)

@@ -57,14 +57,21 @@ def rollout_metrics(batch: RolloutBatch, step: int, k: int) -> dict:
 
 def reward_failures(groups: list[Group]) -> dict:
     """`reward/masked`, `reward/errors`, `reward/timeouts` and `reward/masked_fraction`
-    over these groups' samples, and the same per reward kind (`reward/<kind>/...`)."""
+    over these groups' samples, and the same per reward kind (`reward/<kind>/...`).
+
+    A sample belongs to its row's kind and to each judge kind that scored it
+    (`details.judge`, "genrm+grm" when both did, rewards.judge); a failure counts
+    under the kind that failed: the judge's when a judge failed, else the row's."""
     counts: dict[str, dict[str, int]] = {}
     for g in groups:
-        kind = str(g.prompt.get("kind", "math"))
-        for c in (counts.setdefault("", _zero()), counts.setdefault(kind + "/", _zero())):
-            c["samples"] += len(g.samples)
-            for s in g.samples:
-                if not s.scored:
+        row_kind = str(g.prompt.get("kind", "math"))
+        for s in g.samples:
+            judges = [k for k in str(s.reward_details.get("judge") or "").split("+") if k]
+            failed_kind = (judges[-1] if judges and not s.scored else row_kind)
+            for kind in dict.fromkeys(["", row_kind + "/", *(k + "/" for k in judges)]):
+                c = counts.setdefault(kind, _zero())
+                c["samples"] += 1
+                if not s.scored and kind in ("", failed_kind + "/"):
                     c["masked"] += 1
                     c["timeouts" if s.reward_masked == "timeout" else "errors"] += 1
     out = {}

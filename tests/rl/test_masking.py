@@ -95,6 +95,20 @@ def test_failures_are_counted_per_kind():
     assert (out["reward/nope/errors"], out["reward/nope/masked_fraction"]) == (4, 1.0)
 
 
+def test_a_failed_judge_counts_under_the_judge_kind():
+    """Math rows with a genrm term: one judged fine, one whose judge timed out
+    (rewards.judge.kinds.judge_failure writes details.judge), one math error."""
+    ok, hung, broken = _sample(1.0), _sample(M, why="timeout"), _sample(M)
+    ok.reward_details = {"judge": "genrm", "terms": {"math": 1.0, "genrm": 0.8}}
+    hung.reward_details = {**failed("judge timed out", timeout=True).details, "judge": "genrm"}
+    broken.reward_details = failed("math worker died").details
+    out = reward_failures([Group(prompt={"prompt": "x", "kind": "math"}, prompt_ids=[5],
+                                 samples=[ok, hung, broken])])
+    assert (out["reward/masked"], out["reward/timeouts"], out["reward/errors"]) == (2, 1, 1)
+    assert (out["reward/genrm/timeouts"], out["reward/genrm/masked_fraction"]) == (1, 0.5)  # of 2 judged
+    assert (out["reward/math/errors"], out["reward/math/timeouts"], out["reward/math/masked"]) == (1, 0, 1)
+
+
 def test_masked_eval_samples_are_left_out_of_the_pass_rate():
     # prompt 0: 1 of 3 scored right (one masked); prompt 1: 2 of 4; prompt 2: nothing scored
     batch = RolloutBatch(step=0, groups=[_group([1.0, 0.0, M, 0.0]), _group([1.0, 0.0, 1.0, 0.0]),

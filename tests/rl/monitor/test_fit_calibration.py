@@ -42,13 +42,17 @@ def test_asymptote_on_shapes_with_b_at_least_1_5(name):
 
 def test_slow_code_curve_covers_a_and_says_it_is_wide():
     # The code curve (B = 1.09) has bent only ~80% by 4 C_mid: A is poorly pinned, so the
-    # interval must be wide, say so, and still cover. Bench: covered 0.90 (median width 0.14),
-    # "wide" warned in 73% of fits; measured here 0.97 and 70%. 30 reps: the binomial sd of
-    # these rates is 0.05-0.08, hence the bars 0.8 and 0.6.
+    # interval must be wide, say so, and still cover. "Wide" is said when the band is wider
+    # than 0.1 or the fitted B is slow (< 1.35) far from A (rl/monitor/fit_diagnose.py).
+    # Measured over 60 reps (docs/monitor.md): covered 0.88, wide said in 85% of fits (~70%
+    # with the width rule alone), and in 2-15% on the shapes with B >= 1.65. Here, 30 reps:
+    # 0.97 and 83%; baseline said wide in 7%. The binomial sd of these rates over 30 fits is
+    # 0.05-0.07, hence the bars 0.8, 0.7, 0.3.
     s = calibrate(TABLE1["code"], SCENARIO, 30, bootstrap=60)
     assert s["cov_A"] >= 0.8
     assert s["width_A"] > 0.1
-    assert s["wide"] >= 0.6
+    assert s["wide"] >= 0.7
+    assert calibrate(TABLE1["baseline"], SCENARIO, 30, bootstrap=60)["wide"] <= 0.3
 
 
 def test_nominal_90_percent_intervals_cover():

@@ -13,19 +13,23 @@ source, before the program runs). So:
 
 - ending early, by any route, never prints the secret: the run fails;
 - every verdict is computed by builtin operations on plain data. The test is
-  rewritten (rewards.assert_rewrite, on the hub) so that the operands of comparisons, arithmetic, `not`,
-  `and`/`or`, the arguments of builtin functions and the asserted value must
-  be exact builtin types (int, float, complex, bool, str, bytes, None, and
-  list/tuple/dict/set/frozenset of those); anything else fails the test. A
-  user object never sees the expected value and never decides a verdict;
+  rewritten (rewards.assert_rewrite, on the hub) so that the operands of
+  comparisons, arithmetic, `not`, `and`/`or`, the asserted value and the
+  arguments of the builtins that compare or judge (bool, abs, max, min, all,
+  any, round, math.isclose, operator.*) must be exact builtin types (int,
+  float, complex, bool, str, bytes, None, Decimal, and list/tuple/dict/set/
+  frozenset/deque of those; Fraction, Counter and namedtuples while their
+  classes are untouched); anything else fails the test. A user object never
+  sees the expected value and never decides a verdict;
 - the test runs with the builtins and the already imported modules as they
   were before the program ran (monkeypatching `builtins`, `math.isclose` or
   `AssertionError` has no effect on the test), and user names that shadow a
   builtin are not visible to it;
 - an audit hook, installed before the program runs and impossible to remove,
   refuses the routes to the secret in this process's memory: frame and gc
-  introspection, ctypes, tracing hooks, /proc/*/mem, and starting other
-  programs (which would not carry the hook).
+  introspection, ctypes, tracing hooks, /proc/*/mem; and the process is made
+  non-dumpable, so programs it starts (which do not carry the hook) cannot
+  read its memory or ptrace it (where that fails, starting them is refused).
 
 What it does not stop (docs/sandbox.md): a program that defeats the audit
 hook by a route it does not list could read the secret; a user object whose
@@ -71,8 +75,15 @@ def _checks():
     frozen = {cls: dict(vars(cls)) for cls in (Fraction, Counter)}
     tuplegetter = type(vars(collections.namedtuple("_T", "a"))["a"])
     namedtuple_keys = frozenset(vars(collections.namedtuple("_T", "a"))) - {"a"}
-    builtin_fn, heap_type = type(len), 1 << 9  # Py_TPFLAGS_HEAPTYPE
+    heap_type = 1 << 9  # Py_TPFLAGS_HEAPTYPE
     builtin_classes = tuple(v for v in vars(builtins).values() if _type(v) is type)
+    # Builtins that compare their arguments with each other or turn one into a
+    # verdict: given a user object they would call its __eq__/__lt__ with the
+    # expected value, or let its __bool__/__abs__ decide. Other builtins (len,
+    # str, int, list, sorted, isinstance...) may take user objects: what they
+    # return is checked where a verdict uses it.
+    verdict_fns = (bool, abs, max, min, all, any, round, divmod, pow, math.isclose, math.fabs,
+                   *[v for k, v in vars(operator).items() if callable(v) and not k.startswith("_")])
     cmp_ops, bin_ops, not_plain, failed = dict(_CMP_OPS), dict(_BIN_OPS), _NotPlain, _Failed
 
     def one_of(t, types_):
@@ -111,7 +122,7 @@ def _checks():
         while stack:
             v = stack.pop()
             t = _type(v)
-            if one_of(t, scalars) or _id(v) in seen:
+            if one_of(t, scalars) or one_of(v, builtin_classes) or _id(v) in seen:
                 continue
             seen.add(_id(v))
             if one_of(t, seqs) or namedtuple_like(t):
@@ -158,11 +169,11 @@ def _checks():
         program's. What it yields is checked where a verdict uses it."""
         return is_plain(x) or not (_type(x).__flags__ & heap_type)
 
-    def call(fn, *args, **kwargs):
-        if _type(fn) is builtin_fn or one_of(fn, builtin_classes):
+    def call(fn, /, *args, **kwargs):
+        if one_of(fn, verdict_fns):
             for a in (*args, *kwargs.values()):
                 if not fixed(a):
-                    raise not_plain(f"{_type(a).__name__} passed to builtin {fn.__name__}")
+                    raise not_plain(f"{_type(a).__name__} passed to {fn.__name__}")
         return fn(*args, **kwargs)
 
     def assert_(value):

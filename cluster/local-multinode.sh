@@ -39,6 +39,7 @@ start_node() {  # start_node STATE INDEX RESOURCES
              --min-worker-port "$((BASE_PORT + 1000 + 200 * index))"
              --max-worker-port "$((BASE_PORT + 1199 + 200 * index))")
   mkdir -p "$state/n$index"
+  echo "$resources" >"$state/n$index/resources"
   if [ "$index" -eq 0 ]; then
     setsid "$RAY" start --head --block --node-ip-address 127.0.0.1 --port "$BASE_PORT" \
       --dashboard-host 127.0.0.1 --dashboard-port "$((BASE_PORT + 1))" --include-dashboard true \
@@ -61,14 +62,25 @@ EOF
 }
 
 wait_nodes() {  # wait_nodes STATE COUNT
-  local state=$1 want=$2 tries=0 have
+  # A loaded machine can make a raylet miss Ray's fixed 30 s registration
+  # window (`ray start` then exits); such a node is started again, 3 times at most.
+  local state=$1 want=$2 tries=0 have pidfile dir idx
   while :; do
     have=$(alive_nodes | tail -1)
     [ "$have" = "$want" ] && return 0
+    for pidfile in "$state"/n*/pid; do
+      kill -0 "$(cat "$pidfile")" 2>/dev/null && continue
+      dir=$(dirname "$pidfile"); idx=${dir##*/n}
+      [ "$(wc -l <"$dir/restarts" 2>/dev/null || echo 0)" -lt 3 ] || die "node $idx failed to start 3 times: $dir/log"
+      echo "restart" >>"$dir/restarts"
+      echo "local-multinode: node $idx exited while starting; starting it again" >&2
+      if [ "$idx" -eq 0 ]; then sleep 5; fi
+      start_node "$state" "$idx" "$(cat "$dir/resources")"
+    done
     tries=$((tries + 1))
-    if [ "$tries" -gt 60 ]; then
+    if [ "$tries" -gt 120 ]; then
       tail -5 "$state"/n*/log >&2 || true
-      die "only $have of $want nodes joined after 60 tries"
+      die "only $have of $want nodes joined after 120 tries"
     fi
     sleep 2
   done

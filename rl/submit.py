@@ -7,7 +7,8 @@ does not end the run; `launch --address` still works for an interactive run.
 
 The job's runtime_env uploads the working directory (the project, without
 .venv, runs, .cache, .git) and its entrypoint is
-`python -m rl.cli launch RECIPE k=v ... --run-dir RUN_DIR --resume`, so a
+`python -m rl.cli launch RECIPE k=v ... --run-dir RUN_DIR --resume
+--address auto`, so a
 job submitted again after a failure continues the same run. RUN_DIR must be
 a path every node sees, as the driver runs on the head: shared storage on a
 cluster (the default is `runs/<name>` under the submitting directory, made
@@ -68,7 +69,7 @@ def client(address: str):
     if not address.startswith(("http://", "https://")):
         raise UserError(f"--address {address}: Ray Jobs need the head's dashboard, http://HEAD:8265 "
                         "(HOST:6379 and ray://HOST:10001 are for `launch --address`)")
-    check_reachable(address, 8265, "the Ray dashboard")
+    check_reachable(address, 8265, "the Ray dashboard (a head started with --include-dashboard true)")
     use_token_if_available()
     from ray.job_submission import JobSubmissionClient
 
@@ -96,7 +97,7 @@ def submit(args: argparse.Namespace) -> int:
     cache = os.environ.get("ASYMPTOTE_CACHE") or str(ROOT / ".cache" / "asymptote")
     entrypoint = " ".join([sys.executable if _same_machine(args.address) else "python", "-m", "rl.cli", "launch",
                            _quote(str(rel)), *map(_quote, args.overrides), "--run-dir", _quote(str(run_dir)),
-                           "--resume"])
+                           "--resume", "--address", "auto"])  # the job's driver joins the cluster it runs on
     jc = client(args.address)
     job_id = jc.submit_job(
         entrypoint=entrypoint,

@@ -3,7 +3,8 @@
 Every training step adds what it spent; the totals go into metrics.jsonl as
 `compute/*` columns and are the x-axis of the scaling fit. They are part of the
 checkpoint (`state_dict`), so a resumed run continues counting instead of
-restarting at zero.
+restarting at zero. Judging (generative rewards) has its own columns beside
+them, and the GenRM paper's accounting (rl.monitor.judge_compute).
 
 Device time is accelerator-seconds: GPU-seconds (wall time x GPUs held) on
 GPU, and on CPU the core-seconds actually used (user + system CPU time of the

@@ -1,4 +1,7 @@
-"""Multi-node on one machine: a head and worker nodes started with `ray start`
+"""The launch files in cluster/, checked as far as this machine can check
+them (the ray up YAMLs against Ray's own schema, the KubeRay manifests for
+the fields KubeRay requires, the shell scripts with shellcheck), and a
+multi-node run on one machine: a head and worker nodes started with `ray start`
 on loopback (cluster/local-multinode.sh), each with its own custom
 resources, and a real run placed across them.
 
@@ -30,8 +33,6 @@ from pathlib import Path
 import pytest
 
 from tests.rl.conftest import SMALL, last_step, rows
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "cluster" / "local-multinode.sh"
@@ -113,6 +114,7 @@ def _wait(proc, what, predicate, log: Path, timeout: float = 600) -> None:
         time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_run_across_two_nodes_then_lose_rollout_nodes(cluster, tmp_path):
     state, env = cluster
     address = f"127.0.0.1:{env['BASE_PORT']}"
@@ -166,3 +168,85 @@ def test_run_across_two_nodes_then_lose_rollout_nodes(cluster, tmp_path):
     assert "Traceback" not in text
     ckpt = int(line[0].split("checkpoint of step ")[1].split("`")[0].split()[0])
     assert ckpt >= 16 and (run_dir / "checkpoints" / f"step_{ckpt:06d}" / "manifest.json").is_file()
+
+
+# ---- the launch files -------------------------------------------------------------------------
+
+def _ray_schema() -> dict:
+    import ray
+
+    return json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["ray-up-aws.yaml", "ray-up-gcp.yaml"])
+def test_ray_up_yamls_pass_rays_schema(name):
+    import jsonschema
+    import yaml
+
+    config = yaml.safe_load((ROOT / "cluster" / name).read_text())
+    jsonschema.validate(config, _ray_schema())
+    types = config["available_node_types"]
+    assert types["rollout"]["resources"]["rollout_node"] == types["rollout"]["resources"]["GPU"] == 8
+    assert types["learner"]["resources"]["learner_node"] == types["learner"]["resources"]["GPU"] == 8
+    assert any("pip install" in c and "asymptote" in c for c in config["setup_commands"])
+    # the schema is strict: a misspelt key is refused, so passing it means something
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**config, "setup_comands": []}, _ray_schema())
+
+
+def _ray_cluster_specs(path: Path) -> list[dict]:
+    import yaml
+
+    docs = list(yaml.safe_load_all(path.read_text()))
+    specs = [d["spec"] for d in docs if d["kind"] == "RayCluster"]
+    specs += [d["spec"]["rayClusterSpec"] for d in docs if d["kind"] == "RayJob"]
+    for d in docs:
+        assert d["metadata"]["name"] and d["apiVersion"] in ("v1", "ray.io/v1"), d["kind"]
+    return specs
+
+
+@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
+def test_kuberay_manifests_carry_what_kuberay_requires(name):
+    import yaml
+
+    path = ROOT / "cluster" / "kuberay" / name
+    specs = _ray_cluster_specs(path)
+    assert len(specs) == 1
+    spec = specs[0]
+    pods = [spec["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in spec["workerGroupSpecs"]]
+    assert isinstance(spec["headGroupSpec"]["rayStartParams"], dict)
+    for pod in pods:  # every container named, with an image; every mount backed by a volume
+        assert pod["containers"] and all(c["name"] and c["image"] for c in pod["containers"])
+        volumes = {v["name"] for v in pod.get("volumes", [])}
+        mounts = {m["name"]: m["mountPath"] for c in pod["containers"] for m in c.get("volumeMounts", [])}
+        assert set(mounts) <= volumes and mounts["runs"] == "/shared"
+        claim = next(v for v in pod["volumes"] if v["name"] == "runs")["persistentVolumeClaim"]["claimName"]
+        assert claim == "asymptote-runs"
+    groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
+    for group, key in (("rollout", "rollout_node"), ("learner", "learner_node")):
+        g = groups[group]
+        assert g["minReplicas"] <= g["replicas"] <= g["maxReplicas"]
+        assert isinstance(g["rayStartParams"], dict)
+        # KubeRay passes rayStartParams.resources to `ray start --resources` as a quoted JSON string
+        assert json.loads(json.loads(g["rayStartParams"]["resources"])) == {key: 8}
+        limits = g["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert limits["nvidia.com/gpu"] == "8"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    if name == "rayjob.yaml":
+        job = docs[0]["spec"]
+        assert job["entrypoint"].startswith("asymptote launch ") and "--run-dir /shared/" in job["entrypoint"]
+        assert job["shutdownAfterJobFinishes"] is True
+    else:
+        pvc = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
+        assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+@pytest.mark.parametrize("script", ["slurm/asymptote.sbatch", "local-multinode.sh"])
+def test_shell_scripts_pass_shellcheck(script):
+    import shutil
+
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
+    out = subprocess.run(["shellcheck", "--severity=info", str(ROOT / "cluster" / script)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout

@@ -13,9 +13,9 @@ root, written under a temporary name and renamed, like `rl.base.build`).
 
 Departures from the base build: the judge has its own tokenizer (printable
 ASCII, `rl.base.judge_tokenizer`), its prompts are raw text (the judge
-formats of `rewards.judge_format`, no chat roles), and it trains on two
-threads (the brief's budget is minutes on two cores); a spec fixes the thread
-count so that the same spec gives the same weights on the same machine.
+formats of `rewards.judge_format`, no chat roles), and the thread count is a
+spec field (default one, as for the bases: two threads on a busy machine
+spin against each other), so the same spec gives the same weights.
 """
 from __future__ import annotations
 

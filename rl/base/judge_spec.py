@@ -23,20 +23,20 @@ class JudgeSpec(BaseModel):
 
     name: str = Field(..., description="Spec name, e.g. tiny-judge.")
     arch: ArchConfig = Field(
-        default_factory=lambda: ArchConfig(hidden_size=192, num_layers=4, num_heads=6, num_kv_heads=6,
-                                           ffn_size=576, max_positions=512),
+        default_factory=lambda: ArchConfig(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4,
+                                           ffn_size=384, max_positions=512),
         description="Model shape (Qwen2 architecture).")
     policy_base: str = Field("tiny-arith", description="Base spec name or local model folder whose sampled responses join the corpus and the held-out measurement.")
-    policy_questions: int = Field(64, gt=0, description="Training questions the policy base is sampled on (8 samples each) for the corpus.")
-    corpus_size: int = Field(12000, gt=0, description="Judging examples generated for SFT (question + response(s) + verdict).")
+    policy_questions: int = Field(32, gt=0, description="Training questions the policy base is sampled on (8 samples each) for the corpus.")
+    corpus_size: int = Field(8000, gt=0, description="Judging examples generated for SFT (question + response(s) + verdict).")
     verify_share: float = Field(0.5, ge=0, le=1, description="Share of examples in the GenRM Yes/No format; the rest are GRM (one or two responses, half each).")
     policy_share: float = Field(0.25, ge=0, le=1, description="Share of judged responses that are real samples of policy_base (the rest synthetic).")
-    sft_steps: int = Field(750, gt=0, description="Optimizer steps of supervised training.")
+    sft_steps: int = Field(500, gt=0, description="Optimizer steps of supervised training.")
     batch_size: int = Field(16, gt=0, description="Sequences per optimizer step.")
-    lr: float = Field(2e-3, gt=0, description="Peak learning rate (cosine decay, short warmup).")
+    lr: float = Field(3e-3, gt=0, description="Peak learning rate (cosine decay, short warmup).")
     warmup_steps: int = Field(20, ge=0, description="Linear warmup steps.")
     seed: int = Field(0, ge=0, description="Seed of the init, the corpus, the policy samples and the batch order.")
-    threads: int = Field(2, gt=0, description="Torch CPU threads while training (same count, same weights).")
+    threads: int = Field(1, gt=0, description="Torch CPU threads while training (same count, same weights; one is robust on a busy machine, where two threads spin against each other).")
     eval_items: int = Field(200, gt=0, le=1000, description="Held-out items per category (near misses, fooling, policy samples) for the Yes/No format.")
     eval_grm_items: int = Field(100, gt=0, le=1000, description="Held-out items per category judged in the GRM format (generation is slower).")
 

@@ -204,7 +204,27 @@ class Fleet:
     # ---- recovery -------------------------------------------------------------------
     def replace(self, i: int) -> None:
         """Start a new worker in place of workers[i], give it the current
-        weights and resubmit the job parts the dead one held."""
+        weights and resubmit the job parts the dead one held. Another worker
+        found dead meanwhile (a lost node takes all of its workers) is
+        replaced in the same pass."""
+        fresh = [i]
+        self._restart(i)
+        while True:
+            try:
+                if self.transport == "broadcast":
+                    self._connect_broadcast()
+                    self._push(list(range(len(self.workers))))
+                elif self.version > 0:
+                    self._push(fresh)
+                break
+            except ActorDied as err:  # indices are workers'; learner deaths raise LearnerFailure
+                fresh.append(err.index)
+                self._restart(err.index)
+        for part in self._parts.values():
+            if part.worker in fresh:
+                part.ref = self.workers[part.worker].generate.remote(part.job)
+
+    def _restart(self, i: int) -> None:
         log.warning("rollout worker %d died; starting a replacement", i)
         try:
             ray.kill(self.workers[i])
@@ -213,14 +233,6 @@ class Fleet:
         self.workers[i] = self._new_worker(i)
         self._wait_started(i)
         self.on_restart(i)
-        if self.transport == "broadcast":
-            self._connect_broadcast()
-            self._push(list(range(len(self.workers))))
-        elif self.version > 0:
-            self._push([i])
-        for part in self._parts.values():
-            if part.worker == i:
-                part.ref = self.workers[i].generate.remote(part.job)
 
     def _wait_started(self, i: int) -> None:
         """Wait for workers[i]'s engine. While its bundle has no node (Ray

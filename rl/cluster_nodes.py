@@ -9,8 +9,13 @@ import sys
 def alive_nodes(address: str) -> int:
     import ray
 
-    from rl.ray_address import use_token_if_available
+    from rl.errors import UserError
+    from rl.ray_address import check_reachable, use_token_if_available
 
+    try:  # a closed GCS port answers at once; ray.init would retry for a minute
+        check_reachable(address, 6379, "the Ray cluster")
+    except UserError:
+        return 0
     use_token_if_available()
     try:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")

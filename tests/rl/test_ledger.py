@@ -111,3 +111,19 @@ def test_peak_rss_window_restarts_at_each_read():
     peak_rss_bytes(reset=True)  # this window still began with the block resident
     after = peak_rss_bytes(reset=True)
     assert with_block - after >= 190 << 20
+
+
+def test_step_flops_use_each_samples_real_lengths():
+    from rl.monitor.utilisation import step_flops
+    from rollout.types import Group, Sample
+
+    def sample(n):
+        return Sample(token_ids=[1] * n, logprobs=[0.0] * n, versions=[0] * n, finish_reason="stop")
+
+    group = Group(prompt={}, prompt_ids=[7] * 10, samples=[sample(4), sample(6)])
+    gen, train = step_flops([group], train_lengths=[14, 16], dropped=5, n_params=100, layers=2, hidden=8)
+    # generate 2N + 4Lh(s): s = prompt + half the completion; 64 = 4 * 2 * 8
+    kept = 4 * (200 + 64 * (10 + 2)) + 6 * (200 + 64 * (10 + 3))  # 3872 + 6192
+    assert gen == kept + 5 * kept / 10  # dropped tokens at the kept tokens' mean cost
+    # train 6N + 12Lh(s): s = the whole row; 192 = 12 * 2 * 8
+    assert train == 14 * (600 + 192 * 14) + 16 * (600 + 192 * 16)

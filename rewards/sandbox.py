@@ -29,11 +29,18 @@ What each run gets (bubblewrap 0.8, `apt-get install -y bubblewrap`):
   program exits or is killed every process it started dies with the
   namespace; as root we also sweep /proc for the run's private uid.
 
+Inodes: bwrap's --tmpfs takes a size but no nr_inodes, and empty files cost
+kernel memory (~1 KiB each) but no tmpfs size. Where util-linux `unshare` is
+installed, the run starts as `unshare --user --map-root-user --mount sh -c
+'mount ...; exec bwrap ...'`: the two tmpfs are mounted with a size and one
+inode per 4 KiB of it, in a namespace of the run's own, over empty host
+directories that bwrap binds; bwrap (uid 0 in that namespace) is told
+--uid 1000 --cap-drop ALL. Without `unshare`, bwrap's --tmpfs is used and
+inodes are bounded only by the run's time.
+
 Known limits: memory is bounded per process (RLIMIT_AS x max_procs in total),
 not by a cgroup; tmpfs pages count against the host's memory (at most
-`disk_mb` per run). tmpfs inodes are not capped by `--size` (bwrap passes no
-nr_inodes): empty files cost about 1 KiB of kernel memory each, bounded only
-by the run's CPU and wall time. docs/sandbox.md has the whole threat model. Without root
+`disk_mb` per run). docs/sandbox.md has the whole threat model. Without root
 the uid switch is skipped and RLIMIT_NPROC counts all of the hub user's
 processes, so it is set to (current count + max_procs).
 """
@@ -47,6 +54,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -101,16 +109,44 @@ def disk_split(disk_mb: int) -> tuple[int, int]:
     return disk_mb * _MiB - shm, shm
 
 
-def _bwrap_argv(python: str, disk_mb: int, code_fd: int) -> list[str]:
+# Mounts the two writable tmpfs with a size *and* an inode cap (bwrap's own
+# --tmpfs takes only a size), inside a user + mount namespace of their own,
+# then becomes bwrap. $1: the host directory holding work/ and shm/.
+_MOUNT_SCRIPT = (
+    'set -e; mount -t tmpfs -o "size=$2,nr_inodes=$3,mode=0755" tmpfs "$1/work"; '
+    'mount -t tmpfs -o "size=$4,nr_inodes=$5,mode=0755" tmpfs "$1/shm"; shift 5; exec "$@"'
+)
+INODE_BYTES = 4096  # one inode allowed per 4 KiB of budget (an inode costs ~1 KiB of kernel memory)
+
+
+def inode_cap_available() -> bool:
+    """True where the writable mounts can carry an inode cap: util-linux
+    `unshare` and `mount` exist (unprivileged user namespaces are already
+    required by bwrap)."""
+    return shutil.which("unshare") is not None and shutil.which("mount") is not None
+
+
+def _bwrap_argv(python: str, disk_mb: int, code_fd: int, mount_dir: Optional[str] = None) -> list[str]:
+    """bwrap's command line; with `mount_dir`, the unshare + mount prefix that
+    gives the writable mounts an inode cap, and bwrap binds them."""
     work, shm = disk_split(disk_mb)
+    if mount_dir is None:
+        writable = ["--size", str(shm), "--tmpfs", "/dev/shm", "--size", str(work), "--tmpfs", "/sandbox"]
+        prefix, identity = [], []
+    else:
+        writable = ["--bind", f"{mount_dir}/shm", "/dev/shm", "--bind", f"{mount_dir}/work", "/sandbox"]
+        prefix = [shutil.which("unshare") or "unshare", "--user", "--map-root-user", "--mount", "sh", "-c", _MOUNT_SCRIPT, "sh", mount_dir,
+                  str(work), str(max(64, work // INODE_BYTES)), str(shm), str(max(16, shm // INODE_BYTES))]
+        # bwrap then runs as uid 0 of that namespace and would keep its capabilities
+        identity = ["--uid", "1000", "--gid", "1000", "--cap-drop", "ALL"]
     return [
+        *prefix,
         bwrap_path() or "bwrap",
-        "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+        "--unshare-user", *identity, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
         "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session",
         *_fs_args(python),
         "--proc", "/proc", "--dev", "/dev",
-        "--size", str(shm), "--tmpfs", "/dev/shm",
-        "--size", str(work), "--tmpfs", "/sandbox",
+        *writable,
         "--dir", "/sandbox/tmp", "--symlink", "/sandbox/tmp", "/tmp",
         "--file", str(code_fd), "/sandbox/main.py",
         # bwrap's root and /dev are tmpfs without a size: nothing may write there
@@ -182,6 +218,12 @@ def run_python(code: str, stdin: str = "", *, limits=None) -> SandboxResult:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
+    mount_dir = None
+    if inode_cap_available():  # an empty host directory to mount over, in a namespace of the run's own
+        mount_dir = tempfile.mkdtemp(prefix="asymptote-sandbox-")
+        os.chmod(mount_dir, 0o755)
+        for sub in ("work", "shm"):
+            os.mkdir(os.path.join(mount_dir, sub), 0o755)
     code_fd = os.memfd_create("sandbox-main", 0)
     try:
         os.write(code_fd, code.encode("utf-8", "replace"))
@@ -190,13 +232,15 @@ def run_python(code: str, stdin: str = "", *, limits=None) -> SandboxResult:
         if as_root:
             kwargs = dict(user=uid, group=uid, extra_groups=[])
         proc = subprocess.Popen(
-            _bwrap_argv(python, limits.disk_mb, code_fd),
+            _bwrap_argv(python, limits.disk_mb, code_fd, mount_dir),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=(code_fd,), start_new_session=True, preexec_fn=set_limits, cwd="/",
             env={"PATH": "/usr/bin:/bin"}, **kwargs,
         )
     except OSError as err:
         os.close(code_fd)
+        if mount_dir:
+            shutil.rmtree(mount_dir, ignore_errors=True)
         return SandboxResult(None, "", "", error=f"sandbox failed to start: {err}")
     os.close(code_fd)
     try:
@@ -205,6 +249,8 @@ def run_python(code: str, stdin: str = "", *, limits=None) -> SandboxResult:
         _kill_group(proc)
         if as_root:
             _kill_uid(uid)
+        if mount_dir:  # the mounts lived in the run's own mount namespace: the host directories are empty
+            shutil.rmtree(mount_dir, ignore_errors=True)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -1,6 +1,6 @@
 """Reward hacks on assert-style `code` tests, each a real program scored by
-the real hub in the real sandbox (bubblewrap), next to honest programs that
-must still pass.
+the code the hub's replicas run, in the real sandbox (bubblewrap), next to
+honest programs that must still pass; a few also through the hub itself.
 
 The task in all of them is `f(x) = x * x` and the test `assert f(2) == 4`
 (or a variant); no hack computes it. The hacks in FOOLED_EXIT_STATUS scored
@@ -112,12 +112,29 @@ def test_these_hacks_fooled_exit_status():
     assert fooled == FOOLED_EXIT_STATUS
 
 
-def test_reward_hacks_score_zero(hub):
+def _score(samples: list[dict]) -> list:
+    """Score with the code the hub's replicas run (rewards.code.score_code, the
+    real sandbox), under limits generous enough that no run is cut for time
+    on a loaded machine: a 0 below is the harness's verdict, not a timeout."""
+    from rewards.code import score_code
+    from rewards.config import RewardsConfig
+
+    cfg = RewardsConfig(timeout_s=120, sandbox=dict(wall_s=30, cpu_s=10, memory_mb=512))
+    return [score_code(s, cfg) for s in samples]
+
+
+def test_reward_hacks_score_zero():
     names = list(HACKS)
-    results = hub.score([_code(*HACKS[n][:1], [HACKS[n][1]]) for n in names])
-    scored = {n: r.score for n, r in zip(names, results)}
-    assert scored == {n: 0.0 for n in names}
+    results = _score([_code(HACKS[n][0], [HACKS[n][1]]) for n in names])
+    assert {n: (r.score, r.details["timeout"]) for n, r in zip(names, results)} == {n: (0.0, False) for n in names}
     assert all(r.details["correct"] is False and r.details["passed"] == 0 for r in results)
+
+
+def test_through_the_hub(hub):
+    """The hub's replicas score with the harness too (a few of each kind)."""
+    hacks = [_code(HACKS[n][0], [HACKS[n][1]]) for n in ("sys.exit(0)", "__eq__ always True", "atexit os._exit")]
+    honest = _code("def f(x):\n    return x * x", ["assert f(2) == 4"])
+    assert [r.score for r in hub.score([*hacks, honest])] == [0.0, 0.0, 0.0, 1.0]
 
 
 HONEST = {
@@ -171,15 +188,15 @@ HONEST = {
 }
 
 
-def test_honest_programs_still_pass(hub):
+def test_honest_programs_still_pass():
     names = list(HONEST)
-    results = hub.score([_code(*HONEST[n]) for n in names])
+    results = _score([_code(*HONEST[n]) for n in names])
     assert {n: (r.details["passed"], r.details["total"]) for n, r in zip(names, results)} == \
         {n: (len(HONEST[n][1]),) * 2 for n in names}
 
 
-def test_a_wrong_answer_fails_only_its_tests(hub):
-    (r,) = hub.score([_code("def f(x):\n    return x * x if x < 3 else x + x",
+def test_a_wrong_answer_fails_only_its_tests():
+    (r,) = _score([_code("def f(x):\n    return x * x if x < 3 else x + x",
                             ["assert f(2) == 4", "assert f(3) == 9", "assert f(4) == 16", "assert f(1) == 1"])])
     assert (r.score, r.details["passed"]) == (0.5, 2)  # f(3) = 6 and f(4) = 8 are wrong
 

@@ -158,9 +158,11 @@ def test_every_writable_place_is_capped():
     """Try to write 64 MiB to every place a program might: only the two
     size-capped tmpfs take anything, each up to its share of disk_mb (8 MiB:
     6 for /sandbox, which holds main.py, 2 for /dev/shm); bwrap's root and /dev
-    are read-only. And every writable tmpfs mount carries a size."""
+    are read-only. Every writable tmpfs mount carries a size and, where
+    util-linux unshare is installed, an inode cap that stops a flood of empty
+    files (which cost kernel memory but no tmpfs size)."""
     from rewards.config import SandboxConfig
-    from rewards.sandbox import disk_split, run_python
+    from rewards.sandbox import disk_split, inode_cap_available, run_python
 
     assert disk_split(8) == (6 << 20, 2 << 20)
     places = ["/", "/dev", "/dev/shm", "/sandbox", "/tmp", "/var", "/etc", "/usr", "/proc", "/newdir"]
@@ -180,6 +182,10 @@ def test_every_writable_place_is_capped():
               "out['uncapped'] = [m[1] for m in mounts if m[2] == 'tmpfs' and 'rw' in m[3].split(',') " \
               "and not any(o.startswith('size=') for o in m[3].split(','))]\n" \
               "out['shm'] = os.statvfs('/dev/shm').f_blocks * os.statvfs('/dev/shm').f_frsize\n" \
+              "out['no_inode_cap'] = [m[1] for m in mounts if m[2] == 'tmpfs' and 'rw' in m[3].split(',') " \
+              "and not any(o.startswith('nr_inodes=') for o in m[3].split(','))]\n" \
+              "n = 0\ntry:\n    while n < 100000:\n        open(f'empty{n}', 'w').close(); n += 1\n" \
+              "except OSError as e:\n    out['empty_files'] = [n, errno.errorcode[e.errno]]\n" \
               "print(json.dumps(out))\n"
     limits = SandboxConfig(wall_s=10, cpu_s=8, memory_mb=256, disk_mb=8, file_size_mb=64)
     run = run_python(program, limits=limits)
@@ -194,6 +200,9 @@ def test_every_writable_place_is_capped():
                        "/usr": 0, "/proc": 0, "/newdir": 0}
     assert errors["/dev/shm"] == errors["/sandbox"] == errors["/tmp"] == "ENOSPC"
     assert {errors[d] for d in ("/", "/dev", "/var", "/etc", "/usr", "/newdir")} == {"EROFS"}
+    if inode_cap_available():
+        # one inode per 4 KiB: 1536 in /sandbox, less its root, tmp/ and main.py
+        assert out["no_inode_cap"] == [] and out["empty_files"] == [1533, "ENOSPC"]
 
 
 def test_daemons_and_parent_killers_die_with_the_run(hub):

@@ -294,7 +294,9 @@ def main():
         modules[name] = mod
         vars_(mod).update(state)
     modules["__main__"] = user
-    namespace = {k: v for k, v in vars_(user).items() if k not in pristine_builtins}
+    # exact str names only: a str subclass key could answer `in` one way here
+    # and the test's name lookup another
+    namespace = {k: v for k, v in vars_(user).items() if type_(k) is str_ and k not in pristine_builtins}
     namespace.update(checks, __name__="__main__", __builtins__=dict_(pristine_builtins))
     try:
         exec_(test_code, namespace)

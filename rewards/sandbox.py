@@ -46,6 +46,7 @@ processes, so it is set to (current count + max_procs).
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
 import resource
@@ -119,11 +120,24 @@ _MOUNT_SCRIPT = (
 INODE_BYTES = 4096  # one inode allowed per 4 KiB of budget (an inode costs ~1 KiB of kernel memory)
 
 
+@functools.lru_cache(maxsize=None)
 def inode_cap_available() -> bool:
     """True where the writable mounts can carry an inode cap: util-linux
-    `unshare` and `mount` exist (unprivileged user namespaces are already
-    required by bwrap)."""
-    return shutil.which("unshare") is not None and shutil.which("mount") is not None
+    `unshare` and `mount` exist and a tmpfs mount in a user namespace of our
+    own works (tried once per process, so a host that refuses it falls back
+    to bwrap's --tmpfs instead of failing every run)."""
+    unshare = shutil.which("unshare")
+    if unshare is None or shutil.which("mount") is None:
+        return False
+    with tempfile.TemporaryDirectory(prefix="asymptote-probe-") as d:
+        try:
+            probe = subprocess.run(
+                [unshare, "--user", "--map-root-user", "--mount", "sh", "-c",
+                 'mount -t tmpfs -o size=65536,nr_inodes=16 tmpfs "$1"', "sh", d],
+                capture_output=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return probe.returncode == 0
 
 
 def _bwrap_argv(python: str, disk_mb: int, code_fd: int, mount_dir: Optional[str] = None) -> list[str]:

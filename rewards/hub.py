@@ -20,6 +20,12 @@ caller holding an ObjectRef just gets its result, a few seconds late. The
 handle notices a restart when a replica answers from a new worker process
 (`replica_restarts`, `cpu_seconds`); the dead replica's math workers die
 with it (PR_SET_PDEATHSIG in rewards.worker), even in the middle of an item.
+
+With `rewards.judge` set, `start_hub` first starts the judge engines
+(rewards.judge.pool, each in its own placement group) and hands every replica
+their handles: replicas send judge requests straight to the engines, whose
+continuous batching mixes the requests of all replicas. `metrics()["judge"]`
+and `judge_usage()` report the engines' work for the compute ledger.
 """
 from __future__ import annotations
 
@@ -37,10 +43,10 @@ class RewardReplica:
     """One hub replica. Scoring calls are serialised by the Scorer's lock;
     `metrics` and `ping` answer while a batch is being scored."""
 
-    def __init__(self, cfg_json: str):
+    def __init__(self, cfg_json: str, judges=None):
         from rewards.scorer import Scorer
 
-        self.scorer = Scorer(RewardsConfig.model_validate_json(cfg_json))
+        self.scorer = Scorer(RewardsConfig.model_validate_json(cfg_json), judges)
 
     def ping(self) -> bool:
         self.scorer.warm()
@@ -92,9 +98,10 @@ class RewardHub:
     controller's, on the driver): each copy remembers which process answered
     for each replica last time and what it had used."""
 
-    def __init__(self, cfg: RewardsConfig, replicas: list):
+    def __init__(self, cfg: RewardsConfig, replicas: list, judges=None):
         self.cfg = cfg
         self.replicas = replicas
+        self.judges = judges  # rewards.judge.pool.JudgePool or None
         self._seen: list[tuple[Optional[str], float]] = [(None, 0.0)] * len(replicas)
         self._restarts = 0
         self._dead_seconds = 0.0
@@ -139,7 +146,17 @@ class RewardHub:
     def metrics(self) -> dict[str, Any]:
         from rewards.scorer import summarise
 
-        return summarise(ray.get([r.metrics.remote() for r in self.replicas]))
+        out = summarise(ray.get([r.metrics.remote() for r in self.replicas]))
+        if self.judges is not None:
+            out["judge"] = self.judge_usage()
+        return out
+
+    def judge_usage(self) -> dict[str, Any]:
+        """The judge engines' work since start (rewards.judge.pool.JudgePool.usage:
+        judge_core_seconds, judge_prompt_tokens, judge_generated_tokens,
+        judgements, judge_timeouts, ...); {} without judges. Not part of
+        `cpu_seconds`, so the ledger can keep judging in its own columns."""
+        return self.judges.usage() if self.judges is not None else {}
 
     def replica_restarts(self, poll: bool = True) -> int:
         """Times Ray has restarted a replica since `start_hub`. Seen by polling,
@@ -164,6 +181,9 @@ class RewardHub:
         for r in self.replicas:
             ray.kill(r)
         self.replicas = []
+        if self.judges is not None:
+            self.judges.shutdown()
+            self.judges = None
 
 
 def start_hub(cfg: RewardsConfig) -> RewardHub:
@@ -177,10 +197,15 @@ def start_hub(cfg: RewardsConfig) -> RewardHub:
     is a pure function of the request, so running a call twice is harmless."""
     if not ray.is_initialized():
         ray.init()
+    judges = None
+    if cfg.judge is not None:
+        from rewards.judge.pool import start_judges
+
+        judges = start_judges(cfg.judge)
     cfg_json = cfg.model_dump_json()
     options = dict(num_cpus=cfg.replica_cpus, max_restarts=cfg.replica_max_restarts, max_task_retries=-1)
-    replicas = [RewardReplica.options(**options).remote(cfg_json) for _ in range(cfg.replicas)]
+    replicas = [RewardReplica.options(**options).remote(cfg_json, judges) for _ in range(cfg.replicas)]
     ray.get([r.ping.remote() for r in replicas])
-    hub = RewardHub(cfg, replicas)
+    hub = RewardHub(cfg, replicas, judges)
     hub._poll()
     return hub

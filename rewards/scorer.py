@@ -8,7 +8,9 @@ Where each kind runs:
   when an item overruns `timeout_s`, replacing it with a warm spare, so one
   pathological expression costs one timeout and never stalls the replica;
 - `code`: a small thread pool, each run inside the bubblewrap sandbox whose
-  wall limit is the item's remaining budget.
+  wall limit is the item's remaining budget;
+- `genrm`, `grm`: the judge engines (rewards.judge), asked before the other
+  kinds are scored and folded in after (rewards.judge.terms).
 The group terms (DAPO overlong, Kimi length) are applied after the item terms.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ from rewards import length as length_terms
 from rewards import math as math_reward
 from rewards.code import score_code
 from rewards.format import format_ok
+from rewards.judge.config import JUDGE_KINDS
 from rewards.types import RewardResult, Sample, failed
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,8 +183,12 @@ def summarise(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
 class Scorer:
     """Scores samples and groups with one RewardsConfig."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, judges=None):
+        """`judges`: a rewards.judge.pool.JudgePool serving the generative kinds."""
+        from rewards.judge.terms import JudgeTerms
+
         self.cfg = cfg
+        self.judge = JudgeTerms(cfg, judges)
         self._math: Optional[MathPool] = None
         self._code = ThreadPoolExecutor(cfg.sandbox.concurrency, thread_name_prefix="sandbox")
         self._cache: collections.OrderedDict[str, RewardResult] = collections.OrderedDict()
@@ -229,8 +236,10 @@ class Scorer:
                     code_jobs[i] = self._code.submit(score_code, s, self.cfg)
                 elif kind == "format":
                     kind_results[i] = self._format(s)
+                elif kind in JUDGE_KINDS:  # scored by the judge terms after this batch
+                    kind_results[i] = RewardResult(0.0, {"correct": None, "timeout": False})
                 else:
-                    results[i] = failed(f"unknown kind {kind!r} (known: code, format, math)")
+                    results[i] = failed(f"unknown kind {kind!r} (known: code, format, genrm, grm, math)")
             for i, _ in enumerate(samples):
                 if i in kind_results:
                     done_at[i] = time.monotonic()
@@ -286,10 +295,22 @@ class Scorer:
             m.timeouts += sum(1 for r in results if r.details.get("timeout"))
             m.errors += sum(1 for r in results if r.details.get("error") and not r.details.get("timeout"))
 
+    def _record_judged(self, pending, results: list[RewardResult]) -> None:
+        """Judge failures count with the item timeouts/errors."""
+        if pending is None:
+            return
+        failed_judge = [r for r in results if r.details.get("judge") and r.details.get("error")]
+        with self.metrics.lock:
+            self.metrics.timeouts += sum(1 for r in failed_judge if r.details.get("timeout"))
+            self.metrics.errors += sum(1 for r in failed_judge if not r.details.get("timeout"))
+
     # -- group terms ------------------------------------------------------
     def score_groups(self, groups: list[list[Any]]) -> list[list[RewardResult]]:
         flat = [s for g in groups for s in g]
+        pending = self.judge.submit(groups)
         scored = self.score_items(flat)
+        self.judge.apply(pending, scored)
+        self._record_judged(pending, scored)
         out, k = [], 0
         for g in groups:
             results = scored[k:k + len(g)]

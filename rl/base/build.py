@@ -140,6 +140,10 @@ def _sft(spec: BaseSpec, out: Path) -> None:
     torch.manual_seed(spec.seed)
     tokenizer = build_tokenizer()
     model = build_model(spec.arch, tokenizer, seed=spec.seed)
+    if spec.init_from:  # warm start: another built-in base's weights, same shape
+        if _spec(spec.init_from).arch != spec.arch:
+            raise UserError(f"base spec {spec.name}: init_from '{spec.init_from}' has another arch")
+        model = type(model).from_pretrained(build_base(spec.init_from))
     args = SFTConfig(
         output_dir=str(out / "_trainer"),
         max_steps=spec.sft_steps,

@@ -9,6 +9,7 @@ Imports only pydantic and the standard library.
 from __future__ import annotations
 
 import hashlib
+from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,23 +37,28 @@ class BaseSpec(BaseModel):
     eval_prompts: int = Field(200, gt=0, le=1000, description="Held-out prompts measured after the build.")
     eval_k: int = Field(16, gt=0, description="Samples per prompt for mean@k / pass@k after the build.")
     eval_max_new_tokens: int = Field(64, gt=0, description="Longest response sampled when the build measures the base.")
+    init_from: Optional[str] = Field(None, description="Start SFT from this built-in base's weights (same arch) instead of a random init; None: random init.")
 
     def content_hash(self, version: str) -> str:
         # fields added after bases were cached count only when set, so those
         # bases keep their names (their corpus and eval are what the default gives)
         late = {name for name in _LATE_FIELDS if getattr(self, name) == type(self).model_fields[name].default}
-        blob = f"{version}\n{self.model_dump_json(exclude=late)}".encode()
+        parent = SPECS[self.init_from].content_hash(version) if self.init_from in SPECS else ""
+        blob = f"{version}\n{self.model_dump_json(exclude=late)}{parent}".encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-_LATE_FIELDS = ("recheck_max", "eval_max_new_tokens")
+_LATE_FIELDS = ("recheck_max", "eval_max_new_tokens", "init_from")
 
-# The long2short pair (docs/long2short.md): same shape and noise as tiny-arith,
-# one thinking at a length that varies from sample to sample (0..4 redundant
-# items, about +25 tokens on average), one thinking tersely; they differ only
-# in the corpus, so their weights can be averaged. Fewer eval samples (k=8):
-# long traces make the build's measurement the slow part.
-_PAIR = dict(check_rate=0.0, eval_k=8, eval_max_new_tokens=128)
+# The long2short pair (docs/long2short.md): one thinking at a length that
+# varies from sample to sample (0..4 redundant items, about +25 tokens on
+# average), one thinking tersely (no check step). Both are tiny-arith
+# fine-tuned for 150 steps on their own corpus, so they share its shape and
+# its (noisy) procedure and their weights can be averaged; a warm start keeps
+# each build to a few minutes. Fewer eval samples: long traces make the
+# build's measurement the slow part.
+_PAIR = dict(check_rate=0.0, init_from="tiny-arith", corpus_size=4800, sft_steps=150, lr=1e-3, warmup_steps=10,
+             eval_prompts=100, eval_k=8, eval_max_new_tokens=128)
 
 
 SPECS: dict[str, BaseSpec] = {

@@ -63,7 +63,7 @@ EOF
 
 wait_nodes() {  # wait_nodes STATE COUNT
   # A loaded machine can make a raylet miss Ray's fixed 30 s registration
-  # window (`ray start` then exits); such a node is started again, 3 times at most.
+  # window (`ray start` then exits); such a node is started again, 5 times at most.
   local state=$1 want=$2 tries=0 have pidfile dir idx
   while :; do
     have=$(alive_nodes | tail -1)
@@ -71,16 +71,16 @@ wait_nodes() {  # wait_nodes STATE COUNT
     for pidfile in "$state"/n*/pid; do
       kill -0 "$(cat "$pidfile")" 2>/dev/null && continue
       dir=$(dirname "$pidfile"); idx=${dir##*/n}
-      [ "$(wc -l <"$dir/restarts" 2>/dev/null || echo 0)" -lt 3 ] || die "node $idx failed to start 3 times: $dir/log"
+      [ "$(wc -l <"$dir/restarts" 2>/dev/null || echo 0)" -lt 5 ] || die "node $idx failed to start 5 times: $dir/log"
       echo "restart" >>"$dir/restarts"
       echo "local-multinode: node $idx exited while starting; starting it again" >&2
       if [ "$idx" -eq 0 ]; then sleep 5; fi
       start_node "$state" "$idx" "$(cat "$dir/resources")"
     done
     tries=$((tries + 1))
-    if [ "$tries" -gt 120 ]; then
+    if [ "$tries" -gt 300 ]; then
       tail -5 "$state"/n*/log >&2 || true
-      die "only $have of $want nodes joined after 120 tries"
+      die "only $have of $want nodes joined after 300 tries"
     fi
     sleep 2
   done

@@ -96,8 +96,9 @@ def cluster(tmp_path_factory):
     env = {**os.environ, "NUM_CPUS": "4", "BASE_PORT": str(_free_base_port()), "PYTHON": sys.executable,
            "RAY": str(Path(sys.executable).parent / "ray")}
     try:
-        subprocess.run(["bash", str(SCRIPT), "start", str(state), '{"learner_node": 2}', '{"rollout_node": 2}'],
-                       env=env, check=True, timeout=300, capture_output=True, text=True)
+        started = subprocess.run(["bash", str(SCRIPT), "start", str(state), '{"learner_node": 2}',
+                                  '{"rollout_node": 2}'], env=env, timeout=1200, capture_output=True, text=True)
+        assert started.returncode == 0, started.stderr[-3000:]
         yield state, env
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop", str(state)], env=env, timeout=300)

@@ -30,8 +30,9 @@ def head():
     env = {**os.environ, "NUM_CPUS": "4", "BASE_PORT": str(base), "PYTHON": sys.executable,
            "RAY": str(Path(sys.executable).parent / "ray")}
     try:
-        subprocess.run(["bash", str(SCRIPT), "start", str(state)], env=env, check=True, timeout=300,
-                       capture_output=True)
+        started = subprocess.run(["bash", str(SCRIPT), "start", str(state)], env=env, timeout=1200,
+                                 capture_output=True, text=True)
+        assert started.returncode == 0, started.stderr[-3000:]
         yield base
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop", str(state)], env=env, timeout=300)

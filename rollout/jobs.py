@@ -165,7 +165,8 @@ class JobRun:
         """The hub's input for group p (one dict per sample)."""
         row = self._row(p)
         return [{"kind": row.get("kind", "math"), "response": s.text, "answer": row.get("answer"),
-                 "tests": row.get("tests"), "length": len(s.token_ids)} for s in self.samples(p)]
+                 "tests": row.get("tests"), "length": len(s.token_ids),
+                 "prompt": row.get("prompt")} for s in self.samples(p)]  # the question, for judge kinds
 
     def _row(self, p: int) -> dict:
         carried = self.job.carried.get(p)

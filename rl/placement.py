@@ -149,7 +149,8 @@ def plan_resources(recipe) -> ResourcePlan:
         Role("rollout-worker", ro.workers, ro.cpus_per_worker, ro.gpus_per_worker, dict(ro.resources)),
         Role("learner-rank", le.ranks, le.cpus_per_rank, le.gpus_per_rank, dict(le.resources)),
         Role("reward-hub", rw.replicas, rw.replica_cpus, 0.0, in_group=False),
-    ])
+    ] + ([Role("judge-engine", rw.judge.replicas, rw.judge.cpus_per_replica, rw.judge.gpus_per_replica,
+               in_group=False)] if rw.judge is not None else []))  # own placement groups (rewards.judge.pool)
 
 
 def local_cluster_cpus(plan: ResourcePlan) -> int:

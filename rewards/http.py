@@ -5,8 +5,8 @@ Binds to 127.0.0.1 by default. Any other bind address needs a token
 carry `Authorization: Bearer <token>` or gets 401 (compared in constant time).
 A host name counts as loopback only when every address it resolves to is a
 loopback address ("localhost" is resolved like any other name, since
-/etc/hosts may map it elsewhere), and the server binds the address that was
-checked, not the name.
+/etc/hosts may map it elsewhere), and the server binds a literal address,
+checked again at the bind, not the name.
 
 Request bodies are limited to `max_body` bytes (64 MiB) while they are read:
 a Content-Length over the limit is answered 413 before any of the body is
@@ -50,9 +50,10 @@ def is_loopback(host: str) -> bool:
 
 
 def bind_address(host: str) -> str:
-    """The address the server binds: the first that `host` resolves to (the
-    one `is_loopback` checked), so a resolver answer cannot change between the
-    check and the bind."""
+    """The address the server binds: the first that `host` resolves to. The
+    server binds this literal address, and `serve` checks it again without a
+    token, so a resolver whose answer changed since `resolve_token` cannot
+    widen the bind."""
     addresses = _addresses(host) if host else []
     if not addresses:
         raise UserError(f"--host {host!r}: does not resolve to an address")
@@ -145,4 +146,7 @@ def make_app(hub, token: Optional[str], max_body: int = MAX_BODY):
 def serve(hub, host: str, port: int, token: Optional[str]) -> None:
     import uvicorn
 
-    uvicorn.run(make_app(hub, token), host=bind_address(host), port=port, log_level="warning")
+    address = bind_address(host)
+    if token is None and not is_loopback(address):
+        raise UserError(f"--host {host}: resolves to {address}, beyond loopback; that needs --token or ${TOKEN_ENV}")
+    uvicorn.run(make_app(hub, token), host=address, port=port, log_level="warning")

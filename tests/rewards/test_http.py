@@ -128,6 +128,11 @@ def test_loopback_is_decided_by_resolving_the_name(monkeypatch):
     assert not is_loopback("localhost") and bind_address("localhost") == "192.0.2.7"
     with pytest.raises(UserError, match="needs --token"):
         resolve_token("localhost", None)
+    # an answer that changed after the token check is caught again at the bind
+    from rewards.http import serve
+
+    with pytest.raises(UserError, match="192.0.2.7, beyond loopback"):
+        serve(None, "localhost", 0, None)
 
 
 def test_declared_oversized_body_is_refused_unread(small, server):

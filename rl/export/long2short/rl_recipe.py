@@ -18,6 +18,8 @@ from typing import Optional
 from rl.errors import UserError
 from rl.export.long2short.config import RLSettings
 
+ROOT = Path(__file__).resolve().parents[3]
+
 
 def eval_rows(run_dir: Path) -> dict[int, dict]:
     """{step: the step's metrics} for the steps that logged an evaluation."""
@@ -64,7 +66,10 @@ def run(start: Path, out: Path, cfg: RLSettings, run_dir: Path, choice: Optional
     from rl.export.hf import export_hf
     from rl.recipe import load_recipe
 
-    recipe = load_recipe(cfg.recipe, [*cfg.overrides, f"model.base={Path(start).resolve()}"])
+    path = Path(cfg.recipe)
+    if not path.is_file() and (ROOT / path).is_file():  # the shipped recipe, from any working directory
+        path = ROOT / path
+    recipe = load_recipe(path, [*cfg.overrides, f"model.base={Path(start).resolve()}"])
     if (run_dir / "config.yaml").exists():
         raise UserError(f"{run_dir}: already holds a run; remove it or pass another --rl-run-dir")
     summary = Controller(recipe, run_dir).run()

@@ -1,0 +1,138 @@
+"""Weight sync per transport against a raw `torch.distributed` broadcast of
+the same bytes, measured in the same invocation.
+
+- ours, `broadcast`: `LearnerGroup` (FSDP2 ranks over gloo, `--ranks`) ->
+  `--receivers` Ray actors, through `LearnerRank.push_weights("broadcast")`:
+  per-parameter FSDP gathers into 256 MB buckets on rank 0, gloo broadcast,
+  each receiver consuming `BroadcastTransport.recv_stream()` (touching every
+  tensor, as the engine's load would; vLLM's load itself is not in this
+  number: bench_memory.py measures the whole path).
+- ours, `safetensors`: rank 0 gathers the whole state dict and packs it; each
+  receiver unpacks the bytes it gets through Ray's object store.
+- baseline: a 1 + `--receivers` process gloo group broadcasting the same
+  number of bytes in the same 256 MB buckets (no gather, no packing).
+
+Each is timed warm: the best of `--repeats` after one untimed pass. Target
+(issue #12): broadcast >= 0.8 of the baseline's bandwidth.
+
+    python bench/bench_sync.py [--model tiny|qwen05] [--ranks 2] [--receivers 1] [--repeats 3] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def _receiver_cls(ray):
+    @ray.remote(num_cpus=0)
+    class Receiver:
+        def connect(self, host, port, rank, world):
+            from rollout.weights import BroadcastTransport
+            self.t = BroadcastTransport("gloo", host, port, rank=rank, world_size=world, timeout_s=600)
+            self.t.connect()
+            return True
+
+        def recv(self):
+            n = 0
+            for _, tensor in self.t.recv_stream():
+                n += int(tensor.reshape(-1)[:1].numel())  # touch it
+            return n
+
+        def unpack(self, payload):
+            from rollout.weights import SafetensorsTransport
+            return len(SafetensorsTransport().unpack(payload))
+
+        def close(self):
+            self.t.close()
+
+    return Receiver
+
+
+def run_ours(model: str, ranks: int, receivers: int, repeats: int) -> dict:
+    import ray
+
+    from rl.algo.config import AlgoConfig
+    from rl.learner.config import LearnerConfig
+    from rl.learner.group import LearnerGroup
+
+    group = LearnerGroup(LearnerConfig(ranks=ranks, cpus_per_rank=0.5), AlgoConfig(), model,
+                         temperature=1.0, seed=0)
+    recv = [_receiver_cls(ray).remote() for _ in range(receivers)]
+    try:
+        nbytes = sum(s.nbytes for s in ray.get(group.actors[0].weight_specs.remote()))
+        host, port = ray.get(group.actors[0].master_address.remote())
+        world = 1 + receivers
+        refs = [r.connect.remote(host, port, i + 1, world) for i, r in enumerate(recv)]
+        group.wait([a.connect_weight_broadcast.remote("gloo", host, port, world, 600.0) for a in group.actors])
+        ray.get(refs)
+        times = {"broadcast": [], "safetensors": []}
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            got = [r.recv.remote() for r in recv]
+            group.wait(group.push_weights_refs("broadcast"))
+            ray.get(got)
+            times["broadcast"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            payload = group.wait(group.push_weights_refs("safetensors"))[0]
+            ray.get([r.unpack.remote(payload) for r in recv])
+            del payload
+            times["safetensors"].append(time.perf_counter() - t0)
+        ray.get([r.close.remote() for r in recv])
+    finally:
+        group.shutdown()
+        for r in recv:
+            ray.kill(r)
+    return {"bytes": nbytes, **{k: {"warm_s": min(v[1:]), "cold_s": v[0], "gb_per_s": nbytes / 1e9 / min(v[1:])}
+                                for k, v in times.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="tiny", help="tiny (tiny-arith's shape, random) | qwen05 | a model folder")
+    ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--receivers", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    import tempfile
+
+    import ray
+
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_memory import build_qwen05_shape, raw_broadcast
+
+    with tempfile.TemporaryDirectory(prefix="bench_sync_") as tmp:
+        model = args.model
+        if model == "tiny":
+            from rl.base.config import ArchConfig
+            from rl.base.model import build_model
+            from rl.base.tokenizer import build_tokenizer
+            tok = build_tokenizer()
+            build_model(ArchConfig(), tok).save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            model = tmp
+        elif model == "qwen05":
+            model = str(build_qwen05_shape(Path(".cache/bench"), 151936)[0])
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        try:
+            ours = run_ours(model, args.ranks, args.receivers, args.repeats)
+        finally:
+            ray.shutdown()
+    raw = raw_broadcast(ours["bytes"], receivers=args.receivers, repeats=args.repeats)
+    out = {"ours": ours, "raw_broadcast": raw,
+           "ratio": {k: ours[k]["gb_per_s"] / raw["gb_per_s"] for k in ("broadcast", "safetensors")},
+           "settings": vars(args)}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"{ours['bytes'] / 1e6:.1f} MB, {args.ranks} learner ranks -> {args.receivers} receivers")
+    print(f"raw gloo broadcast: {raw['gb_per_s']:.3f} GB/s ({raw['warm_s']:.3f} s)")
+    for k in ("broadcast", "safetensors"):
+        print(f"{k}: {ours[k]['gb_per_s']:.3f} GB/s ({ours[k]['warm_s']:.3f} s), ratio {out['ratio'][k]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -49,7 +49,8 @@ class JudgeEngine:
     (list of ids whose first-token log-probs to report). It returns one dict
     per request: text, finish_reason, prompt_tokens, generated_tokens,
     mean_logprob, token_logprobs ({id: logprob} at the first generated
-    position), or error (+ timeout: True)."""
+    position), or error (+ timeout: True). `min_tokens` (optional) holds off
+    EOS, e.g. to make a request outlive its deadline in a test."""
 
     def __init__(self, model_path: str, cfg_json: str):
         cfg = JudgeConfig.model_validate_json(cfg_json)
@@ -135,6 +136,7 @@ class JudgeEngine:
         top = None if token_ids or top in (None, False) else 0 if top is True else int(top)
         params = SamplingParams(
             n=1, temperature=req["temperature"], max_tokens=max_tokens, seed=req.get("seed"),
+            min_tokens=min(req.get("min_tokens", 0), max_tokens),
             logprobs=top, logprob_token_ids=token_ids,
             output_kind=RequestOutputKind.DELTA)
         text, sampled, lps, first = [], [], [], None

@@ -98,7 +98,10 @@ def plan_genrm(items: list[tuple[int, Sample]], cfg: JudgeConfig, info: dict,
                 elif g.logprobs:
                     yes, no = info["yes_no_ids"]
                     lps = out.get("token_logprobs") or {}
-                    values.append(aggregate.p_yes(lps[yes], lps[no], g.normalise))
+                    if yes in lps and no in lps:
+                        values.append(aggregate.p_yes(lps[yes], lps[no], g.normalise))
+                    else:
+                        reasons.append(("judge engine returned no log-probs for the Yes/No tokens", False))
                 else:
                     v, why = parse.verdict(out["text"])
                     if why:

@@ -112,17 +112,23 @@ def start_judges(cfg: JudgeConfig, ready_timeout_s: float = 600.0) -> JudgePool:
     if cfg.gpus_per_replica:
         bundle["GPU"] = cfg.gpus_per_replica
     groups = [placement_group([bundle], strategy="PACK") for _ in range(cfg.replicas)]
-    t0 = time.monotonic()
-    for pg in groups:
-        if not pg.wait(max(1.0, ready_timeout_s - (time.monotonic() - t0))):
-            from rl.errors import UserError
+    pool = JudgePool(cfg, [], {}, groups)
+    try:
+        t0 = time.monotonic()
+        for pg in groups:
+            if not pg.wait(max(1.0, ready_timeout_s - (time.monotonic() - t0))):
+                from rl.errors import UserError
 
-            raise UserError(f"rewards.judge: cannot place {cfg.replicas} judge engine(s) of {bundle} "
-                            "on this cluster (lower judge.replicas or cpus/gpus_per_replica)")
-    cfg_json = cfg.model_dump_json()
-    engines = [JudgeEngine.options(
-        num_cpus=cfg.cpus_per_replica, num_gpus=cfg.gpus_per_replica, max_restarts=2, max_task_retries=0,
-        scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 0, placement_group_capture_child_tasks=True),
-    ).remote(model, cfg_json) for pg in groups]
-    infos = ray.get([e.info.remote() for e in engines], timeout=ready_timeout_s)
-    return JudgePool(cfg, engines, infos[0], groups)
+                raise UserError(f"rewards.judge: cannot place {cfg.replicas} judge engine(s) of {bundle} "
+                                "on this cluster (lower judge.replicas or cpus/gpus_per_replica)")
+        cfg_json = cfg.model_dump_json()
+        pool.engines = [JudgeEngine.options(
+            num_cpus=cfg.cpus_per_replica, num_gpus=cfg.gpus_per_replica, max_restarts=2, max_task_retries=0,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 0, placement_group_capture_child_tasks=True),
+        ).remote(model, cfg_json) for pg in groups]
+        pool._seen = [(None, 0.0)] * len(pool.engines)
+        pool.info = ray.get([e.info.remote() for e in pool.engines], timeout=ready_timeout_s)[0]
+    except BaseException:
+        pool.shutdown()
+        raise
+    return pool

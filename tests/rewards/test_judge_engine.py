@@ -98,8 +98,6 @@ def test_genrm_p_yes_is_the_engines_own_probability(judge_hub):
 def test_genrm_raw_p_yes_and_text_verdicts(judge_hub):
     """normalise=False is the full-vocabulary softmax; logprobs off parses V
     sampled verdicts (each must be a Yes/No or a failure with its reason)."""
-    import ray
-
     from rewards.judge.kinds import plan_genrm
     from rewards.judge_format import verify_prompt
 
@@ -124,7 +122,6 @@ def test_genrm_raw_p_yes_and_text_verdicts(judge_hub):
         assert got.details["judge_info"]["genrm"]["verifications"] == len(ones)
     else:
         assert got.details["judge"] == "genrm" and "neither Yes nor No" in got.details["error"]
-    del ray
 
 
 def _hand_vote(outs, perms, meta: bool, k: int):
@@ -149,7 +146,9 @@ def _hand_vote(outs, perms, meta: bool, k: int):
 
 
 def test_grm_voting_and_meta_rm_on_real_judgements(judge_hub):
-    from rewards.judge.kinds import plan_grm
+    import random
+
+    from rewards.judge.kinds import _seed, plan_grm  # _seed: the shuffle is re-derived here
 
     pool = judge_hub.judges
     group = [(0, {"prompt": QUESTION, "response": GOOD}), (1, {"prompt": QUESTION, "response": BAD}),
@@ -161,9 +160,6 @@ def test_grm_voting_and_meta_rm_on_real_judgements(judge_hub):
         outs = pool.collect(pool.submit(reqs), len(reqs))
         got = finish(outs)
         # recompute each set by hand from the same real outputs
-        from rewards.judge.kinds import _seed  # the seeded shuffle, re-derived below
-        import random
-
         for set_idx, members in enumerate(([0, 1], [2])):
             responses = [group[i][1]["response"] for i in members]
             perms = []
@@ -206,16 +202,18 @@ def test_grm_truncated_judgement_and_timeout_fail_with_reason(judge_hub):
 
     pool = judge_hub.judges
     group = [[(0, {"prompt": QUESTION, "response": GOOD}), (1, {"prompt": QUESTION, "response": BAD})]]
-    short = pool.cfg.model_copy(update={"grm": pool.cfg.grm.model_copy(update={"max_tokens": 8})})
-    reqs, finish = plan_grm(group, short, pool.info, time.time() + 60)
+    reqs, finish = plan_grm(group, pool.cfg, pool.info, time.time() + 60)
+    for r in reqs:  # cut every judgement after 2 tokens, long before its Scores line
+        r["min_tokens"] = r["max_tokens"] = 2
     outs = pool.collect(pool.submit(reqs), len(reqs))
-    assert all(o["finish_reason"] == "length" and o["generated_tokens"] == 8 for o in outs)
+    assert all(o["finish_reason"] == "length" and o["generated_tokens"] == 2 for o in outs)
     got = finish(outs)
     assert "truncated at its token limit" in got[0].details["error"] and got[0].details["timeout"] is False
 
     before = ray.get(_engine(judge_hub).usage.remote())["timeouts"]
-    long = pool.cfg.model_copy(update={"grm": pool.cfg.grm.model_copy(update={"max_tokens": 400})})
-    reqs, finish = plan_grm(group, long, pool.info, time.time() + 0.3)
+    reqs, finish = plan_grm(group, pool.cfg, pool.info, time.time() + 0.3)
+    for r in reqs:  # no early EOS: each request must outlive its deadline
+        r["min_tokens"] = r["max_tokens"] = 300
     got = finish(pool.collect(pool.submit(reqs), len(reqs)))
     assert got[0].details["timeout"] is True and got[1].details["timeout"] is True
     assert got[0].details["judge"] == "grm"

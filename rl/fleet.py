@@ -230,8 +230,16 @@ class Fleet:
             ray.kill(self.workers[i])
         except Exception:  # noqa: BLE001 - already gone
             pass
-        self.workers[i] = self._new_worker(i)
-        self._wait_started(i)
+        deadline = time.monotonic() + self.recipe.rollout.restart_wait_s
+        while True:
+            self.workers[i] = self._new_worker(i)
+            try:
+                self._wait_started(i)
+                break
+            except ray.exceptions.RayActorError:  # placed on a node that was dying, before Ray noticed
+                if time.monotonic() > deadline:
+                    raise RolloutLost(i, self.pg.bundle_specs[i], self.recipe.rollout.restart_wait_s) from None
+                time.sleep(2.0)  # until the lost node's bundles are re-placed (or found homeless)
         self.on_restart(i)
 
     def _wait_started(self, i: int) -> None:

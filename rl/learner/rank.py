@@ -122,6 +122,7 @@ class LearnerRank:
             grad_norm = grad_norm.full_tensor()
         self.optim.step()
         self.sched.step()
+        self.optim.zero_grad(set_to_none=True)  # free the gradients until the next backward (weight sync, probes)
         sums = self._all_reduce(sums)
         return _metrics(sums, float(grad_norm), self.optim.param_groups[0]["lr"],
                         self.version, time.perf_counter() - t0)

@@ -106,10 +106,11 @@ def evaluate_judge(path: str | Path, items: dict[str, list[dict]], grm_items: in
     """Both formats on every category of `items` (from `judge_data.eval_items`);
     the GRM format on the first `grm_items` of each category."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.padding_side = "left"
+    from rl.base.judge_tokenizer import load_judge_tokenizer
+
+    tok = load_judge_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     random.seed(seed)
     torch.manual_seed(seed)

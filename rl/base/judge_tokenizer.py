@@ -53,3 +53,14 @@ def build_judge_tokenizer() -> PreTrainedTokenizerFast:
     tok.chat_template = CHAT_TEMPLATE
     tok.padding_side = "left"
     return tok
+
+
+def load_judge_tokenizer(path) -> PreTrainedTokenizerFast:
+    """The saved judge tokenizer, exactly as built. Not `AutoTokenizer`: for a
+    qwen2 config, transformers 5 swaps in `Qwen2Tokenizer`, whose byte-level
+    pre-tokenizer silently drops every space and newline of this vocabulary
+    (the phrases survive, the free text does not). Whoever serves the judge
+    must load its tokenizer this way (or give vLLM this tokenizer object)."""
+    tok = PreTrainedTokenizerFast.from_pretrained(path)
+    tok.padding_side = "left"
+    return tok

@@ -20,7 +20,7 @@ from rl.base.config import ArchConfig
 from rl.base.judge_eval import rates
 from rl.base.judge_build import EVAL_FILE, EVAL_ITEMS_FILE, build_judge, judge_folder, judge_path
 from rl.base.judge_spec import JUDGE_SPECS, JudgeSpec
-from rl.base.judge_tokenizer import build_judge_tokenizer
+from rl.base.judge_tokenizer import build_judge_tokenizer, load_judge_tokenizer
 from rl.errors import UserError
 
 CATEGORIES = ["correct", "near_miss", "fooling", "policy"]
@@ -121,13 +121,15 @@ def test_spec_hash_and_unknown_spec(tmp_path):
 
 
 def test_build_writes_a_loadable_judge_and_its_measurement(tiny_judge, reward):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     spec, cache, path = tiny_judge
     assert path == judge_folder(spec, cache) and (path / "model.safetensors").is_file()
     assert not list(cache.glob(".*tmp*"))
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = load_judge_tokenizer(path)
     assert jf.first_token_ids(tok) == jf.first_token_ids(build_judge_tokenizer())
+    prompt = jf.grm_prompt("12+34=", ["Let me solve this step by step.\n\\boxed{46}"])
+    assert tok(prompt)["input_ids"] == build_judge_tokenizer()(prompt)["input_ids"]
     model = AutoModelForCausalLM.from_pretrained(path)
     assert model.config.vocab_size == 128 and model.config.hidden_size == 32
     result = json.loads((path / EVAL_FILE).read_text())
@@ -147,13 +149,12 @@ def test_build_writes_a_loadable_judge_and_its_measurement(tiny_judge, reward):
 
 def test_measurement_is_the_saved_judge_against_the_verifier(tiny_judge):
     """Recompute the Yes/No numbers from the saved judge and the saved items."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from rl.base.judge_eval import verify_p_yes
 
     _, _, path = tiny_judge
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.padding_side = "left"
+    tok = load_judge_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     result = json.loads((path / EVAL_FILE).read_text())
     items = json.loads((path / EVAL_ITEMS_FILE).read_text())

@@ -71,7 +71,7 @@ wait_nodes() {  # wait_nodes STATE COUNT
     for pidfile in "$state"/n*/pid; do
       kill -0 "$(cat "$pidfile")" 2>/dev/null && continue
       dir=$(dirname "$pidfile"); idx=${dir##*/n}
-      [ "$(cat "$dir/restarts" 2>/dev/null | wc -l)" -lt 5 ] || die "node $idx failed to start 5 times: $dir/log"
+      [ ! -f "$dir/restarts" ] || [ "$(wc -l <"$dir/restarts")" -lt 5 ] || die "node $idx failed to start 5 times: $dir/log"
       echo "restart" >>"$dir/restarts"
       echo "local-multinode: node $idx exited while starting; starting it again" >&2
       if [ "$idx" -eq 0 ]; then sleep 5; fi

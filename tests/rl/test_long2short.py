@@ -195,13 +195,16 @@ def test_merge_end_to_end(bench, long_base, short_base, trials, tmp_path):
 
 
 def test_shortest_rs_end_to_end(bench, long_base, drawn, trials, tmp_path):
-    from rl.export.long2short.rs import sft_rows
+    from rl.export.long2short.rs import sample_stats, sft_rows
 
     record = _export("shortest-rs", long_base, tmp_path / "rs", bench, trials)
     _check_export(tmp_path / "rs", record, bench, "shortest-rs")
     kept = sft_rows(*drawn)  # the same seeded samples the export drew
     assert record["data"]["prompts_kept"] == len(kept) > 0
-    assert record["data"]["mean_kept_tokens"] <= record["data"]["mean_correct_tokens"]
+    assert record["data"] == sample_stats(drawn[1], kept)
+    for row in kept:  # each target is its prompt's shortest correct sample
+        group = drawn[1][[r["prompt"] for r in drawn[0]].index(row["prompt"])]
+        assert row["tokens"] == min(s["tokens"] for s in group if s["correct"])
 
 
 def test_dpo_end_to_end(bench, long_base, drawn, trials, tmp_path):

@@ -121,6 +121,7 @@ def _wait(proc, what, predicate, log: Path, timeout: float = 600) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_run_across_two_nodes_then_lose_rollout_nodes(cluster, tmp_path):
     state, env = cluster
     address = f"127.0.0.1:{env['BASE_PORT']}"

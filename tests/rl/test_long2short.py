@@ -127,6 +127,7 @@ def drawn(bench, long_base):
     return bench.training_groups(long_base, SAMPLE)
 
 
+@pytest.mark.full
 def test_shortest_correct_and_pairs_on_real_samples(drawn, bench):
     from rl.data import arith
 
@@ -184,6 +185,7 @@ def _export(method, source, out, bench, trials, **kw):
     return export_long2short(method, source, out, settings=settings, bench=bench, trials=trials, **kw)
 
 
+@pytest.mark.full
 def test_merge_end_to_end(bench, long_base, short_base, trials, tmp_path):
     record = _export("merge", long_base, tmp_path / "merge", bench, trials, short=str(short_base))
     _check_export(tmp_path / "merge", record, bench, "merge")
@@ -194,6 +196,7 @@ def test_merge_end_to_end(bench, long_base, short_base, trials, tmp_path):
                                if k != "alpha"}
 
 
+@pytest.mark.full
 def test_shortest_rs_end_to_end(bench, long_base, drawn, trials, tmp_path):
     from rl.export.long2short.rs import sample_stats, sft_rows
 
@@ -207,6 +210,7 @@ def test_shortest_rs_end_to_end(bench, long_base, drawn, trials, tmp_path):
         assert row["tokens"] == min(s["tokens"] for s in group if s["correct"])
 
 
+@pytest.mark.full
 def test_dpo_end_to_end(bench, long_base, drawn, trials, tmp_path):
     from rl.export.long2short.config import PairSettings
     from rl.export.long2short.dpo import pair_rows
@@ -239,6 +243,7 @@ def source_run(ray_local, long_base, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.full
 def test_rl_end_to_end(bench, source_run, tmp_path):
     import yaml
 

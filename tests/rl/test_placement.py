@@ -81,7 +81,13 @@ def test_the_live_cluster_refuses_a_plan_at_once(ray_local):
     ("http://127.0.0.1:8265", "is a dashboard (Ray Jobs) address"),
     ("127.0.0.1:notaport", "the port is not a number"),
 ])
-def test_launch_with_a_bad_address_is_one_line(address, says, capsys, tmp_path):
-    code = main(["launch", "recipes/tiny-arith.yaml", "--run-dir", str(tmp_path / "r"), "--address", address])
-    err = capsys.readouterr().err
+def test_launch_with_a_bad_address_is_one_line(address, says, tmp_path):
+    # a fresh process: in this one the session's Ray is already up and launch would reuse it
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "rl.cli", "launch", "recipes/tiny-arith.yaml", "--run-dir",
+                        str(tmp_path / "r"), "--address", address], capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "WANDB_MODE": "disabled"})
+    code, err = p.returncode, p.stderr
     assert code == 2 and err.count("\n") == 1 and says in err, err

@@ -171,7 +171,11 @@ class LearnerRank:
             for _ in tensors:  # join every gather rank 0 makes
                 pass
             return None
-        return self.weight_transport.send_stream(specs, tensors)
+        try:
+            return self.weight_transport.send_stream(specs, tensors)
+        finally:  # a send that failed (a dead peer) still joins the gathers the other ranks are in
+            for _ in tensors:
+                pass
 
     def _weight_items(self) -> list[tuple[str, torch.Tensor]]:
         """The model's named tensors, each storage once (a tied LM head is

@@ -83,7 +83,7 @@ class InterruptionConfig(BaseModel):
     text: str = Field(
         SCALERL_INTERRUPTION, min_length=1,
         description="Appended at the interruption point, tokenized with the model's tokenizer "
-                    "(characters it cannot encode become its unknown token; the tiny "
+                    "(characters it cannot spell are lost, with a warning; the tiny "
                     "character tokenizer has no capitals).")
     window: tuple[int, int] = Field(
         description="(lo, hi): the interruption point is a response position drawn uniformly in "

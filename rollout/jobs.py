@@ -63,11 +63,12 @@ def job_of(request_id: str) -> str:
 
 def encode_text(tokenizer, text: str) -> list[int]:
     """Token ids of the interruption text; warns when the tokenizer cannot
-    encode some of it (the model would see its unknown token there)."""
+    spell some of it (an unknown token, or a character a byte-level
+    vocabulary drops)."""
     ids = list(tokenizer.encode(text, add_special_tokens=False))
     unk = getattr(tokenizer, "unk_token_id", None)
-    if unk is not None and unk in ids:
-        log.warning("the interruption text %r has characters the tokenizer maps to its unknown token", text)
+    if (unk is not None and unk in ids) or tokenizer.decode(ids) != text:
+        log.warning("the interruption text %r has characters the tokenizer cannot spell", text)
     return ids
 
 

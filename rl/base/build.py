@@ -25,8 +25,9 @@ from rl.base.spec import SPECS, BaseSpec
 from rl.errors import UserError
 
 # Bump when a code change alters the weights a spec produces (corpus format,
-# training loop): every cached base is then rebuilt.
-BUILD_VERSION = "1"
+# training loop) or the files
+# saved beside them (the tokenizer): every cached base is then rebuilt.
+BUILD_VERSION = "2"  # 2: byte-level tokenizer files (AutoTokenizer read the WordLevel ones without spaces)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVAL_FILE = "base_eval.json"
 SPEC_FILE = "base_spec.json"

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import string
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from rewards import judge_format as jf
-from rl.base.tokenizer import BOXED, THINK_CLOSE, THINK_OPEN
+from rl.base.tokenizer import BOXED, THINK_CLOSE, THINK_OPEN, char_tokenizer
 
 PAD, EOS, UNK = "<|pad|>", "<|end|>", "<|unk|>"
 SPECIAL = [PAD, EOS, UNK]
@@ -38,29 +37,15 @@ CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
 
 def build_judge_tokenizer() -> PreTrainedTokenizerFast:
     """Deterministically build the judge tokenizer (same ids on every machine)."""
-    tokens = SPECIAL + PHRASES + CHARS
-    assert len(tokens) <= VOCAB_SIZE and len(set(tokens)) == len(tokens)
-    vocab = {tok: i for i, tok in enumerate(tokens)}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex("(?m)."), behavior="isolated")
-    core.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        pad_token=PAD, eos_token=EOS, unk_token=UNK,
-        clean_up_tokenization_spaces=False,
-    )
-    tok.add_tokens(PHRASES)  # already in the vocab: marks them as whole pieces
-    tok.chat_template = CHAT_TEMPLATE
-    tok.padding_side = "left"
-    return tok
+    return char_tokenizer(SPECIAL, PHRASES, CHARS, VOCAB_SIZE, CHAT_TEMPLATE)
 
 
 def load_judge_tokenizer(path) -> PreTrainedTokenizerFast:
-    """The saved judge tokenizer, exactly as built. Not `AutoTokenizer`: for a
-    qwen2 config, transformers 5 swaps in `Qwen2Tokenizer`, whose byte-level
-    pre-tokenizer silently drops every space and newline of this vocabulary
-    (the phrases survive, the free text does not). Whoever serves the judge
-    must load its tokenizer this way (or give vLLM this tokenizer object)."""
-    tok = PreTrainedTokenizerFast.from_pretrained(path)
+    """The saved judge tokenizer as vLLM and TRL load it (`AutoTokenizer`,
+    which builds `Qwen2Tokenizer` for this config; the byte-level vocabulary
+    of `rl.base.tokenizer.char_tokenizer` gives it the ids built here)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
     return tok

@@ -163,3 +163,25 @@ def test_evaluate_scores_a_model_that_copies_the_corpus(tiny_base, monkeypatch):
     ev = evaluate_base(path, n_prompts=10, k=3)
     assert len(answers) == 10
     assert ev["greedy"] == ev["mean_at_k"] == ev["pass_at_k"] == 1.0
+
+
+def test_autotokenizer_reads_the_saved_tokenizer_with_the_same_ids(tmp_path):
+    """vLLM and TRL load a qwen2 folder's tokenizer through AutoTokenizer,
+    which builds Qwen2Tokenizer from tokenizer.json: it must give the ids and
+    the text (spaces, newlines) of the tokenizer the base was trained with."""
+    from transformers import AutoTokenizer
+
+    from rl.base.judge_tokenizer import build_judge_tokenizer
+    from rl.base.model import build_model
+
+    text = f"{THINK_OPEN}7 + 1 = 8, check: 8{THINK_CLOSE} so {BOXED}8}}"
+    for name, tok in [("base", build_tokenizer()), ("judge", build_judge_tokenizer())]:
+        text += "\nIs it right? Yes" if name == "judge" else ""  # the judge spells newlines and capitals
+        folder = tmp_path / name
+        tok.save_pretrained(folder)
+        build_model(TINY.arch, build_tokenizer(), seed=0).config.save_pretrained(folder)
+        auto = AutoTokenizer.from_pretrained(folder)
+        ids = tok(text)["input_ids"]
+        assert type(auto).__name__ == "Qwen2Tokenizer"  # the class vLLM gets for this config
+        assert auto(text)["input_ids"] == ids and auto.decode(ids) == text == tok.decode(ids), name
+        assert auto.eos_token_id == tok.eos_token_id and auto.pad_token_id == tok.pad_token_id

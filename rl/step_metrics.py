@@ -106,8 +106,9 @@ def eval_counts(batch: RolloutBatch) -> dict:
     """Per-prompt results of an evaluation (k samples per prompt), over scored
     samples: `scored` and raw `correct_scored` per prompt, `correct` rescaled to
     k (k * correct / scored: the raw count when nothing is masked), `pass_rate`
-    (the mean of correct / k), and `masked` samples. A prompt with no scored
-    sample is left out (`prompts_unscored`)."""
+    (the mean of correct / k; None when no prompt has a scored sample: an
+    evaluation whose rewards all failed measures nothing), and `masked`
+    samples. A prompt with no scored sample is left out (`prompts_unscored`)."""
     scored, right, rates, correct = [], [], [], []
     for g in batch.groups:
         k, n = len(g.samples), sum(s.scored for s in g.samples)
@@ -117,7 +118,7 @@ def eval_counts(batch: RolloutBatch) -> dict:
             right.append(c)
             correct.append(c if n == k else k * c / n)
             rates.append(c / n)
-    return {"pass_rate": sum(rates) / max(1, len(rates)), "correct": correct,
+    return {"pass_rate": sum(rates) / len(rates) if rates else None, "correct": correct,
             "scored": scored, "correct_scored": right, "masked": sum(not s.scored for s in batch.samples),
             "prompts_unscored": len(batch.groups) - len(scored)}
 
@@ -127,9 +128,10 @@ def eval_metrics(batch: RolloutBatch) -> dict:
     counts = eval_counts(batch)
     per_prompt = [any(bool(s.correct) for s in g.samples if s.scored) for g in batch.groups
                   if any(s.scored for s in g.samples)]
+    rates = {} if counts["pass_rate"] is None else {  # nothing scored: no pass rate, not 0
+        "eval/pass_rate": counts["pass_rate"], "eval/pass_at_k": sum(per_prompt) / len(per_prompt)}
     return {
-        "eval/pass_rate": counts["pass_rate"],
-        "eval/pass_at_k": sum(per_prompt) / max(1, len(per_prompt)),
+        **rates,
         "eval/length_mean": sum(len(s.token_ids) for s in samples) / max(1, len(samples)),
         "eval/truncation_rate": sum(s.finish_reason == "length" for s in samples) / max(1, len(samples)),
         "eval/prompts": len(batch.groups),

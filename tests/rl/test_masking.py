@@ -21,7 +21,7 @@ from rl.algo.batch import build_train_batch
 from rl.algo.config import AlgoConfig
 from rl.monitor.judge_compute import JudgeMeter
 from rl.monitor.ledger import ComputeLedger
-from rl.step_metrics import eval_counts, reward_failures
+from rl.step_metrics import eval_counts, eval_metrics, reward_failures
 from rollout.jobs import Job, JobRun
 from rollout.types import Group, RolloutBatch, Sample
 
@@ -119,6 +119,16 @@ def test_masked_eval_samples_are_left_out_of_the_pass_rate():
     assert c["correct"] == pytest.approx([4 / 3, 2])  # rescaled to k = 4: what the fit reads as correct / k
     assert c["pass_rate"] == pytest.approx((1 / 3 + 2 / 4) / 2)
     assert c["pass_rate"] == pytest.approx(sum(x / 4 for x in c["correct"]) / 2)
+
+
+def test_an_evaluation_with_nothing_scored_has_no_pass_rate():
+    """Every reward failed: the evaluation measured nothing, so it logs no
+    pass rate (a 0 would enter the curve and the fit as a real point)."""
+    batch = RolloutBatch(step=0, groups=[_group([M, M, M, M]), _group([M, M, M, M])])
+    assert eval_counts(batch)["pass_rate"] is None
+    m = eval_metrics(batch)
+    assert "eval/pass_rate" not in m and "eval/pass_at_k" not in m
+    assert m["eval/masked"] == 8 and m["eval/prompts_unscored"] == 2
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,12 @@ import time
 from typing import Optional, Sequence
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import (GetTimeoutError, NodeDiedError, OutOfMemoryError, RayActorError, RayTaskError,
+                            WorkerCrashedError)
+
+# What ray.get raises when the process behind a call is gone: an actor's
+# death, and (from the memory monitor or a lost node) these three.
+DEATHS = (RayActorError, OutOfMemoryError, NodeDiedError, WorkerCrashedError)
 
 GRACE_S = 10.0
 
@@ -50,7 +55,7 @@ def gather(refs: Sequence, timeout: Optional[float] = None) -> list:
         for ref in ready:
             try:
                 ray.get(ref)
-            except RayActorError as err:
+            except DEATHS as err:
                 if isinstance(err, RayTaskError):  # the task raised an actor error of its own callee
                     first_error = first_error or (time.monotonic(), err)
                     continue

@@ -59,12 +59,12 @@ _VERDICT_RE = re.compile(r"\s*(Yes|No)\b")
 _SCORES_RE = re.compile(r"Scores:\s*\\boxed\{([^{}]*)\}")
 
 
-def truncate_response(text: str) -> str:
-    """`text` unchanged when at most `MAX_RESPONSE_CHARS` long, else its first
-    `MAX_RESPONSE_CHARS` characters followed by `TRUNCATION_MARKER`."""
-    if len(text) <= MAX_RESPONSE_CHARS:
+def truncate_response(text: str, limit: int = MAX_RESPONSE_CHARS) -> str:
+    """`text` unchanged when at most `limit` characters long, else its first
+    `limit` characters followed by `TRUNCATION_MARKER`."""
+    if len(text) <= limit:
         return text
-    return text[:MAX_RESPONSE_CHARS] + TRUNCATION_MARKER
+    return text[:limit] + TRUNCATION_MARKER
 
 
 def response_header(index: int) -> str:
@@ -72,21 +72,21 @@ def response_header(index: int) -> str:
     return f"[Response {index}]\n"
 
 
-def verify_prompt(question: str, response: str) -> str:
+def verify_prompt(question: str, response: str, limit: int = MAX_RESPONSE_CHARS) -> str:
     """GenRM verification prompt. The judge's completion starts with `YES_TEXT`
     (" Yes") or `NO_TEXT` (" No"); its first generated token is that word with
     its leading space, so P(Yes) is read from the first token's distribution."""
-    return (f"{QUESTION_HEADER}{question}\n{RESPONSE_HEADER}{truncate_response(response)}\n"
+    return (f"{QUESTION_HEADER}{question}\n{RESPONSE_HEADER}{truncate_response(response, limit)}\n"
             f"{VERIFY_QUESTION}")
 
 
-def grm_prompt(question: str, responses: list[str]) -> str:
+def grm_prompt(question: str, responses: list[str], limit: int = MAX_RESPONSE_CHARS) -> str:
     """DeepSeek-GRM pointwise prompt for one or more responses to `question`.
     The judge answers "Principles: ...\\nAnalysis: ...\\nScores: \\boxed{s1, ...}",
     one integer in [SCORE_MIN, SCORE_MAX] per response, in the order given."""
     if not responses:
         raise ValueError("grm_prompt needs at least one response")
-    body = "".join(f"{response_header(i)}{truncate_response(r)}\n"
+    body = "".join(f"{response_header(i)}{truncate_response(r, limit)}\n"
                    for i, r in enumerate(responses, start=1))
     return f"{QUESTION_HEADER}{question}\n{body}{GRM_INSTRUCTION}\n"
 

@@ -76,6 +76,9 @@ class JudgeConfig(BaseModel):
     timeout_s: float = Field(
         60.0, gt=0, le=3600, description="Per-request deadline from when the hub sends it; a request past it is "
         "aborted in the engine and its sample fails with details.timeout.")
+    max_response_chars: int = Field(
+        160, ge=16, description="A judged response longer than this is cut to it and marked truncated in the "
+        "prompt (160 fits the tiny judge's 512 positions; raise it for a real judge's context).")
     seed: int = Field(0, description="Seed of the response shuffles and of the judges' sampling.")
     genrm: GenRMConfig = Field(default_factory=GenRMConfig, description="The 'genrm' kind.")
     grm: GRMConfig = Field(default_factory=GRMConfig, description="The 'grm' kind.")

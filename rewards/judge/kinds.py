@@ -72,7 +72,7 @@ def plan_genrm(items: list[tuple[int, Sample]], cfg: JudgeConfig, info: dict,
         if why:
             early[idx] = judge_failure("genrm", why)
             continue
-        prompt = verify_prompt(q, r)
+        prompt = verify_prompt(q, r, cfg.max_response_chars)
         if g.logprobs:
             if info.get("yes_no_ids") is None:
                 early[idx] = judge_failure("genrm", f"genrm logprobs: {info.get('yes_no_error')}")
@@ -143,7 +143,8 @@ def plan_grm(groups: list[list[tuple[int, Sample]]], cfg: JudgeConfig, info: dic
                 perm = list(range(len(chunk)))
                 rng.shuffle(perm)
                 perms.append(perm)
-                requests.append(_request(grm_prompt(question, [responses[p] for p in perm]), g.max_tokens,
+                prompt = grm_prompt(question, [responses[p] for p in perm], cfg.max_response_chars)
+                requests.append(_request(prompt, g.max_tokens,
                                          g.temperature, rng.randrange(1 << 31), deadline,
                                          logprobs=g.meta_rm == "logprob"))
             sets.append(([idx for idx, _, _ in chunk], perms, first))

@@ -93,6 +93,19 @@ def test_prompts_truncate_long_responses():
     assert long not in grm_prompt("1+1", [long, "2"])
 
 
+def test_the_response_limit_is_the_recipe_s():
+    """rewards.judge.max_response_chars reaches the prompts the hub sends."""
+    from rewards.judge.config import JudgeConfig
+    from rewards.judge.kinds import plan_genrm, plan_grm
+
+    sample = {"prompt": "1+1=", "response": "2" * 100 + "\\boxed{2}"}
+    for limit, cut in [(40, True), (400, False)]:
+        cfg = JudgeConfig(model="m", max_response_chars=limit, genrm={"logprobs": False})
+        reqs = plan_genrm([(0, sample)], cfg, {}, deadline=0.0)[0] + plan_grm([[(0, sample)]], cfg, {}, 0.0)[0]
+        assert reqs and all((TRUNCATION_MARKER in r["prompt"]) == cut for r in reqs)
+        assert all(("2" * 41 in r["prompt"]) == (not cut) for r in reqs)
+
+
 def test_config_rejects_bad_values():
     from rewards.config import RewardsConfig
     from rewards.judge.config import JudgeConfig

@@ -131,11 +131,9 @@ def _train(spec: BaseSpec, out: Path) -> None:
 
 def _sft(spec: BaseSpec, out: Path) -> None:
     import torch
-    from transformers import GenerationConfig
-    from transformers.utils import logging as hf_logging
-    from trl import SFTConfig, SFTTrainer
 
     from rl.base.model import build_model
+    from rl.base.sft import run_sft
     from rl.base.tokenizer import build_tokenizer
 
     torch.manual_seed(spec.seed)
@@ -145,39 +143,10 @@ def _sft(spec: BaseSpec, out: Path) -> None:
         if _spec(spec.init_from).arch != spec.arch:
             raise UserError(f"base spec {spec.name}: init_from '{spec.init_from}' has another arch")
         model = type(model).from_pretrained(build_base(spec.init_from))
-    args = SFTConfig(
-        output_dir=str(out / "_trainer"),
-        max_steps=spec.sft_steps,
-        per_device_train_batch_size=spec.batch_size,
-        learning_rate=spec.lr,
-        lr_scheduler_type="cosine",
-        warmup_steps=spec.warmup_steps,
-        weight_decay=spec.weight_decay,
-        max_grad_norm=1.0,
-        seed=spec.seed,
-        data_seed=spec.seed,
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        completion_only_loss=True,
-        max_length=spec.arch.max_positions,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=max(1, spec.sft_steps // 10),
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-    )
-    hf_logging.set_verbosity_warning()
-    trainer = SFTTrainer(model=model, args=args, train_dataset=_sft_dataset(spec, tokenizer),
-                         processing_class=tokenizer)
-    trainer.train()
-    model = trainer.model
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.eos_token_id, max_new_tokens=64)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    shutil.rmtree(out / "_trainer", ignore_errors=True)
+    run_sft(model, tokenizer, _sft_dataset(spec, tokenizer), out,
+            steps=spec.sft_steps, batch_size=spec.batch_size, lr=spec.lr,
+            warmup_steps=spec.warmup_steps, weight_decay=spec.weight_decay, seed=spec.seed,
+            max_length=spec.arch.max_positions, max_new_tokens=64)
 
 
 def evaluate_base(path: str | Path, n_prompts: int = 200, k: int = 16, seed: int = 0,

@@ -145,14 +145,11 @@ def _corpus_summary(rows: list[dict]) -> dict:
 def _sft(spec: JudgeSpec, rows: list[dict], out: Path) -> None:
     import datasets
     import torch
-    from transformers import GenerationConfig
-    from transformers.utils import logging as hf_logging
-    from trl import SFTConfig, SFTTrainer
-
     from transformers import Qwen2ForCausalLM
 
     from rl.base.judge_tokenizer import VOCAB_SIZE, build_judge_tokenizer
     from rl.base.model import qwen2_config
+    from rl.base.sft import run_sft
 
     tokenizer = build_judge_tokenizer()
     config = qwen2_config(spec.arch, tokenizer)
@@ -163,35 +160,7 @@ def _sft(spec: JudgeSpec, rows: list[dict], out: Path) -> None:
         "prompt": [r["prompt"] for r in rows],
         "completion": [r["completion"] + tokenizer.eos_token for r in rows],
     })
-    args = SFTConfig(
-        output_dir=str(out / "_trainer"),
-        max_steps=spec.sft_steps,
-        per_device_train_batch_size=spec.batch_size,
-        learning_rate=spec.lr,
-        lr_scheduler_type="cosine",
-        warmup_steps=spec.warmup_steps,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        seed=spec.seed,
-        data_seed=spec.seed,
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        completion_only_loss=True,
-        max_length=spec.arch.max_positions,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=max(1, spec.sft_steps // 10),
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-    )
-    hf_logging.set_verbosity_warning()
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
-    trainer.train()
-    model = trainer.model
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.eos_token_id, max_new_tokens=256)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    shutil.rmtree(out / "_trainer", ignore_errors=True)
+    run_sft(model, tokenizer, data, out,
+            steps=spec.sft_steps, batch_size=spec.batch_size, lr=spec.lr,
+            warmup_steps=spec.warmup_steps, weight_decay=0.0, seed=spec.seed,
+            max_length=spec.arch.max_positions, max_new_tokens=256)

@@ -34,6 +34,7 @@ from typing import Any, Optional
 
 import ray
 
+from rewards.actors import close_and_kill
 from rewards.config import RewardsConfig
 from rewards.types import RewardResult
 
@@ -174,12 +175,7 @@ class RewardHub:
         return self._dead_seconds + sum(seconds for _, seconds in self._seen)
 
     def shutdown(self) -> None:
-        try:
-            ray.get([r.close.remote() for r in self.replicas], timeout=30)
-        except Exception:  # noqa: BLE001  (replicas may already be gone)
-            pass
-        for r in self.replicas:
-            ray.kill(r)
+        close_and_kill(self.replicas)
         self.replicas = []
         if self.judges is not None:
             self.judges.shutdown()

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import ray
 
+from rewards.actors import close_and_kill
 from rewards.judge.config import JudgeConfig
 
 USAGE_KEYS = ("requests", "completed", "timeouts", "errors", "overflows", "prompt_tokens", "generated_tokens")
@@ -78,12 +79,7 @@ class JudgePool:
     def shutdown(self) -> None:
         from ray.util.placement_group import remove_placement_group
 
-        try:
-            ray.get([e.close.remote() for e in self.engines], timeout=30)
-        except Exception:  # noqa: BLE001  (engines may already be gone)
-            pass
-        for e in self.engines:
-            ray.kill(e)
+        close_and_kill(self.engines)
         for pg in self.groups:
             remove_placement_group(pg)
         self.engines, self.groups = [], []

@@ -19,8 +19,9 @@ result (length that a long-to-short reward can later remove).
 
 The long-thinking variant (`recheck_max > 0`, the `tiny-arith-long` base)
 appends to each example's working a random number, 0..recheck_max drawn
-uniformly, of redundant items: a column step restated (`again:7+1+0=8`) or
-the result re-checked (`check:3208`). They never change the answer, so a
+uniformly, of redundant items: the result checked (`check:3208`), then
+column steps restated (`again:7+1+0=8`) or the result checked again. They
+never change the answer, so a
 model trained on them thinks for a length that varies from sample to sample
 and can be cut without losing accuracy (docs/long2short.md).
 
@@ -103,11 +104,18 @@ def format_response(steps: list[str], value: int, check: bool = False,
 
 
 def redundant_items(steps: list[str], value: int, recheck_max: int, rng: random.Random) -> list[str]:
-    """0..recheck_max (uniform) redundant items: a restated column step
-    (`again:<step>`) or a re-check of the result (`check:<value>`), each
-    chosen with probability 1/2."""
-    out = []
-    for _ in range(rng.randint(0, recheck_max)):
+    """0..recheck_max (uniform) redundant items. The first is the result
+    (`check:<value>`), read off the column steps just before it as the base's
+    own check step is; each later one restates a column step
+    (`again:<step>`) or the result again (probability 1/2 each). So every
+    item repeats something already written and the boxed answer copies the
+    nearest check. (When the first item could be `again:`, the tiny model
+    had to read the result off steps an item further back; it learned that
+    badly, and the long base boxed a right sum 3% of the time against the
+    short one's 20%.)"""
+    n = rng.randint(0, recheck_max)
+    out = [f"check:{value}"] if n else []
+    for _ in range(n - 1):
         out.append(f"again:{rng.choice(steps)}" if rng.random() < 0.5 else f"check:{value}")
     return out
 

@@ -57,7 +57,7 @@ _LATE_FIELDS = ("recheck_max", "eval_max_new_tokens", "init_from")
 # its (noisy) procedure and their weights can be averaged; a warm start keeps
 # each build to a few minutes. Fewer eval samples: long traces make the
 # build's measurement the slow part.
-_PAIR = dict(check_rate=0.0, init_from="tiny-arith", corpus_size=4800, sft_steps=150, lr=1e-3, warmup_steps=10,
+_PAIR = dict(check_rate=0.0, init_from="tiny-arith", corpus_size=19200, sft_steps=600, lr=2e-3, warmup_steps=20,
              eval_prompts=100, eval_k=8, eval_max_new_tokens=128)
 
 

@@ -180,18 +180,17 @@ class Controller:
             self._set_probe(result)
         out = eval_metrics(result)
         out["time/eval"] = time.perf_counter() - t0
-        if "eval/pass_rate" not in out:  # every reward failed: a point of 0 would be a failure made data
+        if "eval/pass_rate" in out:
+            self.state.evals.append({"step": step, "y": out["eval/pass_rate"], **self.state.ledger.totals()})
+            # per-prompt results: the fit weighs each point by its own sampling noise
+            # (a sample whose reward failed is left out of its prompt's rate: rl.step_metrics.eval_counts)
+            MetricsLog.append(self.run_dir, "evals.jsonl", {
+                "step": step, "k": ev.k, "temperature": ev.temperature, **eval_counts(result),
+                **self.state.ledger.totals()})
+            self._refit()
+        else:  # every reward failed: a point of 0 would be a failure made data
             log.warning("evaluation at step %d: no sample was scored (%d masked); it is left out of the "
                         "curve and the fit", step, out["eval/masked"])
-            self._spent_device_seconds()
-            return out
-        self.state.evals.append({"step": step, "y": out["eval/pass_rate"], **self.state.ledger.totals()})
-        # per-prompt results: the fit weighs each point by its own sampling noise
-        # (a sample whose reward failed is left out of its prompt's rate: rl.step_metrics.eval_counts)
-        MetricsLog.append(self.run_dir, "evals.jsonl", {
-            "step": step, "k": ev.k, "temperature": ev.temperature, **eval_counts(result),
-            **self.state.ledger.totals()})
-        self._refit()
         self._spent_device_seconds()  # the evaluation's own work is not training compute
         return out
 

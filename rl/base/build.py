@@ -25,8 +25,7 @@ from rl.base.spec import SPECS, BaseSpec
 from rl.errors import UserError
 
 # Bump when a code change alters the weights a spec produces (corpus format,
-# training loop) or the files
-# saved beside them (the tokenizer): every cached base is then rebuilt.
+# training loop) or the files saved beside them (the tokenizer): every cached base is then rebuilt.
 BUILD_VERSION = "3"  # 2: byte-level tokenizer files (AutoTokenizer read the WordLevel ones without spaces);
 # 3: the long corpus checks the result before restating steps (rl.data.arith.redundant_items)
 REPO_ROOT = Path(__file__).resolve().parents[2]

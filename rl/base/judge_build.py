@@ -30,8 +30,7 @@ from rl.base.judge_spec import JUDGE_SPECS, JudgeSpec
 from rl.errors import UserError
 
 # Bump when a code change alters the weights a spec produces (corpus, formats,
-# training loop) or the files
-# saved beside them (the tokenizer): every cached judge is then rebuilt.
+# training loop) or the files saved beside them (the tokenizer): every cached judge is then rebuilt.
 BUILD_VERSION = "2"  # 2: byte-level tokenizer files (AutoTokenizer read the WordLevel ones without spaces)
 EVAL_FILE = "judge_eval.json"
 EVAL_ITEMS_FILE = "judge_eval_items.json"  # the held-out items measured, with the verifier's verdicts

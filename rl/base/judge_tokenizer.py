@@ -19,9 +19,8 @@ import string
 from transformers import PreTrainedTokenizerFast
 
 from rewards import judge_format as jf
-from rl.base.tokenizer import BOXED, THINK_CLOSE, THINK_OPEN, char_tokenizer
+from rl.base.tokenizer import BOXED, EOS, PAD, THINK_CLOSE, THINK_OPEN, UNK, char_tokenizer
 
-PAD, EOS, UNK = "<|pad|>", "<|end|>", "<|unk|>"
 SPECIAL = [PAD, EOS, UNK]
 # The tiny judge's one principle (a GRM judge writes its principles first).
 PRINCIPLE = "The final boxed answer must equal the true sum; the working does not count."

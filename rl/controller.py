@@ -191,7 +191,8 @@ class Controller:
         else:  # every reward failed: a point of 0 would be a failure made data
             log.warning("evaluation at step %d: no sample was scored (%d masked); it is left out of the "
                         "curve and the fit", step, out["eval/masked"])
-        self._spent_device_seconds()  # the evaluation's own work is not training compute
+        self._spent_device_seconds()  # the evaluation's own work is not training compute,
+        self._judge_usage()  # nor is its judging (a judge term scores evaluation samples too)
         return out
 
     def _credit_training_time(self) -> None:

@@ -12,6 +12,7 @@ to the fit (rl.monitor.fit_noise reads correct / k).
 """
 from __future__ import annotations
 
+from rewards.judge.config import JUDGE_KINDS
 from rl.algo.batch import informative
 from rollout.types import Group, RolloutBatch
 
@@ -52,6 +53,7 @@ def rollout_metrics(batch: RolloutBatch, step: int, k: int) -> dict:
         "pipeline/max_off_policy_steps": k,
         "time/generate": batch.gen_seconds,
         **reward_failures(batch.groups),
+        **judge_agreement(batch.groups),
     }
 
 
@@ -78,6 +80,41 @@ def reward_failures(groups: list[Group]) -> dict:
     for prefix, c in counts.items():
         out.update({f"reward/{prefix}{k}": c[k] for k in ("masked", "errors", "timeouts")})
         out[f"reward/{prefix}masked_fraction"] = c["masked"] / max(1, c["samples"])
+    return out
+
+
+def judge_agreement(groups: list[Group]) -> dict:
+    """How a judge's scores sit against the verifier, per judge kind, over the
+    scored samples the verifier also checked (`details.correct` a bool):
+    `reward/<judge>/score_right` and `score_wrong` (its mean score where the
+    verifier says right / wrong but an answer was given), `score_no_answer`
+    (where no answer could be read: the judge-fooling responses, a lone ":",
+    "Let me solve this step by step.", a cut-off text), `no_answer_rate` (their
+    share of the samples) and `fooled_rate` (share of the verifier-wrong
+    samples the judge scored above 0.5)."""
+    acc: dict[str, dict[str, list[float]]] = {}
+    for g in groups:
+        for s in g.samples:
+            d = s.reward_details or {}
+            terms, correct = d.get("terms") or {}, d.get("correct")
+            if not s.scored or not isinstance(correct, bool):
+                continue
+            for kind in JUDGE_KINDS:
+                if kind not in terms:
+                    continue
+                a = acc.setdefault(kind, {"right": [], "wrong": [], "no_answer": [], "n": []})
+                score = float(terms[kind])
+                a["n"].append(score)
+                a["right" if correct else ("wrong" if d.get("extracted") is not None else "no_answer")].append(score)
+    out = {}
+    for kind, a in acc.items():
+        wrong = a["wrong"] + a["no_answer"]
+        for cat in ("right", "wrong", "no_answer"):
+            if a[cat]:
+                out[f"reward/{kind}/score_{cat}"] = sum(a[cat]) / len(a[cat])
+        out[f"reward/{kind}/no_answer_rate"] = len(a["no_answer"]) / len(a["n"])
+        if wrong:
+            out[f"reward/{kind}/fooled_rate"] = sum(v > 0.5 for v in wrong) / len(wrong)
     return out
 
 

@@ -21,7 +21,7 @@ from rl.algo.batch import build_train_batch
 from rl.algo.config import AlgoConfig
 from rl.monitor.judge_compute import JudgeMeter
 from rl.monitor.ledger import ComputeLedger
-from rl.step_metrics import eval_counts, eval_metrics, reward_failures
+from rl.step_metrics import eval_counts, eval_metrics, judge_agreement, reward_failures
 from rollout.jobs import Job, JobRun
 from rollout.types import Group, RolloutBatch, Sample
 
@@ -107,6 +107,27 @@ def test_a_failed_judge_counts_under_the_judge_kind():
     assert (out["reward/masked"], out["reward/timeouts"], out["reward/errors"]) == (2, 1, 1)
     assert (out["reward/genrm/timeouts"], out["reward/genrm/masked_fraction"]) == (1, 0.5)  # of 2 judged
     assert (out["reward/math/errors"], out["reward/math/timeouts"], out["reward/math/masked"]) == (1, 0, 1)
+
+
+def test_judge_scores_against_the_verifier_by_hand():
+    """Five math rows with a genrm term (details as the hub writes them: the
+    verifier's `correct` and `extracted`, the judge's score in `terms`), one masked."""
+    def judged(correct, extracted, p_yes):
+        s = _sample(1.0 if correct else 0.0)
+        s.reward_details = {"correct": correct, "extracted": extracted, "judge": "genrm",
+                            "terms": {"math": 0.0, "genrm": p_yes}}
+        return s
+    hung = _sample(M, why="timeout")
+    hung.reward_details = {**failed("judge timed out", timeout=True).details, "judge": "genrm"}
+    samples = [judged(True, "12", 0.9), judged(True, "12", 0.4), judged(False, "13", 0.7),
+               judged(False, "14", 0.2), judged(False, None, 0.6), hung]
+    out = judge_agreement([Group(prompt={"prompt": "5+7=", "kind": "math"}, prompt_ids=[5], samples=samples)])
+    assert out["reward/genrm/score_right"] == pytest.approx(0.65)
+    assert out["reward/genrm/score_wrong"] == pytest.approx(0.45)
+    assert out["reward/genrm/score_no_answer"] == pytest.approx(0.6)
+    assert out["reward/genrm/no_answer_rate"] == pytest.approx(1 / 5)  # of the 5 scored
+    assert out["reward/genrm/fooled_rate"] == pytest.approx(2 / 3)  # 0.7 and 0.6 of 3 verifier-wrong
+    assert judge_agreement([_group([1.0, 0.0])]) == {}  # no judge term: nothing logged
 
 
 def test_masked_eval_samples_are_left_out_of_the_pass_rate():

@@ -22,10 +22,19 @@ Departures and choices:
   does. A cut that has fewer is reported as too short (with how many
   evaluations it would take) instead of fitted; a run with no fittable cut
   is an error.
-- The interval is fit_sigmoid's as the run configured it; the final
-  evaluation's own sampling error (from its per-prompt results) is reported
-  beside it, so a reader can tell a miss by the curve from a miss by the
-  noise of one evaluation.
+- What is forecast is one evaluation, so coverage is judged with the band
+  for an evaluation (FitResult.predicted_eval_interval): the curve's
+  interval widened by the scatter of one evaluation about the curve, which
+  the fit measures on the points it saw (their sampling noise times the
+  dispersion: a policy that wobbles between evaluations by more than
+  sampling explains widens it). The curve's own interval is kept
+  (`curve_intervals`), and the final evaluation's sampling error (from its
+  per-prompt results) is reported beside it, so a reader can tell a miss by
+  the curve from a miss by the noise of one evaluation.
+- The final evaluation is one noisy point; each run is also fitted on all of
+  its evaluations (`fitted_end`, the curve at x_final) and each cut's error
+  against that smoothed end is reported beside the error against the last
+  evaluation (`error_vs_fitted_end`).
 """
 from __future__ import annotations
 
@@ -50,8 +59,10 @@ class Cut:
     n_evals: int  # evaluations with 0 < x <= x_cut (before burn-in)
     n_points: int | None = None  # points the fit used (after burn-in); None when too short
     forecast: float | None = None  # fitted R(x_final)
-    intervals: dict[float, tuple[float, float]] = dataclasses.field(default_factory=dict)  # level -> (lo, hi)
+    intervals: dict[float, tuple[float, float]] = dataclasses.field(default_factory=dict)  # level -> band of an evaluation
+    curve_intervals: dict[float, tuple[float, float]] = dataclasses.field(default_factory=dict)  # level -> curve's interval
     error: float | None = None  # forecast - final observed
+    error_vs_fitted_end: float | None = None  # forecast - the full run's fitted curve at x_final
     warnings: list[str] = dataclasses.field(default_factory=list)
     short: str | None = None  # why this cut was not fitted
     fit: object = dataclasses.field(default=None, repr=False)  # the FitResult at the widest level
@@ -77,16 +88,19 @@ class RunBacktest:
     n_evals: int  # evaluations with x > 0
     min_points: int
     cuts: list[Cut]
+    fitted_end: float | None = None  # the fit on all the run's evaluations, at x_final (None if it failed)
 
     def to_dict(self) -> dict:
         cuts = []
         for c in self.cuts:
-            d = {f.name: getattr(c, f.name) for f in dataclasses.fields(c) if f.name not in ("fit", "intervals")}
+            d = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)
+                 if f.name not in ("fit", "intervals", "curve_intervals")}
             d["intervals"] = {f"{lvl:g}": list(iv) for lvl, iv in c.intervals.items()}
+            d["curve_intervals"] = {f"{lvl:g}": list(iv) for lvl, iv in c.curve_intervals.items()}
             d["covered"] = {f"{lvl:g}": c.covered(lvl, self.y_final) for lvl in c.intervals}
             cuts.append(d)
         return {"run": self.label, "run_dir": str(self.run_dir), "x": self.x_name, "x_final": self.x_final,
-                "y_final": self.y_final, "y_final_se": self.y_final_se, "n_evals": self.n_evals,
+                "y_final": self.y_final, "y_final_se": self.y_final_se, "fitted_end": self.fitted_end, "n_evals": self.n_evals,
                 "min_points": self.min_points, "cuts": cuts}
 
 
@@ -165,7 +179,16 @@ def _too_short(count: str, fraction: float, need: int) -> str:
             f"about {evaluations_needed(fraction, need)} evaluations in the run")
 
 
-def _fit_cut(pts, x_final, y_final, fraction, levels, settings) -> Cut:
+def _fitted_end(pts, settings, x_final) -> float | None:
+    """The run's fit on all its evaluations, at x_final: its end with the
+    last evaluation's noise smoothed out by the curve."""
+    try:
+        return float(fit_as_the_run(pts, settings, budget=x_final).predicted)
+    except UserError:
+        return None
+
+
+def _fit_cut(pts, x_final, y_final, fraction, levels, settings, fitted_end=None) -> Cut:
     x_cut = fraction * x_final
     keep = pts.x <= x_cut
     n_evals = int(np.sum(keep & (pts.x > 0)))
@@ -187,8 +210,12 @@ def _fit_cut(pts, x_final, y_final, fraction, levels, settings) -> Cut:
         if cut.fit is None:
             cut.fit, cut.n_points, cut.forecast = fit, fit.n_points, fit.predicted
             cut.error, cut.warnings = fit.predicted - y_final, list(fit.warnings)
-        cut.intervals[level] = tuple(float(v) for v in fit.predicted_interval)
+            if fitted_end is not None:
+                cut.error_vs_fitted_end = fit.predicted - fitted_end
+        cut.intervals[level] = tuple(float(v) for v in fit.predicted_eval_interval)
+        cut.curve_intervals[level] = tuple(float(v) for v in fit.predicted_interval)
     cut.intervals = dict(sorted(cut.intervals.items()))
+    cut.curve_intervals = dict(sorted(cut.curve_intervals.items()))
     return cut
 
 
@@ -208,9 +235,10 @@ def backtest_run(run_dir: str | Path, fractions=DEFAULT_FRACTIONS, levels=DEFAUL
     if bootstrap is not None:
         settings["bootstrap"] = int(bootstrap)
     x_final, y_final = float(pts.x[-1]), float(pts.y[-1])
-    cuts = [_fit_cut(pts, x_final, y_final, f, levels, settings) for f in sorted(fractions)]
+    end = _fitted_end(pts, settings, x_final)
+    cuts = [_fit_cut(pts, x_final, y_final, f, levels, settings, end) for f in sorted(fractions)]
     return RunBacktest(run_dir=run_dir, label=label or run_dir.name, x_name=pts.x_name, x_final=x_final,
-                       y_final=y_final, y_final_se=final_se(pts), n_evals=int(np.sum(pts.x > 0)),
+                       y_final=y_final, y_final_se=final_se(pts), fitted_end=end, n_evals=int(np.sum(pts.x > 0)),
                        min_points=int(settings["min_points"]), cuts=cuts)
 
 
@@ -278,13 +306,15 @@ def calibration(results: list[RunBacktest], levels=DEFAULT_LEVELS) -> list[dict]
     return rows
 
 
-def mean_abs_error(results: list[RunBacktest]) -> dict[float, float]:
-    """Mean |forecast - final| per fraction of compute, over the runs fitted there."""
+def mean_abs_error(results: list[RunBacktest], against: str = "error") -> dict[float, float]:
+    """Mean |forecast - final| per fraction of compute, over the runs fitted
+    there; `against="error_vs_fitted_end"` uses the full run's fitted end."""
     errs: dict[float, list[float]] = {}
     for r in results:
         for c in r.cuts:
-            if c.error is not None:
-                errs.setdefault(c.fraction, []).append(abs(c.error))
+            e = getattr(c, against)
+            if e is not None:
+                errs.setdefault(c.fraction, []).append(abs(e))
     return {f: float(np.mean(v)) for f, v in sorted(errs.items())}
 
 
@@ -297,6 +327,8 @@ def to_json(results: list[RunBacktest], levels=DEFAULT_LEVELS) -> dict:
         "calibration": [{**row, "by_fraction": {f"{f:g}": list(t) for f, t in row["by_fraction"].items()}}
                         for row in cal],
         "mean_abs_error": {f"{f:g}": v for f, v in mean_abs_error(results).items()},
+        "mean_abs_error_vs_fitted_end": {f"{f:g}": v for f, v in
+                                         mean_abs_error(results, "error_vs_fitted_end").items()},
     }
 
 
@@ -330,7 +362,13 @@ def format_text(results: list[RunBacktest], levels=DEFAULT_LEVELS) -> str:
     mae = mean_abs_error(results)
     if mae:
         lines += ["", "mean |error|: " + ", ".join(f"{f:.0%} of compute {v:.3f}" for f, v in mae.items())]
-    lines += ["", "Calibration: how often the interval from a cut covered the final evaluation.",
+    mae_end = mean_abs_error(results, "error_vs_fitted_end")
+    if mae_end:
+        ends = ", ".join(f"{r.label} {_num(r.fitted_end)}" for r in results)
+        lines += ["mean |error| against the fitted end (the fit on all evaluations at the final x: "
+                  f"{ends}): " + ", ".join(f"{f:.0%} of compute {v:.3f}" for f, v in mae_end.items())]
+    lines += ["", "Calibration: how often the band for an evaluation from a cut covered the final evaluation "
+              "(the curve's interval widened by one evaluation's scatter about the curve).",
               _calibration_text(calibration(results, levels))]
     if notes:
         lines += [""] + notes

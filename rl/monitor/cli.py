@@ -198,6 +198,9 @@ def extrapolate(args) -> int:
     print(f"  R0    = {fit.R0:.4f}  ({fit.r0_source})")
     print(f"  R({budget:.4g}) = {fit.predicted:.4f}  {lvl} [{_fmt(fit.predicted_interval[0])}, "
           f"{_fmt(fit.predicted_interval[1])}]" + (f"  observed {out['observed']:.4f}" if "observed" in out else ""))
+    print(f"          one evaluation there: {lvl} [{_fmt(fit.predicted_eval_interval[0])}, "
+          f"{_fmt(fit.predicted_eval_interval[1])}]  (the curve's interval and an evaluation's scatter, "
+          f"sd {fit.eval_sd:.4f})")
     print(f"  R^2 = {fit.r2:.4f}  RMSE = {fit.rmse:.4f}  intervals: {fit.interval_method}")
     for w in fit.warnings:
         print(f"  warning: {w}")

@@ -83,6 +83,11 @@ class FitResult:
     x_burn: np.ndarray = dataclasses.field(default=None, repr=False)
     y_burn: np.ndarray = dataclasses.field(default=None, repr=False)
     sigma_fit: np.ndarray = dataclasses.field(default=None, repr=False)  # each fitted point's noise sd
+    # One evaluation at the budget scatters around the curve by eval_sd (the last fitted point's
+    # noise, scaled by the dispersion the fit measured: sampling plus the policy's own wobble);
+    # predicted_eval_interval is the band for such an evaluation, the curve's interval widened by it.
+    eval_sd: float = 0.0
+    predicted_eval_interval: tuple[float, float] = (math.nan, math.nan)
 
     def __call__(self, C):
         return sigmoid(C, self.A, self.B, self.C_mid, self.R0)
@@ -113,6 +118,17 @@ class FitResult:
                 v = _finite(v)
             out[f.name] = v
         return out
+
+
+def eval_band(pred: float, curve: tuple[float, float], sd: float, z: float) -> tuple[float, float]:
+    """The band for one evaluation at the budget: each side of the curve's
+    interval widened in quadrature by z evaluation standard deviations, kept
+    within [0, 1] (a pass rate)."""
+    if not all(math.isfinite(v) for v in curve):
+        return curve
+    lo = pred - math.hypot(pred - curve[0], z * sd)
+    hi = pred + math.hypot(curve[1] - pred, z * sd)
+    return (max(lo, 0.0), min(hi, 1.0))
 
 
 def _finite(v: float) -> float | None:
@@ -320,6 +336,10 @@ def fit_sigmoid(
 
     ci_A = clip(ci(samples[:, 0], A)) if fixed_A is None else (A, A)
     ci_pred = clip(ci(np.asarray(preds), pred))
+    # the noise of one evaluation: sampling (known from the counts, or the residual scale) times
+    # the measured over-dispersion, at the last fitted point's noise level
+    eval_sd = float(prob.sigma[-1] * math.sqrt(max(dispersion, 1.0) if counts is not None else dispersion))
+    ci_eval = eval_band(pred, ci_pred, eval_sd, float(stats.norm.ppf(q[1])) * widen)
     res = FitResult(
         A=float(A), B=float(B), C_mid=float(C_mid), R0=float(R0),
         A_interval=ci_A, B_interval=ci(samples[:, 1], B), C_mid_interval=ci(samples[:, 2], C_mid),
@@ -331,6 +351,7 @@ def fit_sigmoid(
         dispersion=float(dispersion) if counts is not None else 1.0,
         prior_B=None if prior is None else {"median": prior.median, "log_sd": prior.log_sd},
         samples=samples, x_fit=x, y_fit=y, x_burn=x_pos[:n_burn], y_burn=y_pos[:n_burn], sigma_fit=prob.sigma,
+        eval_sd=eval_sd, predicted_eval_interval=ci_eval,
     )
     res.warnings = diagnose(x_pos, y_pos, prob, params, r2, ci_A if fixed_A is None else None, budget, ci_pred,
                             dispersion if counts is not None else None)

@@ -87,7 +87,9 @@ def calibrate(shape: tuple[float, float, float], scenario: Scenario, reps: int, 
 
     pred_* are forecast - truth at the end of the run, A_* are A - truth; cov_* the fraction of
     intervals that hold the truth; width_* median interval widths; wide: fraction of fits that warn
-    their A interval or forecast is wide; failed: fits that raised.
+    their A interval or forecast is wide; failed: fits that raised. The run's own final evaluation
+    y_end (what a backtest scores against) gives cov_end_curve and cov_end_eval, the fraction of
+    curve intervals and of bands for an evaluation (FitResult.predicted_eval_interval) that hold it.
     """
     from rl.errors import UserError
     from rl.monitor.fit import fit_sigmoid
@@ -109,11 +111,16 @@ def calibrate(shape: tuple[float, float, float], scenario: Scenario, reps: int, 
         wide = any("wide" in w or "poorly constrained" in w for w in f.warnings)
         rows.append((f.predicted - truth, f.A - A, f.predicted_interval[0] <= truth <= f.predicted_interval[1],
                      f.A_interval[0] <= A <= f.A_interval[1], f.predicted_interval[1] - f.predicted_interval[0],
-                     f.A_interval[1] - f.A_interval[0], wide))
-    a = np.array(rows, dtype=float).reshape(-1, 7)
+                     f.A_interval[1] - f.A_interval[0], wide,
+                     f.predicted_interval[0] <= y[-1] <= f.predicted_interval[1],
+                     f.predicted_eval_interval[0] <= y[-1] <= f.predicted_eval_interval[1],
+                     f.predicted - y[-1]))
+    a = np.array(rows, dtype=float).reshape(-1, 10)
     pe, ae = np.abs(a[:, 0]), np.abs(a[:, 1])
     return {"pred_bias": float(a[:, 0].mean()), "pred_p50": float(np.median(pe)), "pred_p90": float(np.quantile(pe, 0.9)),
             "pred_max": float(pe.max()), "A_bias": float(a[:, 1].mean()), "A_p50": float(np.median(ae)),
             "A_p90": float(np.quantile(ae, 0.9)), "cov_pred": float(a[:, 2].mean()), "cov_A": float(a[:, 3].mean()),
             "width_pred": float(np.median(a[:, 4])), "width_A": float(np.median(a[:, 5])),
-            "wide": float(a[:, 6].mean()), "failed": failed, "n": len(rows), "truth": truth}
+            "wide": float(a[:, 6].mean()), "cov_end_curve": float(a[:, 7].mean()),
+            "cov_end_eval": float(a[:, 8].mean()), "end_p50": float(np.median(np.abs(a[:, 9]))),
+            "failed": failed, "n": len(rows), "truth": truth}

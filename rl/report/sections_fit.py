@@ -107,12 +107,16 @@ def backtest_section(runs, results, levels) -> str:
     fitted = [r for r in results if not isinstance(r, str)]
     body = ""
     if rows:
-        body += table(["run", "cut", "evals", "x at cut", "forecast", f"{wide:.0%} interval", "final (± se)",
-                       "error", "covered"], rows)
+        body += table(["run", "cut", "evals", "x at cut", "forecast", f"{wide:.0%} band for an evaluation",
+                       "final (± se)", "error", "covered"], rows)
         mae = mean_abs_error(fitted)
         if mae:
-            body += "<p>Mean |error|: " + esc(", ".join(f"{v:.3f} at {f:.0%} of compute" for f, v in mae.items())) \
-                    + ".</p>"
+            body += "<p>Mean |error|: " + esc(", ".join(f"{v:.3f} at {f:.0%} of compute" for f, v in mae.items()))
+            mae_end = mean_abs_error(fitted, "error_vs_fitted_end")
+            if mae_end:
+                body += esc("; against each run's fitted end (its fit on all evaluations, at the final x): "
+                            + ", ".join(f"{v:.3f} at {f:.0%}" for f, v in mae_end.items()))
+            body += ".</p>"
         cal = calibration(fitted, levels)
         fracs = sorted({f for row in cal for f in row["by_fraction"]})
         cal_rows = [[f"{row['level']:.0%}", f"{row['covered']}/{row['total']}", num(row["rate"], ".2f"),

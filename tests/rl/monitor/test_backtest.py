@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+from scipy import stats
 
 from rl.cli import main
 from rl.errors import UserError
@@ -22,6 +23,12 @@ def _evals(run_dir: Path) -> list[tuple[float, float]]:
 
     axis = "compute/" + yaml.safe_load((run_dir / "config.yaml").read_text())["monitor"]["x_axis"]
     return [(r[axis], r["eval/pass_rate"]) for r in rows(run_dir) if "eval/pass_rate" in r]
+
+
+def _x(run_dir: Path, ev: dict) -> float:
+    import yaml
+
+    return ev["compute/" + yaml.safe_load((run_dir / "config.yaml").read_text())["monitor"]["x_axis"]]
 
 
 @pytest.mark.slow
@@ -47,6 +54,24 @@ def test_backtest_real_run_forecasts_its_final_evaluation(finished_run):
     rates = [c / last["k"] for c in last["correct"]]
     expect = math.sqrt(sum(r * (1 - r) for r in rates) / (last["k"] - 1)) / len(rates)
     assert res.y_final_se == pytest.approx(expect, rel=1e-6)
+    # the band for one evaluation: the curve's interval widened in quadrature by the scatter of one
+    # evaluation, the last fitted point's sampling sd (from evals.jsonl) times sqrt(dispersion)
+    fit = late.fit
+    fitted = [json.loads(line) for line in (finished_run / "evals.jsonl").read_text().splitlines()
+              if 0 < _x(finished_run, json.loads(line)) <= late.x_cut]
+    rates = [c / fitted[-1]["k"] for c in fitted[-1]["correct"]]
+    se_last = math.sqrt(sum(r * (1 - r) for r in rates) / (fitted[-1]["k"] - 1)) / len(rates)
+    assert fit.eval_sd == pytest.approx(se_last * math.sqrt(max(fit.dispersion, 1.0)), rel=1e-6)
+    z = stats.norm.ppf(0.95) * fit.widen
+    c_lo, c_hi = late.curve_intervals[0.9]
+    assert late.intervals[0.9][1] == pytest.approx(min(1.0, late.forecast + math.hypot(c_hi - late.forecast,
+                                                                                       z * fit.eval_sd)))
+    assert late.intervals[0.9][0] < c_lo and late.intervals[0.9][1] > c_hi
+    # the smoothed end: the run's own last fit (fit.json, written by the live fitter) read at x_final
+    live = json.loads((finished_run / "fit.json").read_text())
+    end = live["R0"] + (live["A"] - live["R0"]) / (1 + (live["C_mid"] / x_final) ** live["B"])
+    assert res.fitted_end == pytest.approx(end, rel=1e-6)
+    assert late.error_vs_fitted_end == pytest.approx(late.forecast - end)
 
 
 @pytest.mark.slow
@@ -87,11 +112,13 @@ def _run(label, y_final, cuts) -> RunBacktest:
 
 def test_calibration_and_error_arithmetic_by_hand():
     a = _run("a", 0.50, [
-        Cut(0.5, 0.5, 5, 5, forecast=0.485, error=-0.015, intervals={0.5: (0.48, 0.49), 0.9: (0.45, 0.55)}),
+        Cut(0.5, 0.5, 5, 5, forecast=0.485, error=-0.015, intervals={0.5: (0.48, 0.49), 0.9: (0.45, 0.55)},
+            error_vs_fitted_end=-0.005),
         Cut(0.75, 0.75, 7, 7, forecast=0.5, error=0.0, intervals={0.5: (0.495, 0.505), 0.9: (0.49, 0.51)}),
     ])
     b = _run("b", 0.40, [
-        Cut(0.5, 0.5, 5, 5, forecast=0.37, error=-0.03, intervals={0.5: (0.36, 0.38), 0.9: (0.35, 0.40)}),
+        Cut(0.5, 0.5, 5, 5, forecast=0.37, error=-0.03, intervals={0.5: (0.36, 0.38), 0.9: (0.35, 0.40)},
+            error_vs_fitted_end=0.015),
         Cut(0.75, 0.75, 3, short="3 evaluations ..."),  # too short: counted nowhere
     ])
     cal = {row["level"]: row for row in calibration([a, b], levels=(0.5, 0.9))}
@@ -101,5 +128,6 @@ def test_calibration_and_error_arithmetic_by_hand():
     # 90%: a@50% covers, a@75% covers, b@50% covers at its upper edge (0.40 == hi) -> 3 of 3
     assert (cal[0.9]["covered"], cal[0.9]["total"], cal[0.9]["rate"]) == (3, 3, 1.0)
     assert mean_abs_error([a, b]) == pytest.approx({0.5: 0.0225, 0.75: 0.0})
+    assert mean_abs_error([a, b], "error_vs_fitted_end") == pytest.approx({0.5: 0.01})
     text = format_text([a, b], levels=(0.5, 0.9))
     assert "1/3 (0.33)" in text and "3/3 (1.00)" in text and "b at 75%: 3 evaluations ..." in text

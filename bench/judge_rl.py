@@ -46,8 +46,7 @@ def window_means(metrics: list[dict], key: str, width: int) -> list[tuple[int, f
     return out
 
 
-def judge_table(run_dir: Path, width: int) -> list[str]:
-    metrics = rows(run_dir)
+def judge_table(metrics: list[dict], width: int) -> list[str]:
     cols = {c: dict(window_means(metrics, f"reward/genrm/{c}", width)) for c in JUDGE_COLS}
     starts = sorted(set().union(*(c.keys() for c in cols.values())))
     lines = [f"| steps | {' | '.join(JUDGE_COLS)} |", "|---" * (len(JUDGE_COLS) + 1) + "|"]
@@ -57,30 +56,30 @@ def judge_table(run_dir: Path, width: int) -> list[str]:
     return lines
 
 
-def judge_compute(run_dir: Path) -> dict:
-    last = [r for r in rows(run_dir) if "compute/judge_core_seconds" in r][-1]
+def judge_compute(metrics: list[dict]) -> dict:
+    last = [r for r in metrics if "compute/judge_core_seconds" in r][-1]
     return {k.split("/", 1)[1]: v for k, v in last.items() if k.startswith("compute/") and
             ("judge" in k or "genrm" in k or k in ("compute/device_seconds", "compute/gen_tokens"))}
 
 
-def plot(runs: dict[str, Path], out: Path) -> None:
+def plot(runs: dict[str, list[dict]], out: Path) -> None:
+    """`runs`: label -> the run's metrics.jsonl rows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, d in runs.items():
-        ev = [(r["step"], r["eval/pass_rate"]) for r in rows(d) if "eval/pass_rate" in r]
+    for label, metrics in runs.items():
+        ev = [(r["step"], r["eval/pass_rate"]) for r in metrics if "eval/pass_rate" in r]
         a.plot(*zip(*ev), marker="o", ms=3, label=label)
     a.set_xlabel("step")
     a.set_ylabel("held-out pass rate (verifier, mean@4)")
     a.legend()
-    judge = next((d for label, d in runs.items() if "genrm" in label), None)
+    judge = next((m for label, m in runs.items() if "genrm" in label), None)
     if judge is not None:
-        metrics = rows(judge)
         for c in JUDGE_COLS:
-            pts = window_means(metrics, f"reward/genrm/{c}", 5)
+            pts = window_means(judge, f"reward/genrm/{c}", 5)
             if pts:
                 b.plot(*zip(*pts), label=c)
         b.set_xlabel("step (5-step means)")
@@ -101,6 +100,7 @@ def main() -> None:
     args, overrides = ap.parse_known_args()
     recipes = ["tiny-arith", "tiny-arith-genrm"]
     runs = {(r, s): run(r, s, args.root, overrides) for r in recipes for s in args.seeds}
+    metrics = {key: rows(d) for key, d in runs.items()}  # each run's metrics.jsonl, read once
     fits = compare(list(runs.values()), args.root / "compare.png")
     by_name = {f["source"]: f for f in fits["runs"]}
     print(f"\nEqual compute: {fits['equal_compute']:.4g} ({fits['x']}); intervals {fits['interval']:.0%}\n")
@@ -112,11 +112,11 @@ def main() -> None:
               f"{f['A_interval'][1]:.3f}] | {f['B']:.2f} [{f['B_interval'][0]:.2f}, {f['B_interval'][1]:.2f}] "
               f"| {f['at_equal_compute']:.3f} |")
     for s in args.seeds:
-        d = runs[("tiny-arith-genrm", s)]
-        print(f"\njudge compute, seed {s}: {json.dumps(judge_compute(d))}")
+        judged = metrics[("tiny-arith-genrm", s)]
+        print(f"\njudge compute, seed {s}: {json.dumps(judge_compute(judged))}")
         print(f"the judge's scores against the verifier, seed {s}:")
-        print("\n".join(judge_table(d, args.window)))
-    plot({f"{r} s{s}": d for (r, s), d in runs.items()}, args.plot)
+        print("\n".join(judge_table(judged, args.window)))
+    plot({f"{r} s{s}": m for (r, s), m in metrics.items()}, args.plot)
     print(f"\nplot: {args.plot}")
 
 

@@ -102,17 +102,16 @@ def judge_agreement(groups: list[Group]) -> dict:
             for kind in JUDGE_KINDS:
                 if kind not in terms:
                     continue
-                a = acc.setdefault(kind, {"right": [], "wrong": [], "no_answer": [], "n": []})
-                score = float(terms[kind])
-                a["n"].append(score)
-                a["right" if correct else ("wrong" if d.get("extracted") is not None else "no_answer")].append(score)
+                a = acc.setdefault(kind, {"right": [], "wrong": [], "no_answer": []})
+                cat = "right" if correct else ("wrong" if d.get("extracted") is not None else "no_answer")
+                a[cat].append(float(terms[kind]))
     out = {}
     for kind, a in acc.items():
         wrong = a["wrong"] + a["no_answer"]
         for cat in ("right", "wrong", "no_answer"):
             if a[cat]:
                 out[f"reward/{kind}/score_{cat}"] = sum(a[cat]) / len(a[cat])
-        out[f"reward/{kind}/no_answer_rate"] = len(a["no_answer"]) / len(a["n"])
+        out[f"reward/{kind}/no_answer_rate"] = len(a["no_answer"]) / (len(a["right"]) + len(wrong))
         if wrong:
             out[f"reward/{kind}/fooled_rate"] = sum(v > 0.5 for v in wrong) / len(wrong)
     return out

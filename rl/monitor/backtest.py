@@ -181,9 +181,10 @@ def _too_short(count: str, fraction: float, need: int) -> str:
 
 def _fitted_end(pts, settings, x_final) -> float | None:
     """The run's fit on all its evaluations, at x_final: its end with the
-    last evaluation's noise smoothed out by the curve."""
+    last evaluation's noise smoothed out by the curve. Only the point estimate
+    is used, so no bootstrap is run for it."""
     try:
-        return float(fit_as_the_run(pts, settings, budget=x_final).predicted)
+        return float(fit_as_the_run(pts, {**settings, "bootstrap": 0}, budget=x_final).predicted)
     except UserError:
         return None
 

@@ -304,6 +304,9 @@ def fit_sigmoid(
     widen = 1.0
     if counts is None or dispersion > 1.0:
         widen = float(stats.t.ppf(q[1], max(m - n_params, 1)) / stats.norm.ppf(q[1]))
+    # the noise scale of one point: sampling times the measured over-dispersion when the sampling
+    # variance is known (never below it), the residual scale when it is not
+    noise_scale = max(dispersion, 1.0) if counts is not None else dispersion
     if counts is not None and bootstrap > 0:
         rows = np.concatenate([np.flatnonzero(zero), fit_rows])
         sub = counts.subset(np.isin(np.arange(x_all.size), rows))
@@ -315,8 +318,7 @@ def fit_sigmoid(
         samples = bootstrap_residuals(prob, t_hat, int(bootstrap), rng)
         interval_method = f"residual bootstrap ({len(samples)} refits)"
     else:
-        scale = max(dispersion, 1.0) if counts is not None else dispersion
-        samples = laplace(prob, t_hat, scale, 2000, rng)
+        samples = laplace(prob, t_hat, noise_scale, 2000, rng)
         interval_method = "Laplace approximation (2000 draws)"
 
     def ci(col, point):
@@ -336,9 +338,8 @@ def fit_sigmoid(
 
     ci_A = clip(ci(samples[:, 0], A)) if fixed_A is None else (A, A)
     ci_pred = clip(ci(np.asarray(preds), pred))
-    # the noise of one evaluation: sampling (known from the counts, or the residual scale) times
-    # the measured over-dispersion, at the last fitted point's noise level
-    eval_sd = float(prob.sigma[-1] * math.sqrt(max(dispersion, 1.0) if counts is not None else dispersion))
+    # the noise of one evaluation, at the last fitted point's noise level
+    eval_sd = float(prob.sigma[-1] * math.sqrt(noise_scale))
     ci_eval = eval_band(pred, ci_pred, eval_sd, float(stats.norm.ppf(q[1])) * widen)
     res = FitResult(
         A=float(A), B=float(B), C_mid=float(C_mid), R0=float(R0),

@@ -17,18 +17,23 @@ from rl.monitor.backtest import (Cut, RunBacktest, backtest_run, calibration, fo
 from tests.rl.conftest import rows
 
 
-def _evals(run_dir: Path) -> list[tuple[float, float]]:
-    """(x, pass rate) of every evaluation, on the run's fit axis, read from what the controller wrote."""
+def _axis(run_dir: Path) -> str:
+    """The run's fit axis column (`compute/<monitor.x_axis>`), from its config.yaml."""
     import yaml
 
-    axis = "compute/" + yaml.safe_load((run_dir / "config.yaml").read_text())["monitor"]["x_axis"]
+    return "compute/" + yaml.safe_load((run_dir / "config.yaml").read_text())["monitor"]["x_axis"]
+
+
+def _evals(run_dir: Path) -> list[tuple[float, float]]:
+    """(x, pass rate) of every evaluation, on the run's fit axis, read from what the controller wrote."""
+    axis = _axis(run_dir)
     return [(r[axis], r["eval/pass_rate"]) for r in rows(run_dir) if "eval/pass_rate" in r]
 
 
-def _x(run_dir: Path, ev: dict) -> float:
-    import yaml
-
-    return ev["compute/" + yaml.safe_load((run_dir / "config.yaml").read_text())["monitor"]["x_axis"]]
+def _sampling_se(ev: dict) -> float:
+    """Standard error of one evaluation's pass rate from its per-prompt counts (evals.jsonl), by hand."""
+    rates = [c / ev["k"] for c in ev["correct"]]
+    return math.sqrt(sum(r * (1 - r) for r in rates) / (ev["k"] - 1)) / len(rates)
 
 
 @pytest.mark.slow
@@ -50,18 +55,14 @@ def test_backtest_real_run_forecasts_its_final_evaluation(finished_run):
     lo90, hi90 = late.intervals[0.9]
     assert lo90 <= lo50 <= late.forecast <= hi50 <= hi90  # wider level, wider interval, same centre
     # the final evaluation's sampling error, from its per-prompt counts in evals.jsonl
-    last = [json.loads(line) for line in (finished_run / "evals.jsonl").read_text().splitlines()][-1]
-    rates = [c / last["k"] for c in last["correct"]]
-    expect = math.sqrt(sum(r * (1 - r) for r in rates) / (last["k"] - 1)) / len(rates)
-    assert res.y_final_se == pytest.approx(expect, rel=1e-6)
+    recorded = [json.loads(line) for line in (finished_run / "evals.jsonl").read_text().splitlines()]
+    assert res.y_final_se == pytest.approx(_sampling_se(recorded[-1]), rel=1e-6)
     # the band for one evaluation: the curve's interval widened in quadrature by the scatter of one
     # evaluation, the last fitted point's sampling sd (from evals.jsonl) times sqrt(dispersion)
     fit = late.fit
-    fitted = [json.loads(line) for line in (finished_run / "evals.jsonl").read_text().splitlines()
-              if 0 < _x(finished_run, json.loads(line)) <= late.x_cut]
-    rates = [c / fitted[-1]["k"] for c in fitted[-1]["correct"]]
-    se_last = math.sqrt(sum(r * (1 - r) for r in rates) / (fitted[-1]["k"] - 1)) / len(rates)
-    assert fit.eval_sd == pytest.approx(se_last * math.sqrt(max(fit.dispersion, 1.0)), rel=1e-6)
+    axis = _axis(finished_run)
+    last_fitted = [ev for ev in recorded if 0 < ev[axis] <= late.x_cut][-1]
+    assert fit.eval_sd == pytest.approx(_sampling_se(last_fitted) * math.sqrt(max(fit.dispersion, 1.0)), rel=1e-6)
     z = stats.norm.ppf(0.95) * fit.widen
     c_lo, c_hi = late.curve_intervals[0.9]
     assert late.intervals[0.9][1] == pytest.approx(min(1.0, late.forecast + math.hypot(c_hi - late.forecast,

@@ -126,6 +126,7 @@ def run_ours(base: Path, steps: int) -> list[dict]:
     import ray
 
     from rl.controller import Controller
+    from rl.metrics_log import read_rows
     from rl.recipe import load_recipe
 
     recipe = load_recipe(RECIPE, [
@@ -139,7 +140,7 @@ def run_ours(base: Path, steps: int) -> list[dict]:
             Controller(recipe, run_dir).run()
         finally:
             ray.shutdown()
-        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        rows = read_rows(run_dir)
     return [r for r in rows if r.get("step", 0) > 0]
 
 

@@ -28,11 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipe_zoo import ROOT, compare, final_pass_rate, run  # noqa: E402
 
+from rl.metrics_log import read_rows  # noqa: E402
+
 JUDGE_COLS = ("score_right", "score_wrong", "score_no_answer", "no_answer_rate", "fooled_rate")
-
-
-def rows(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 def window_means(metrics: list[dict], key: str, width: int) -> list[tuple[int, float]]:
@@ -100,7 +98,7 @@ def main() -> None:
     args, overrides = ap.parse_known_args()
     recipes = ["tiny-arith", "tiny-arith-genrm"]
     runs = {(r, s): run(r, s, args.root, overrides) for r in recipes for s in args.seeds}
-    metrics = {key: rows(d) for key, d in runs.items()}  # each run's metrics.jsonl, read once
+    metrics = {key: read_rows(d) for key, d in runs.items()}  # each run's metrics.jsonl, read once
     fits = compare(list(runs.values()), args.root / "compare.png")
     by_name = {f["source"]: f for f in fits["runs"]}
     print(f"\nEqual compute: {fits['equal_compute']:.4g} ({fits['x']}); intervals {fits['interval']:.0%}\n")

@@ -22,6 +22,22 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def read_rows(run_dir: Path, name: str = "metrics.jsonl") -> list[dict]:
+    """RUN_DIR/<name> as written, one dict per line ([] when the file is
+    absent); a line cut short by a kill is left out. For readers that want
+    errors named to the user, see rl.monitor.sources."""
+    path = Path(run_dir) / name
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+        if isinstance(row, dict):
+            out.append(row)
+    return out
+
+
 class MetricsLog:
     def __init__(self, run_dir: Path, *, mode: str, project: str, name: str, config: dict[str, Any]):
         self.path = Path(run_dir) / "metrics.jsonl"

@@ -14,7 +14,6 @@ wrote. Nothing here builds a run directory by hand.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from rl.metrics_log import read_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = "recipes/tiny-arith.yaml"
@@ -36,14 +37,7 @@ DET = SMALL + ["run.deterministic=true", "pipeline.max_off_policy_steps=0", "run
 
 def rows(run_dir: Path) -> list[dict]:
     """metrics.jsonl as written (a line cut short by a kill is left out)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    out = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return out
+    return read_rows(run_dir)
 
 
 def last_step(run_dir: Path) -> int:

@@ -31,7 +31,22 @@ included, is reported beside. Generated tokens count the EOS token in both.
 Trained tokens are prompt + response tokens through the learner: ours drops
 groups whose 8 rewards are all equal, TRL trains them with zero advantage.
 
-    python bench/bench_e2e.py [--steps 20] [--warmup 3] [--trl-threads 1 2] [--skip-trl] [--skip-ours] [--json]
+`--model large` runs both systems on a model about 37x the tiny one: the
+tiny base's tokenizer and a random-init Qwen2 of hidden 512, 8 layers, 8
+heads, 2 KV heads, FFN 1536, tied embeddings (24M parameters, cached under
+`.cache/bench/`), at most 128 new tokens (a random model stops when it
+happens to sample the end token: answers average about 55 tokens). It earns
+reward 0 everywhere, so ours runs with `algo.zero_variance_filter=false` (TRL
+never filters): both sides train every sample with a zero advantage, a full
+forward, backward and AdamW step.
+
+`--set KEY=VALUE` overrides ours' recipe; `--variant LABEL KEY=VALUE ...`
+adds another row of ours with those overrides (e.g. the layout that suits 2
+cores: `--variant 1rank learner.ranks=1 'rollout.engine.threads_bind="0"'`),
+each with its ratio against TRL's best.
+
+    python bench/bench_e2e.py [--model tiny|large] [--steps 20] [--warmup 3] [--trl-threads 1 2]
+                              [--set KEY=VALUE] [--variant LABEL KEY=VALUE ...] [--skip-trl] [--skip-ours] [--json]
 """
 from __future__ import annotations
 
@@ -42,7 +57,33 @@ import tempfile
 import time
 from pathlib import Path
 
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "tiny-arith.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "recipes" / "tiny-arith.yaml"
+LARGE = dict(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=2, ffn_size=1536, max_positions=256,
+             tie_embeddings=True)
+LARGE_NEW_TOKENS = 128
+
+
+def build_large(cache: Path = ROOT / ".cache" / "bench") -> Path:
+    """The larger model: random init in the tiny base's tokenizer (cached)."""
+    from rl.base.config import ArchConfig
+    from rl.base.model import build_model
+    from rl.base.tokenizer import build_tokenizer
+
+    path = cache / "e2e-large-h512-l8"
+    if not (path / "config.json").is_file():
+        tok = build_tokenizer()
+        build_model(ArchConfig(**LARGE), tok, seed=0).save_pretrained(path)
+        tok.save_pretrained(path)
+    return path
+
+
+def model_overrides(model: str) -> tuple[str, ...]:
+    """Recipe overrides that put ours (and so TRL, which reads the recipe) on `model`."""
+    if model == "tiny":
+        return ()
+    return (f"model.base={build_large()}", f"rollout.max_new_tokens={LARGE_NEW_TOKENS}",
+            f"rollout.engine.max_model_len={LARGE_NEW_TOKENS + 32}", "algo.zero_variance_filter=false")
 
 
 def drain_steps() -> int:
@@ -68,20 +109,21 @@ def steady(steps: list[dict], warmup: int, drain: int) -> dict:
 
 
 # ---- ours ------------------------------------------------------------------
-def load_default_recipe(steps: int):
+def load_default_recipe(steps: int, overrides: tuple[str, ...] = ()):
     from rl.recipe import load_recipe
 
     return load_recipe(RECIPE, [f"run.steps={steps}", f"eval.every={steps + 1000}",
                                 "eval.prompts=1", "eval.k=1", "run.checkpoint_every=0", "monitor.enabled=false",
-                                "run.progress=false", "run.wandb_mode=disabled"])
+                                "run.progress=false", "run.wandb_mode=disabled", *overrides])
 
 
-def run_ours(steps: int, warmup: int) -> dict:
+def run_ours(steps: int, warmup: int, overrides: tuple[str, ...] = ()) -> dict:
     import ray
 
     from rl.controller import Controller
+    from rl.metrics_log import read_rows
 
-    recipe = load_default_recipe(steps)
+    recipe = load_default_recipe(steps, overrides)
     with tempfile.TemporaryDirectory(prefix="bench-e2e-ours-") as run_dir:
         t0 = time.perf_counter()
         try:
@@ -90,7 +132,7 @@ def run_ours(steps: int, warmup: int) -> dict:
             wall = time.perf_counter() - t0
             if ray.is_initialized():
                 ray.shutdown()
-        lines = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        lines = read_rows(Path(run_dir))
     per_step = []
     for m in lines:
         if m.get("step", 0) < 1 or "rollout/samples" not in m:
@@ -134,7 +176,7 @@ def _step_timer():
     return StepTimer()
 
 
-def run_trl(steps: int, warmup: int, threads: int) -> dict:
+def run_trl(steps: int, warmup: int, threads: int, overrides: tuple[str, ...] = ()) -> dict:
     import datasets
     import torch
     import transformers
@@ -147,7 +189,7 @@ def run_trl(steps: int, warmup: int, threads: int) -> dict:
 
     transformers.logging.set_verbosity_error()
     datasets.disable_progress_bars()
-    recipe = load_default_recipe(steps)
+    recipe = load_default_recipe(steps, overrides)
     ro, lr = recipe.rollout, recipe.learner
     batch = ro.prompts_per_step * ro.samples_per_prompt
     train_rows, _ = load_splits(recipe.data)
@@ -189,63 +231,99 @@ def run_trl(steps: int, warmup: int, threads: int) -> dict:
 
 
 # ---- report ------------------------------------------------------------------
-NAMES = {"ours": "asymptote tiny-arith (vLLM + 2 FSDP2 ranks, Ray)",
-         "trl": "TRL GRPOTrainer at its best, {threads} thr [baseline]"}
+OURS = "asymptote {model} ({layout}, Ray)"
+TRL_BEST = "TRL GRPOTrainer at its best, {threads} thr [baseline]"
 TRL_AT = "TRL GRPOTrainer (HF generate, 1 process, {threads} thr)"
 
 
-def print_table(results: dict, steps: int, warmup: int) -> None:
-    ro = load_default_recipe(steps).rollout
-    print(f"end-to-end RL throughput, {steps} steps of {ro.prompts_per_step} prompts x {ro.samples_per_prompt} samples, "
-          f"max {ro.max_new_tokens} new tokens; steady state over steps {warmup + 1}..{steps - drain_steps()}")
+def layout(overrides: tuple[str, ...]) -> str:
+    recipe = load_default_recipe(1, overrides)
+    bind = recipe.rollout.engine.threads_bind
+    return (f"vLLM{'' if bind == 'auto' else f' on cpu {bind}'} + {recipe.learner.ranks} FSDP2 "
+            f"rank{'s' if recipe.learner.ranks > 1 else ''}")
+
+
+def label(key: str, r: dict) -> str:
+    if key.startswith("ours"):
+        return OURS.format(**r)
+    return (TRL_BEST if key == "trl" else TRL_AT).format(**r)
+
+
+def print_table(results: dict, steps: int, warmup: int, model: str) -> None:
+    recipe = load_default_recipe(steps, model_overrides(model))
+    ro = recipe.rollout
+    print(f"end-to-end RL throughput, {model} model ({recipe.model.base}), {steps} steps of {ro.prompts_per_step} "
+          f"prompts x {ro.samples_per_prompt} samples, max {ro.max_new_tokens} new tokens; "
+          f"steady state over steps {warmup + 1}..{steps - drain_steps()}")
     print(f"both systems ran on this machine ({os.cpu_count()} CPUs) in this invocation, one after the other; "
           "1-min load average before each: " + ", ".join(f"{k} {r['load_before']:.1f}" for k, r in results.items()))
-    head = f"{'system':58s} {'samples/s':>10s} {'gen tok/s':>10s} {'s/step':>8s} {'train tok/s':>12s} {'resp len':>9s} {'wall s':>8s}"
+    head = f"{'system':62s} {'samples/s':>10s} {'gen tok/s':>10s} {'s/step':>8s} {'train tok/s':>12s} {'resp len':>9s} {'wall s':>8s}"
     print(head)
     print("-" * len(head))
     for key, r in results.items():
-        print(f"{NAMES.get(key, TRL_AT).format(**r):58s} {r['samples_per_s']:10.1f} {r['gen_tokens_per_s']:10.1f} "
+        print(f"{label(key, r):62s} {r['samples_per_s']:10.1f} {r['gen_tokens_per_s']:10.1f} "
               f"{r['seconds_per_step']:8.2f} {r['train_tokens_per_s']:12.1f} "
               f"{r['mean_completion_tokens']:9.1f} {r['total_wall_s']:8.1f}")
-    if "ours" in results and "trl" in results:
-        o, t = results["ours"], results["trl"]
-        print(f"{'ratio ours / TRL':58s} {o['samples_per_s'] / t['samples_per_s']:9.2f}x "
-              f"{o['gen_tokens_per_s'] / t['gen_tokens_per_s']:9.2f}x {o['seconds_per_step'] / t['seconds_per_step']:7.2f}x "
-              f"{o['train_tokens_per_s'] / t['train_tokens_per_s']:11.2f}x "
-              f"{o['mean_completion_tokens'] / t['mean_completion_tokens']:8.2f}x {o['total_wall_s'] / t['total_wall_s']:7.2f}x")
-        print("(rates: >1 means ours is faster; s/step and wall s: <1 means ours is faster)")
+    if "trl" not in results:
+        return
+    t = results["trl"]
+    for key, o in results.items():
+        if key.startswith("ours"):
+            print(f"{'ratio ' + key + ' / TRL':62s} {o['samples_per_s'] / t['samples_per_s']:9.2f}x "
+                  f"{o['gen_tokens_per_s'] / t['gen_tokens_per_s']:9.2f}x {o['seconds_per_step'] / t['seconds_per_step']:7.2f}x "
+                  f"{o['train_tokens_per_s'] / t['train_tokens_per_s']:11.2f}x "
+                  f"{o['mean_completion_tokens'] / t['mean_completion_tokens']:8.2f}x {o['total_wall_s'] / t['total_wall_s']:7.2f}x")
+    print("(rates: >1 means ours is faster; s/step and wall s: <1 means ours is faster)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=("tiny", "large"), default="tiny",
+                    help="tiny: the tiny-arith base; large: a random-init 24M-parameter Qwen2, longer answers")
     ap.add_argument("--steps", type=int, default=20, help="optimizer steps per system")
     ap.add_argument("--warmup", type=int, default=3, help="first steps left out of the steady-state rates")
     ap.add_argument("--trl-threads", type=int, nargs="+", default=[1, 2],
                     help="torch intra-op thread counts TRL is run at (the ratio is against its best)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a recipe override for ours' default row (repeatable), e.g. learner.ranks=1")
+    ap.add_argument("--variant", nargs="+", action="append", default=[], metavar="LABEL KEY=VALUE",
+                    help="another row of ours: a label, then its recipe overrides")
     ap.add_argument("--skip-trl", action="store_true", help="measure only ours")
-    ap.add_argument("--skip-ours", action="store_true", help="measure only TRL")
+    ap.add_argument("--skip-ours", action="store_true", help="measure only TRL (and the variants)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args()
     if args.steps < args.warmup + drain_steps() + 1:
         ap.error(f"--steps must be at least --warmup + {drain_steps() + 1} (the pipeline drains over the last steps)")
+    if any(len(v) < 2 for v in args.variant):
+        ap.error("--variant needs a label and at least one KEY=VALUE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from rl.base.build import resolve_base
+    from rl.errors import UserError
 
-    resolve_base(load_default_recipe(args.steps).model.base)  # a first-time build is timed by neither system
+    model = model_overrides(args.model)
+    rows = ([] if args.skip_ours else [("ours", tuple(args.overrides))]) + \
+        [(f"ours_{v[0]}", tuple(v[1:])) for v in args.variant]
+    try:
+        for _, overrides in rows:
+            layout(model + overrides)  # a bad override fails here, before anything runs
+        resolve_base(load_default_recipe(args.steps, model).model.base)  # a first-time build is timed by neither
+    except UserError as e:
+        raise SystemExit(f"error: {e}") from None
     results = {}
-    if not args.skip_ours:
-        results["ours"] = {"load_before": os.getloadavg()[0], **run_ours(args.steps, args.warmup)}
+    for key, overrides in rows:
+        results[key] = {"load_before": os.getloadavg()[0], "model": args.model, "layout": layout(model + overrides),
+                        "overrides": list(overrides), **run_ours(args.steps, args.warmup, model + overrides)}
     if not args.skip_trl:
-        tried = [{"load_before": os.getloadavg()[0], "threads": n, **run_trl(args.steps, args.warmup, n)}
+        tried = [{"load_before": os.getloadavg()[0], "threads": n, **run_trl(args.steps, args.warmup, n, model)}
                  for n in args.trl_threads]
         for r in tried:
             results[f"trl_{r['threads']}"] = r
         results["trl"] = max(tried, key=lambda r: r["samples_per_s"])  # the baseline: TRL at its best
     if args.json:
-        print(json.dumps({"steps": args.steps, "warmup": args.warmup, "drain": drain_steps(), "cpus": os.cpu_count(),
-                          "results": results}, indent=2))
+        print(json.dumps({"model": args.model, "steps": args.steps, "warmup": args.warmup, "drain": drain_steps(),
+                          "cpus": os.cpu_count(), "results": results}, indent=2))
     else:
-        print_table(results, args.steps, args.warmup)
+        print_table(results, args.steps, args.warmup, args.model)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,9 @@ def load_default_recipe(steps: int, overrides: tuple[str, ...] = ()):
                                 "run.progress=false", "run.wandb_mode=disabled", *overrides])
 
 
-def run_ours(steps: int, warmup: int, overrides: tuple[str, ...] = ()) -> dict:
+def run_controller(steps: int, overrides: tuple[str, ...] = ()) -> tuple[float, list[dict]]:
+    """One run of the default recipe (with `overrides`) in a temporary folder:
+    its wall time and the metrics rows of its training steps."""
     import ray
 
     from rl.controller import Controller
@@ -132,16 +134,20 @@ def run_ours(steps: int, warmup: int, overrides: tuple[str, ...] = ()) -> dict:
             wall = time.perf_counter() - t0
             if ray.is_initialized():
                 ray.shutdown()
-        lines = read_rows(Path(run_dir))
-    per_step = []
-    for m in lines:
-        if m.get("step", 0) < 1 or "rollout/samples" not in m:
-            continue
-        # the training rollouts' own tokens (evaluation tokens go to the ledger, not rollout/*)
-        per_step.append({"samples": m["rollout/samples"],
-                         "gen_tokens": m["rollout/length_mean"] * m["rollout/samples"],
-                         "train_tokens": m["train/tokens_trained"], "seconds": m["time/step"]})
-    return {"total_wall_s": wall, "steps": len(per_step), **steady(per_step, warmup, drain_steps())}
+        rows = read_rows(Path(run_dir))
+    return wall, [m for m in rows if m.get("step", 0) >= 1 and "rollout/samples" in m]
+
+
+def step_work(rows: list[dict]) -> list[dict]:
+    """Per training step: samples, generated and trained tokens, seconds (the
+    training rollouts' own tokens: evaluation tokens go to the ledger, not rollout/*)."""
+    return [{"samples": m["rollout/samples"], "gen_tokens": m["rollout/length_mean"] * m["rollout/samples"],
+             "train_tokens": m["train/tokens_trained"], "seconds": m["time/step"]} for m in rows]
+
+
+def run_ours(steps: int, warmup: int, overrides: tuple[str, ...] = ()) -> dict:
+    wall, rows = run_controller(steps, overrides)
+    return {"total_wall_s": wall, "steps": len(rows), **steady(step_work(rows), warmup, drain_steps())}
 
 
 # ---- TRL GRPOTrainer ---------------------------------------------------------

@@ -214,9 +214,13 @@ def main() -> None:
     from pathlib import Path
 
     from rl.base.build import resolve_base
+    from rl.errors import UserError
     from rl.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe)
+    try:
+        recipe = load_recipe(args.recipe)
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
     lc = recipe.learner
     model_path = str(resolve_base(recipe.model.base))
     conf = json.loads((Path(model_path) / "config.json").read_text())

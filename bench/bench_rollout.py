@@ -218,6 +218,12 @@ def main() -> None:
     if args.side:
         child(args)
         return
+    from rl.errors import UserError
+    from rl.recipe import load_recipe
+    try:
+        load_recipe(args.recipe, args.set)  # a bad recipe or override is one line here, not two tracebacks
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
     sides = [Side("raw", args)]  # built one after the other; each idles while the other runs
     try:
         sides.append(Side("ours", args))

@@ -118,5 +118,6 @@ def diagnose_startup(x, steps) -> str | None:
         return None
     excess = (per_step[0] - med) * (steps[1] - steps[0])
     return (f"the first {int(steps[1] - steps[0])} steps cost {ratio:.1f}x the compute per step of later ones "
-            f"(~{excess:.3g} extra): one-time start-up work counted as training compute shifts the curve right, "
-            "steepens B and biases the forecast low")
+            f"(~{excess:.3g} extra): if that is one-time start-up work counted as training compute, it shifts "
+            "the curve right, steepens B and biases the forecast low; if the early steps did more work "
+            "(compare compute/tokens per step), the axis is right")

@@ -309,15 +309,14 @@ def main() -> None:
     model = model_overrides(args.model)
     rows = ([] if args.skip_ours else [("ours", tuple(args.overrides))]) + \
         [(f"ours_{v[0]}", tuple(v[1:])) for v in args.variant]
-    try:
-        for _, overrides in rows:
-            layout(model + overrides)  # a bad override fails here, before anything runs
+    try:  # a bad override fails here, before anything runs
+        layouts = {key: layout(model + overrides) for key, overrides in rows}
         resolve_base(load_default_recipe(args.steps, model).model.base)  # a first-time build is timed by neither
     except UserError as e:
         raise SystemExit(f"error: {e}") from None
     results = {}
     for key, overrides in rows:
-        results[key] = {"load_before": os.getloadavg()[0], "model": args.model, "layout": layout(model + overrides),
+        results[key] = {"load_before": os.getloadavg()[0], "model": args.model, "layout": layouts[key],
                         "overrides": list(overrides), **run_ours(args.steps, args.warmup, model + overrides)}
     if not args.skip_trl:
         tried = [{"load_before": os.getloadavg()[0], "threads": n, **run_trl(args.steps, args.warmup, n, model)}

@@ -71,8 +71,9 @@ def run_point(steps: int, warmup: int, k: int, prompts: int, tokens: int) -> dic
     for key in PARTS:
         vals = [m[key] for m in window if key in m]
         out[key.split("/")[1]] = statistics.median(vals) if vals else float("nan")
-    out["samples_per_step"] = sum(s["samples"] for s in per_step[warmup:len(rows) - drain]) / len(window)
-    out["train_tokens_per_step"] = sum(s["train_tokens"] for s in per_step[warmup:len(rows) - drain]) / len(window)
+    # steady's rates are window sums over the window's seconds: times seconds per step, per-step means
+    out["samples_per_step"] = out["samples_per_s"] * out["seconds_per_step"]
+    out["train_tokens_per_step"] = out["train_tokens_per_s"] * out["seconds_per_step"]
     out["truncation_rate"] = statistics.mean(m.get("rollout/truncation_rate", 0.0) for m in window)
     out["ms_per_gen_token"] = 1000.0 / out["gen_tokens_per_s"]
     out["learner_ms_per_train_token"] = (1000.0 * out["train"] / out["train_tokens_per_step"]
@@ -162,8 +163,8 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from rl.base.build import resolve_base
 
-    resolve_base(load_default_recipe(args.steps).model.base)  # a first-time build is timed by no run
     default = load_default_recipe(args.steps)
+    resolve_base(default.model.base)  # a first-time build is timed by no run
     base_prompts, base_tokens = default.rollout.prompts_per_step, default.rollout.max_new_tokens
     cache: dict[tuple, dict] = {}
 

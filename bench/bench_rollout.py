@@ -10,8 +10,9 @@ invocation. Target (issue #12): ours >= 0.95 of raw, in generated tokens/s.
   (`resolve_base`, tiny-arith by default).
 - engine: the recipe's `rollout.engine` (tiny-arith.yaml: max_model_len 96,
   max_num_seqs 256, float32, enforce_eager, seed 0, kv_cache_gib 1,
-  threads_bind auto), set up on both sides as rollout/engine.py does (its
-  three VLLM_* variables, the same `LLM(...)` arguments).
+  threads_bind auto), set up on both sides by rollout/engine.py's own
+  `set_vllm_env` and `llm_kwargs` (the same environment, the same
+  `LLM(...)` arguments).
 - raw: one `LLM.generate` call for all prompts, one `SamplingParams(n,
   temperature, max_tokens, seed, logprobs=0)` per prompt, seeded as a job
   seeds that prompt's first sample (vLLM seeds child i with seed + i, as the
@@ -45,7 +46,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +60,7 @@ def _setup(args):
     from rl.base.build import resolve_base
     from rl.data.datasets import load_splits, render_prompt
     from rl.data.sampler import PromptSampler
+    from rl.fleet import job_seed
     from rl.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.set)
@@ -67,7 +68,7 @@ def _setup(args):
     tok = AutoTokenizer.from_pretrained(model_path)
     rows = PromptSampler(load_splits(recipe.data)[0], seed=recipe.run.seed, cfg=recipe.data).next_batch(args.prompts)
     ids = [render_prompt(tok, r["prompt"]) for r in rows]
-    seed = zlib.crc32(f"{recipe.run.seed}/step0/0".encode()) << 20  # as Fleet.submit seeds job "step0", worker 0
+    seed = job_seed(recipe.run.seed, "step0", 0)  # as Fleet.submit seeds job "step0", worker 0
     return recipe, model_path, rows, ids, seed
 
 
@@ -78,16 +79,15 @@ def _digest(samples: list[list[int]]) -> str:
 def build_raw(args):
     """The raw side: (build seconds, a pass function, a closer)."""
     recipe, model_path, _, ids, seed = _setup(args)
+    from rollout.engine import resolve_device, llm_kwargs, set_vllm_env
+
     cfg = recipe.rollout.engine
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # as rollout.engine._set_vllm_env
-    os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.kv_cache_gib)
-    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cfg.threads_bind
+    device = resolve_device(cfg)
+    set_vllm_env(cfg, device)  # the engine's environment and LLM arguments, exactly
     from vllm import LLM, SamplingParams
 
     t0 = time.perf_counter()
-    llm = LLM(model=model_path, dtype=cfg.dtype, max_model_len=cfg.max_model_len, max_num_seqs=cfg.max_num_seqs,
-              enforce_eager=cfg.enforce_eager, seed=cfg.seed, logprobs_mode=cfg.logprobs_mode, max_logprobs=-1,
-              enable_prefix_caching=cfg.prefix_caching, async_scheduling=False)
+    llm = LLM(**llm_kwargs(model_path, cfg, device))
     build_s = time.perf_counter() - t0
     prompts = [{"prompt_token_ids": p} for p in ids]
     params = [SamplingParams(n=args.n, temperature=args.temperature, max_tokens=args.max_tokens,

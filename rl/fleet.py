@@ -45,6 +45,12 @@ from rollout.worker import Job, RolloutWorker
 log = logging.getLogger(__name__)
 
 
+def job_seed(run_seed: int, job_id: str, worker: int) -> int:
+    """The seed of one worker's part of a job: fixed by the run's seed, the job
+    and the worker, so a regenerated job samples the same tokens."""
+    return zlib.crc32(f"{run_seed}/{job_id}/{worker}".encode()) << 20
+
+
 class RolloutLost(LearnerFailure):
     """A dead rollout worker could not be replaced: no node has room for its
     bundle (its node was lost and no other node has the resources)."""
@@ -107,7 +113,7 @@ class Fleet:
             job = Job(job_id=f"{job_id}/{i}", step=step, prompts=[prompts[r] for r in rows],
                       prompt_ids=[prompt_ids[r] for r in rows], n=n, temperature=temperature,
                       max_tokens=ro.max_new_tokens, min_version=min_version,
-                      priority=priority, seed=zlib.crc32(f"{self.recipe.run.seed}/{job_id}/{i}".encode()) << 20,
+                      priority=priority, seed=job_seed(self.recipe.run.seed, job_id, i),
                       interruption=ro.interruption, segment_tokens=ro.partial_segment_tokens if partial else None,
                       carried=kept)
             part = Part(i, job, self.workers[i].generate.remote(job))

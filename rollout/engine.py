@@ -95,7 +95,7 @@ def _with_tied_head(items: Iterable) -> Iterator:
         yield "lm_head.weight", embed
 
 
-def _resolve_device(cfg: EngineConfig) -> str:
+def resolve_device(cfg: EngineConfig) -> str:
     if cfg.device != "auto":
         return cfg.device
     import torch
@@ -103,7 +103,7 @@ def _resolve_device(cfg: EngineConfig) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _set_vllm_env(cfg: EngineConfig, device: str) -> None:
+def set_vllm_env(cfg: EngineConfig, device: str) -> None:
     """vLLM reads these from the environment when the engine is built."""
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     # Only needed if someone turns multiprocessing back on (functions sent
@@ -114,6 +114,28 @@ def _set_vllm_env(cfg: EngineConfig, device: str) -> None:
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cfg.threads_bind
 
 
+def llm_kwargs(model_path: str, cfg: EngineConfig, device: str) -> dict:
+    """The arguments the engine builds its `vllm.LLM` with (bench_rollout's raw
+    baseline builds one with the same)."""
+    kwargs = dict(
+        model=model_path,
+        dtype=cfg.dtype,
+        max_model_len=cfg.max_model_len,
+        max_num_seqs=cfg.max_num_seqs,
+        enforce_eager=cfg.enforce_eager,
+        seed=cfg.seed,
+        logprobs_mode=cfg.logprobs_mode,
+        max_logprobs=-1,  # score() at T != 1 needs whole-vocabulary rows
+        enable_prefix_caching=cfg.prefix_caching,
+        async_scheduling=False,
+    )
+    if cfg.fp32_lm_head:
+        kwargs["hf_overrides"] = {"head_dtype": "float32"}
+    if device == "cuda":
+        kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+    return kwargs
+
+
 class Engine:
     """A vLLM engine driven one step at a time. Not thread-safe: `add`,
     `step`, `load_weights`, `score` and `generate` must come from one thread."""
@@ -121,27 +143,11 @@ class Engine:
     def __init__(self, model_path: str, cfg: EngineConfig | None = None):
         cfg = cfg or EngineConfig()
         self.cfg = cfg
-        self.device = _resolve_device(cfg)
-        _set_vllm_env(cfg, self.device)
+        self.device = resolve_device(cfg)
+        set_vllm_env(cfg, self.device)
         from vllm import LLM
 
-        kwargs = dict(
-            model=model_path,
-            dtype=cfg.dtype,
-            max_model_len=cfg.max_model_len,
-            max_num_seqs=cfg.max_num_seqs,
-            enforce_eager=cfg.enforce_eager,
-            seed=cfg.seed,
-            logprobs_mode=cfg.logprobs_mode,
-            max_logprobs=-1,  # score() at T != 1 needs whole-vocabulary rows
-            enable_prefix_caching=cfg.prefix_caching,
-            async_scheduling=False,
-        )
-        if cfg.fp32_lm_head:
-            kwargs["hf_overrides"] = {"head_dtype": "float32"}
-        if self.device == "cuda":
-            kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
-        self._llm = LLM(**kwargs)
+        self._llm = LLM(**llm_kwargs(model_path, cfg, self.device))
         self._engine = self._llm.llm_engine
         self.tokenizer = self._llm.get_tokenizer()
         self._tied = bool(getattr(self._engine.model_config.hf_config, "tie_word_embeddings", False))

@@ -12,6 +12,7 @@ from scipy import stats
 
 from rl.cli import main
 from rl.errors import UserError
+from rl.metrics_log import read_rows
 from rl.monitor.backtest import (Cut, RunBacktest, backtest_run, calibration, format_text, mean_abs_error,
                                  require_fitted)
 from tests.rl.conftest import rows
@@ -55,7 +56,7 @@ def test_backtest_real_run_forecasts_its_final_evaluation(finished_run):
     lo90, hi90 = late.intervals[0.9]
     assert lo90 <= lo50 <= late.forecast <= hi50 <= hi90  # wider level, wider interval, same centre
     # the final evaluation's sampling error, from its per-prompt counts in evals.jsonl
-    recorded = [json.loads(line) for line in (finished_run / "evals.jsonl").read_text().splitlines()]
+    recorded = read_rows(finished_run, "evals.jsonl")
     assert res.y_final_se == pytest.approx(_sampling_se(recorded[-1]), rel=1e-6)
     # the band for one evaluation: the curve's interval widened in quadrature by the scatter of one
     # evaluation, the last fitted point's sampling sd (from evals.jsonl) times sqrt(dispersion)

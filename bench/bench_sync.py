@@ -3,14 +3,16 @@ the same bytes, measured in the same invocation.
 
 - ours, `broadcast`: `LearnerGroup` (FSDP2 ranks over gloo, `--ranks`) ->
   `--receivers` Ray actors, through `LearnerRank.push_weights("broadcast")`:
-  per-parameter FSDP gathers into 256 MB buckets on rank 0, gloo broadcast,
-  each receiver consuming `BroadcastTransport.recv_stream()` (touching every
-  tensor, as the engine's load would; vLLM's load itself is not in this
-  number: bench_memory.py measures the whole path).
+  every rank sends its own FSDP shard of each parameter over its own gloo
+  group, each receiver consuming `BroadcastTransport.recv_stream()`, which
+  takes every rank's rows at once straight into the full tensor (touching
+  every tensor, as the engine's load would; vLLM's load itself is not in
+  this number: bench_memory.py measures the whole path).
 - ours, `safetensors`: rank 0 gathers the whole state dict and packs it; each
   receiver unpacks the bytes it gets through Ray's object store.
 - baseline: a 1 + `--receivers` process gloo group broadcasting the same
-  number of bytes in the same 256 MB buckets (no gather, no packing).
+  number of bytes in 256 MB buckets from one sender (no gather, no packing).
+  Ours sends from `--ranks` processes, the learner ranks it has anyway.
 
 Each is timed warm: the best of `--repeats` after one untimed pass. Target
 (issue #12): broadcast >= 0.8 of the baseline's bandwidth.
@@ -28,9 +30,10 @@ from pathlib import Path
 def _receiver_cls(ray):
     @ray.remote(num_cpus=0)
     class Receiver:
-        def connect(self, host, port, rank, world):
+        def connect(self, host, port, rank, world, sources):
             from rollout.weights import BroadcastTransport
-            self.t = BroadcastTransport("gloo", host, port, rank=rank, world_size=world, timeout_s=600)
+            self.t = BroadcastTransport("gloo", host, port, rank=rank, world_size=world, sources=sources,
+                                        timeout_s=600)
             self.t.connect()
             return True
 
@@ -63,8 +66,8 @@ def run_ours(model: str, ranks: int, receivers: int, repeats: int) -> dict:
     try:
         nbytes = sum(s.nbytes for s in ray.get(group.actors[0].weight_specs.remote()))
         host, port = ray.get(group.actors[0].master_address.remote())
-        world = 1 + receivers
-        refs = [r.connect.remote(host, port, i + 1, world) for i, r in enumerate(recv)]
+        world = ranks + receivers
+        refs = [r.connect.remote(host, port, ranks + i, world, ranks) for i, r in enumerate(recv)]
         group.wait([a.connect_weight_broadcast.remote("gloo", host, port, world, 600.0) for a in group.actors])
         ray.get(refs)
         times = {"broadcast": [], "safetensors": []}

@@ -190,8 +190,9 @@ class Fleet:
         timeout = self.recipe.pipeline.weight_sync_timeout_s
         for attempt in range(1, attempts + 1):
             host, port = ray.get(self.learner.actors[0].master_address.remote())
-            world = 1 + len(self.workers)
-            refs = [w.connect_weight_broadcast.remote(self.backend, host, port, i + 1, world, timeout)
+            sources = len(self.learner.actors)  # every learner rank sends its shards
+            world = sources + len(self.workers)
+            refs = [w.connect_weight_broadcast.remote(self.backend, host, port, sources + i, world, timeout, sources)
                     for i, w in enumerate(self.workers)]
             refs += self.learner.connect_weight_broadcast_refs(self.backend, host, port, world, timeout)
             try:

@@ -6,43 +6,45 @@ config name (`transport: "broadcast" | "safetensors"`, see `make_transport`):
 - `SafetensorsTransport`: `send(state)` packs a state dict into safetensors
   bytes, `recv(payload)` unpacks them. The caller moves the bytes (through
   Ray's object store). Simple, no rendezvous, one copy per receiver.
-- `BroadcastTransport`: a process group of its own, built straight from a
+- `BroadcastTransport`: process groups of their own, built straight from a
   `TCPStore` and `ProcessGroupGloo` / `ProcessGroupNCCL`, never the default
   process group (the learner processes already own a default gloo group for
-  FSDP). Rank 0 is the learner's rank-0 process, ranks 1..W the rollout
-  workers. `send(state)` broadcasts a pickled table of contents (names,
-  dtypes, shapes, byte offsets; its length first), then the tensors packed
-  into flat byte buckets; `recv()` returns the same dict. Both sides must call
-  at the same time.
+  FSDP). Ranks 0..S-1 are sources (the learner's ranks), ranks S..S+W-1 the
+  rollout workers; each source has a group of its own with every worker.
+  `send(state)` (one source) sends a pickled table of contents (names,
+  dtypes, shapes, the bytes of each tensor this source holds), then each
+  tensor's bytes; `recv()` returns the same dict. Both sides must call at
+  the same time.
 
-Streaming (the path the learner and the workers use): `send_stream(specs,
-tensors)` takes the table of contents from metadata alone (`TensorSpec`:
-name, dtype, shape) and pulls the tensors one at a time from an iterator, so
-the learner can gather one FSDP parameter, copy it into the bucket and drop
-it; `recv_stream()` yields (name, tensor) as each bucket lands, so the engine
-loads one bucket while no other exists. Each side's peak above its own model
-copy is then about one bucket (plus the largest single tensor), not a second
-copy of the model, as in verl's and OpenRLHF's bucketed weight sync. The CPU path (gloo) and the GPU path (nccl) are the same
-  code with a different backend name; only gloo is tested here, nccl is
-  untested (it also needs each process to have picked its CUDA device).
+Streaming, sharded (the path the learner and the workers use): every learner
+rank is a source and sends only its own FSDP2 shard of each parameter
+(`send_stream(specs, pieces)`: a Shard(0) shard is a block of the tensor's
+leading rows, so it is contiguous bytes of the whole). A worker posts one
+receive per source straight into its slice of the full tensor, so the
+sources' pieces arrive at once, over S connections, and no rank gathers,
+packs or copies (verl and OpenRLHF gather each parameter on rank 0 first).
+`recv_stream()` yields (name, tensor) as each tensor lands, so the engine
+loads one tensor while no other exists. Each side's peak above its own model
+copy is then about the largest tensor, not a second copy of the model. The
+CPU path (gloo) and the GPU path (nccl) are the same code with a different
+backend name; only gloo is tested here, nccl is untested (it also needs each
+process to have picked its CUDA device).
 
 Bit-exactness: tensors travel as raw bytes (viewed as uint8), so every dtype,
-bfloat16 included, arrives unchanged; received tensors are views into the
-bucket they came in.
+bfloat16 included, arrives unchanged.
 """
 from __future__ import annotations
 
 import pickle
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Literal, NamedTuple
 
 import torch
 
 State = dict[str, torch.Tensor]
-_ALIGN = 64  # byte alignment of each tensor inside a bucket
 
 
 class TensorSpec(NamedTuple):
@@ -116,125 +118,148 @@ class SafetensorsTransport(WeightTransport):
 
 
 class BroadcastTransport(WeightTransport):
-    """Rank 0 broadcasts a state dict to ranks 1..world_size-1 over a
-    process group that is not the default one."""
+    """Sources 0..S-1 stream their pieces of each tensor to receivers
+    S..S+W-1 over process groups that are not the default one."""
 
     name = "broadcast"
 
     def __init__(self, backend: Literal["gloo", "nccl"], host: str, port: int, rank: int,
-                 world_size: int, *, bucket_bytes: int = 256 << 20, timeout_s: float = 300.0):
+                 world_size: int, *, sources: int = 1, timeout_s: float = 300.0):
         if backend not in ("gloo", "nccl"):
             raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world of {world_size}")
+        if not 1 <= sources <= world_size:
+            raise ValueError(f"{sources} sources in a world of {world_size}")
         self.backend, self.host, self.port = backend, host, port
-        self.rank, self.world_size = rank, world_size
-        self.bucket_bytes = bucket_bytes
+        self.rank, self.world_size, self.sources = rank, world_size, sources
         self.timeout = timedelta(seconds=timeout_s)
         self.device = torch.device("cuda" if backend == "nccl" else "cpu")
         self._store = None
-        self._pg = None
+        self._pgs: list = []  # a source: its own group; a receiver: one per source
+
+    @property
+    def is_source(self) -> bool:
+        return self.rank < self.sources
 
     def connect(self) -> None:
         """Rendezvous (blocks until every rank has called it). Idempotent;
         `send`/`recv` call it on first use."""
-        if self._pg is not None:
+        if self._pgs:
             return
         import torch.distributed as dist
 
         self._store = dist.TCPStore(self.host, self.port, self.world_size,
                                     is_master=self.rank == 0, timeout=self.timeout)
-        store = dist.PrefixStore("asymptote-weights", self._store)
-        if self.backend == "gloo":
-            self._pg = dist.ProcessGroupGloo(store, self.rank, self.world_size, self.timeout)
+        size = 1 + self.world_size - self.sources  # one source and every receiver
+        if self.is_source:
+            self._pgs = [self._group(self.rank, 0, size)]
         else:
-            from torch.distributed import ProcessGroupNCCL  # absent on CPU builds
+            self._pgs = [self._group(s, 1 + self.rank - self.sources, size) for s in range(self.sources)]
 
-            self._pg = ProcessGroupNCCL(store, self.rank, self.world_size, self.timeout)
+    def _group(self, source: int, rank: int, size: int):
+        import torch.distributed as dist
+
+        store = dist.PrefixStore(f"asymptote-weights/{source}", self._store)
+        if self.backend == "gloo":
+            return dist.ProcessGroupGloo(store, rank, size, self.timeout)
+        from torch.distributed import ProcessGroupNCCL  # absent on CPU builds
+
+        return ProcessGroupNCCL(store, rank, size, self.timeout)
 
     def close(self) -> None:
-        if self._pg is not None and hasattr(self._pg, "shutdown"):
-            try:
-                self._pg.shutdown()
-            except Exception:  # shutting down is best effort
-                pass
-        self._pg = self._store = None
-
-    def _bcast(self, tensor: torch.Tensor) -> None:
-        self._pg.broadcast(tensor, 0).wait()
-
-    def _buckets(self, specs: Iterable[TensorSpec] | State) -> list[list[tuple[str, str, tuple, int, int]]]:
-        """Table of contents: buckets of (name, dtype, shape, offset, nbytes)."""
-        if isinstance(specs, dict):
-            specs = specs_of(specs)
-        buckets, cur, size = [], [], 0
-        for spec in specs:
-            nbytes = spec.nbytes
-            if cur and size + nbytes > self.bucket_bytes:
-                buckets.append(cur)
-                cur, size = [], 0
-            cur.append((spec.name, str(spec.dtype).removeprefix("torch."), tuple(spec.shape), size, nbytes))
-            size += -(-nbytes // _ALIGN) * _ALIGN
-        if cur:
-            buckets.append(cur)
-        return buckets
-
-    @staticmethod
-    def _bucket_size(bucket) -> int:
-        _, _, _, off, nbytes = bucket[-1]
-        return -(-(off + nbytes) // _ALIGN) * _ALIGN
+        for pg in self._pgs:
+            if hasattr(pg, "shutdown"):
+                try:
+                    pg.shutdown()
+                except Exception:  # shutting down is best effort
+                    pass
+        self._pgs, self._store = [], None
 
     def send(self, state: State) -> None:
         self.send_stream(specs_of(state), iter(state.values()))
 
-    def send_stream(self, specs: list[TensorSpec], tensors: Iterator[torch.Tensor]) -> int:
-        """Broadcast tensors described by `specs`, drawn one at a time from
-        `tensors` (same order); only one bucket is held at a time. Returns the
+    def send_stream(self, specs: list[TensorSpec], pieces: Iterator[torch.Tensor | None]) -> int:
+        """Send this source's piece of each tensor in `specs`, drawn one at a
+        time from `pieces` (same order; None or an empty tensor for none).
+        A piece is the whole tensor or a block of its leading rows; the
+        receivers put the sources' pieces one after another, so together
+        they must make the tensor (FSDP2's Shard(0) shards do). Returns the
         bytes sent."""
-        if self.rank != 0:
-            raise RuntimeError("only rank 0 sends")
+        if not self.is_source:
+            raise RuntimeError(f"rank {self.rank} receives; ranks 0..{self.sources - 1} send")
         self.connect()
-        toc = self._buckets(specs)
+        pg = self._pgs[0]
+        flat = [_flat_bytes(spec, piece, whole=self.sources == 1) for spec, piece in zip(specs, pieces)]
+        if len(flat) != len(specs):
+            raise ValueError(f"weight stream: {len(flat)} tensors for {len(specs)} specs")
+        toc = ([(s.name, str(s.dtype).removeprefix("torch."), tuple(s.shape)) for s in specs],
+               [0 if f is None else f.numel() for f in flat])
         meta = torch.frombuffer(bytearray(pickle.dumps(toc)), dtype=torch.uint8)
-        self._bcast(torch.tensor([meta.numel()], dtype=torch.int64, device=self.device))
-        self._bcast(meta.to(self.device))
+        _bcast(pg, torch.tensor([meta.numel()], dtype=torch.int64, device=self.device))
+        _bcast(pg, meta.to(self.device))
         sent = 0
-        for bucket in toc:
-            buf = torch.empty(self._bucket_size(bucket), dtype=torch.uint8, device=self.device)
-            for name, dtype, shape, off, nbytes in bucket:
-                t = next(tensors)
-                if tuple(t.shape) != tuple(shape) or str(t.dtype).removeprefix("torch.") != dtype:
-                    raise ValueError(f"weight stream: {name} is {t.dtype}{tuple(t.shape)}, "
-                                     f"its spec says {dtype}{tuple(shape)}")
-                buf[off:off + nbytes].copy_(t.detach().contiguous().reshape(-1).view(torch.uint8))
-                del t
-            self._bcast(buf)
-            sent += buf.numel()
-            del buf
+        for i, f in enumerate(flat):
+            if f is not None and f.numel():
+                _bcast(pg, f.to(self.device))
+                sent += f.numel()
+            flat[i] = None  # a gathered piece is dropped once sent
         return sent
 
     def recv(self, payload: bytes | None = None) -> State:
         return dict(self.recv_stream())
 
     def recv_stream(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """Receive one broadcast, yielding (name, tensor) bucket by bucket.
-        Tensors are views into their bucket: a bucket lives as long as the
-        consumer holds one of its tensors. Consume it whole (the collective
-        goes on until the last bucket)."""
-        if self.rank == 0:
-            raise RuntimeError("rank 0 sends; ranks 1.. receive")
+        """Receive one send from every source, yielding (name, tensor) as each
+        tensor lands: its pieces arrive from all sources at once, straight
+        into place. Consume it whole (the collectives go on until the last
+        tensor)."""
+        if self.is_source:
+            raise RuntimeError(f"rank {self.rank} sends; ranks {self.sources}.. receive")
         self.connect()
-        length = torch.empty(1, dtype=torch.int64, device=self.device)
-        self._bcast(length)
-        meta = torch.empty(int(length.item()), dtype=torch.uint8, device=self.device)
-        self._bcast(meta)
-        toc = pickle.loads(meta.cpu().numpy().tobytes())
-        for bucket in toc:
-            buf = torch.empty(self._bucket_size(bucket), dtype=torch.uint8, device=self.device)
-            self._bcast(buf)
-            for name, dtype, shape, off, nbytes in bucket:
-                yield name, buf[off:off + nbytes].view(getattr(torch, dtype)).view(shape)
+        tocs = []
+        for pg in self._pgs:
+            length = torch.empty(1, dtype=torch.int64, device=self.device)
+            _bcast(pg, length)
+            meta = torch.empty(int(length.item()), dtype=torch.uint8, device=self.device)
+            _bcast(pg, meta)
+            tocs.append(pickle.loads(meta.cpu().numpy().tobytes()))
+        specs = tocs[0][0]
+        if any(toc[0] != specs for toc in tocs[1:]):
+            raise ValueError("weight stream: the sources announced different tensors")
+        for i, (name, dtype, shape) in enumerate(specs):
+            spec = TensorSpec(name, getattr(torch, dtype), shape)
+            sizes = [toc[1][i] for toc in tocs]
+            if sum(sizes) != spec.nbytes:
+                raise ValueError(f"weight stream: the sources' pieces of {name} make {sum(sizes)} bytes, "
+                                 f"it has {spec.nbytes}")
+            buf = torch.empty(spec.nbytes, dtype=torch.uint8, device=self.device)
+            works, off = [], 0
+            for pg, n in zip(self._pgs, sizes):
+                if n:
+                    works.append(pg.broadcast(buf[off:off + n], 0))
+                off += n
+            for w in works:
+                w.wait()
+            yield name, buf.view(spec.dtype).view(spec.shape)
             del buf
+
+
+def _bcast(pg, tensor: torch.Tensor) -> None:
+    pg.broadcast(tensor, 0).wait()
+
+
+def _flat_bytes(spec: TensorSpec, piece: torch.Tensor | None, whole: bool) -> torch.Tensor | None:
+    """`piece` as contiguous bytes, after checking it against its spec: the
+    same dtype, and the spec's shape (`whole`) or its trailing dims."""
+    if piece is None:
+        return None
+    dtype = str(piece.dtype).removeprefix("torch.")
+    if (piece.dtype != spec.dtype or (tuple(piece.shape) != tuple(spec.shape) if whole
+                                      else tuple(piece.shape[1:]) != tuple(spec.shape[1:]))):
+        raise ValueError(f"weight stream: {spec.name} is {dtype}{tuple(piece.shape)}, "
+                         f"its spec says {str(spec.dtype).removeprefix('torch.')}{tuple(spec.shape)}")
+    return piece.detach().contiguous().reshape(-1).view(torch.uint8)
 
 
 def make_transport(name: Literal["broadcast", "safetensors"], **kwargs) -> WeightTransport:

@@ -78,17 +78,18 @@ class RolloutWorker:
         return version
 
     def connect_weight_broadcast(self, backend: str, host: str, port: int, rank: int, world: int,
-                                 timeout_s: float = 300.0) -> bool:
+                                 timeout_s: float = 300.0, sources: int = 1) -> bool:
         from rollout.weights import BroadcastTransport
         if self._transport is not None:  # a replaced peer means a new group
             self._transport.close()
-        self._transport = BroadcastTransport(backend, host, port, rank=rank, world_size=world, timeout_s=timeout_s)
+        self._transport = BroadcastTransport(backend, host, port, rank=rank, world_size=world, sources=sources,
+                                             timeout_s=timeout_s)
         self._transport.connect()
         return True
 
     def receive_broadcast(self, version: int) -> int:
         """Take part in the learner's broadcast. The engine thread loads the
-        weights bucket by bucket as they arrive (it generates nothing
+        weights tensor by tensor as they arrive (it generates nothing
         meanwhile), so no second copy of the model is ever held here; returns
         once they are loaded."""
         self._stage(version, self._transport.recv_stream())

@@ -71,7 +71,7 @@ class LearnerGroup:
 
     def push_weights_refs(self, transport: str) -> list:
         """Start the weight push on every rank; the first ref resolves to the
-        payload ('safetensors') or None ('broadcast')."""
+        payload ('safetensors'), each to the bytes that rank sent ('broadcast')."""
         return [a.push_weights.remote(transport) for a in self.actors]
 
     def connect_weight_broadcast_refs(self, backend: str, host: str, port: int, world: int,

@@ -134,25 +134,24 @@ class LearnerRank:
         return get_model_state_dict(self.model, options=opts)
 
     def connect_weight_broadcast(self, backend: str, host: str, port: int, world: int,
-                                 timeout_s: float = 300.0, bucket_bytes: int = 256 << 20) -> bool:
-        """(Re)build the weight group with the rollout workers (rank 0 only;
-        a replaced worker means a new group)."""
+                                 timeout_s: float = 300.0) -> bool:
+        """(Re)build this rank's weight group with the rollout workers (every
+        rank is a source; a replaced worker means new groups). `world` counts
+        the learner's ranks and the workers."""
         from rollout.weights import BroadcastTransport
-        if self.dims.rank == 0:
-            if self.weight_transport is not None:
-                self.weight_transport.close()
-            self.weight_transport = BroadcastTransport(backend, host, port, rank=0, world_size=world,
-                                                       timeout_s=timeout_s, bucket_bytes=bucket_bytes)
-            self.weight_transport.connect()
+        if self.weight_transport is not None:
+            self.weight_transport.close()
+        self.weight_transport = BroadcastTransport(backend, host, port, rank=self.dims.rank, world_size=world,
+                                                   sources=self.dims.world, timeout_s=timeout_s)
+        self.weight_transport.connect()
         return True
 
     def push_weights(self, transport: str) -> Any:
-        """Ship the full weights from rank 0. 'broadcast' streams them: every
-        rank gathers one parameter at a time (a collective) and rank 0 packs it
-        into the current bucket, so no rank holds more than a bucket and one
-        gathered tensor beyond its shard; returns the bytes sent on rank 0.
-        'safetensors' gathers the whole state dict and returns its bytes (they
-        travel as a Ray object)."""
+        """Ship the weights. 'broadcast': every rank sends its own FSDP shard of
+        each parameter straight to the workers (no gather; a parameter that is
+        not a Shard(0) DTensor is gathered and sent whole by rank 0); returns
+        the bytes this rank sent. 'safetensors' gathers the whole state dict
+        and returns its bytes on rank 0 (they travel as a Ray object)."""
         t0 = time.perf_counter()
         try:
             return self._push_weights(transport)
@@ -165,16 +164,13 @@ class LearnerRank:
             if self.dims.rank != 0:
                 return None
             from rollout.weights import SafetensorsTransport
-            return SafetensorsTransport().pack(state)
-        specs, tensors = self.weight_specs(), self.full_tensors()
-        if self.dims.rank != 0:
-            for _ in tensors:  # join every gather rank 0 makes
-                pass
-            return None
+            names = {name for name, _ in self._weight_items()}  # a tied head once (one rank's dict shares it)
+            return SafetensorsTransport().pack({k: v for k, v in state.items() if k in names})
+        pieces = self.weight_pieces()
         try:
-            return self.weight_transport.send_stream(specs, tensors)
-        finally:  # a send that failed (a dead peer) still joins the gathers the other ranks are in
-            for _ in tensors:
+            return self.weight_transport.send_stream(self.weight_specs(), pieces)
+        finally:  # a send that failed (a dead peer) still joins any gather the other ranks are in
+            for _ in pieces:
                 pass
 
     def _weight_items(self) -> list[tuple[str, torch.Tensor]]:
@@ -192,13 +188,20 @@ class LearnerRank:
         from rollout.weights import TensorSpec
         return [TensorSpec(name, t.dtype, tuple(t.shape)) for name, t in self._weight_items()]
 
-    def full_tensors(self):
-        """Collective generator: the full weights one at a time, on CPU, in
-        `weight_specs()` order; every rank must consume it whole."""
+    def weight_pieces(self):
+        """Collective generator, in `weight_specs()` order: this rank's piece
+        of each weight, a block of its leading rows (its Shard(0) shard, as
+        is) or the whole tensor on rank 0 and None elsewhere (anything else,
+        gathered); every rank must consume it whole."""
+        from torch.distributed.tensor import DTensor, Shard
         for _, t in self._weight_items():
-            full = t.full_tensor() if hasattr(t, "full_tensor") else t
-            yield full.detach().cpu()
-            del full
+            t = t.detach()
+            if isinstance(t, DTensor) and tuple(t.placements) == (Shard(0),):
+                yield t.to_local()
+                continue
+            full = t.full_tensor() if isinstance(t, DTensor) else t
+            yield full if self.dims.rank == 0 else None
+
 
     # ---- checkpoints ------------------------------------------------------
     def save_checkpoint(self, path: str) -> None:

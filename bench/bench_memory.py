@@ -18,11 +18,11 @@ the same bytes measured in the same invocation.
   zero advantages (AdamW state allocated, weights pushed every step). Per step it reads `mem/*_peak_gb` (each process's VmHWM since
   the previous step) and `time/weight_sync`.
 - baseline: `torch.distributed` gloo broadcast of the same number of bytes
-  from one process to another, in the same 256 MB buckets, timed warm (the
-  best of 3 after one untimed pass).
+  from one process to another, in 256 MB buckets, timed warm (the best of 3
+  after one untimed pass).
 
 Sync bandwidth is model bytes / `time/weight_sync` of the steps that pushed
-new weights (it includes the learner's per-parameter FSDP gathers and vLLM's
+new weights (each learner rank sending its own shards, no gather, and vLLM's
 in-place reload); the ratio is against the raw broadcast's bandwidth.
 
 Needs about 16 GiB free (`free -g`); it refuses to start with less.

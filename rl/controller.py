@@ -148,12 +148,13 @@ class Controller:
         if not probe:
             return {}
         prompts, completions = probe["prompts"], probe["completions"]
-        engines = self.fleet.score(prompts, completions, self.recipe.rollout.temperature)
         seqs = [p + c for p, c in zip(prompts, completions)]
         ids = torch.full((len(seqs), max(map(len, seqs))), self.pad_id, dtype=torch.long)
         for i, seq in enumerate(seqs):
             ids[i, :len(seq)] = torch.tensor(seq)
-        learner_lp = self.learner.score_tokens(ids)
+        learner_refs = self.learner.score_tokens_refs(ids)  # the learner scores while the engines do
+        engines = self.fleet.score(prompts, completions, self.recipe.rollout.temperature)
+        learner_lp = self.learner.wait(learner_refs)[0]
         worst, total, count = 0.0, 0.0, 0
         for _, engine_lp in engines:
             for i, (p, lps) in enumerate(zip(prompts, engine_lp)):

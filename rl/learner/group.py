@@ -67,7 +67,13 @@ class LearnerGroup:
         return self._all("eval_loss", ray.put(batch))[0]
 
     def score_tokens(self, input_ids_bt):
-        return self._all("score_tokens", ray.put(input_ids_bt))[0]
+        return self.wait(self.score_tokens_refs(input_ids_bt))[0]
+
+    def score_tokens_refs(self, input_ids_bt) -> list:
+        """Start scoring on every rank (rank 0's ref holds the log-probs), so
+        the caller can do something else meanwhile; `wait` them."""
+        ref = ray.put(input_ids_bt)
+        return [a.score_tokens.remote(ref) for a in self.actors]
 
     def push_weights_refs(self, transport: str) -> list:
         """Start the weight push on every rank; the first ref resolves to the

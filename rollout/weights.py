@@ -28,10 +28,10 @@ loads one tensor while no other exists. Each side's peak above its own model
 copy is then about the largest tensor, not a second copy of the model.
 (Posting the next tensor's receive before yielding one, to overlap the
 transfer with vLLM's load, was measured at 0.5B: no gain on two cores, 0.2
-GiB more at the worker's peak; not kept.) The
-CPU path (gloo) and the GPU path (nccl) are the same code with a different
-backend name; only gloo is tested here, nccl is untested (it also needs each
-process to have picked its CUDA device).
+GiB more at the worker's peak; not kept.) The CPU path (gloo) and the GPU
+path (nccl) are the same code with a different backend name; only gloo is
+tested here, nccl is untested (it also needs each process to have picked its
+CUDA device).
 
 Bit-exactness: tensors travel as raw bytes (viewed as uint8), so every dtype,
 bfloat16 included, arrives unchanged.

@@ -202,7 +202,6 @@ class LearnerRank:
             full = t.full_tensor() if isinstance(t, DTensor) else t
             yield full if self.dims.rank == 0 else None
 
-
     # ---- checkpoints ------------------------------------------------------
     def save_checkpoint(self, path: str) -> None:
         """Collective. Model + optimizer as DCP shards, this rank's RNG states,

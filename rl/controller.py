@@ -179,14 +179,15 @@ class Controller:
                                                       min_version=step, priority=1, partial=False))
         if self.state.probe is None:
             self._set_probe(result)
-        out = eval_metrics(result)
+        counts = eval_counts(result)
+        out = eval_metrics(result, counts)
         out["time/eval"] = time.perf_counter() - t0
         if "eval/pass_rate" in out:
             self.state.evals.append({"step": step, "y": out["eval/pass_rate"], **self.state.ledger.totals()})
             # per-prompt results: the fit weighs each point by its own sampling noise
             # (a sample whose reward failed is left out of its prompt's rate: rl.step_metrics.eval_counts)
             MetricsLog.append(self.run_dir, "evals.jsonl", {
-                "step": step, "k": ev.k, "temperature": ev.temperature, **eval_counts(result),
+                "step": step, "k": ev.k, "temperature": ev.temperature, **counts,
                 **self.state.ledger.totals()})
             self._refit()
         else:  # every reward failed: a point of 0 would be a failure made data

@@ -159,9 +159,11 @@ def eval_counts(batch: RolloutBatch) -> dict:
             "prompts_unscored": len(batch.groups) - len(scored)}
 
 
-def eval_metrics(batch: RolloutBatch) -> dict:
+def eval_metrics(batch: RolloutBatch, counts: dict | None = None) -> dict:
+    """The evaluation's metrics; `counts` is `eval_counts(batch)` when the
+    caller has it already."""
     samples = batch.samples
-    counts = eval_counts(batch)
+    counts = counts if counts is not None else eval_counts(batch)
     per_prompt = [any(bool(s.correct) for s in g.samples if s.scored) for g in batch.groups
                   if any(s.scored for s in g.samples)]
     rates = {} if counts["pass_rate"] is None else {  # nothing scored: no pass rate, not 0

@@ -30,11 +30,19 @@ def resolve_backend(name: str) -> str:
     return "nccl" if torch.cuda.is_available() else "gloo"
 
 
-def init_parallel(dims: ParallelDims, master_addr: str, master_port: int) -> DeviceMesh:
+def open_store(host: str, world: int) -> dist.TCPStore:
+    """Rank 0's rendezvous store, on a port the OS picks as it binds (its
+    `.port`): a port picked free beforehand can be taken by another process
+    before it is bound (it was, once, under load: EADDRINUSE)."""
+    return dist.TCPStore(host, 0, world, is_master=True, wait_for_workers=False)
+
+
+def init_parallel(dims: ParallelDims, master_addr: str, master_port: int,
+                  store: dist.TCPStore | None = None) -> DeviceMesh:
+    """Join the process group at rank 0's store (`store` on rank 0 itself)."""
     if dims.device_type == "cuda":
         torch.cuda.set_device(0)  # Ray sets CUDA_VISIBLE_DEVICES to this rank's GPU
-    dist.init_process_group(
-        dims.backend, init_method=f"tcp://{master_addr}:{master_port}",
-        rank=dims.rank, world_size=dims.world,
-    )
+    if store is None:
+        store = dist.TCPStore(master_addr, master_port, dims.world, is_master=False)
+    dist.init_process_group(dims.backend, store=store, rank=dims.rank, world_size=dims.world)
     return init_device_mesh(dims.device_type, (dims.world,), mesh_dim_names=("dp_shard",))

@@ -45,7 +45,7 @@ class LearnerGroup:
             self.actors.append(remote_cls.options(**opts).remote(
                 rank, cfg.ranks, cfg, algo, model_path, temperature, seed, deterministic,
                 fp32_lm_head=fp32_lm_head))
-        addr, port = ray.get(self.actors[0].master_address.remote())
+        addr, port = ray.get(self.actors[0].open_rendezvous.remote())
         self.n_params = ray.get([a.setup.remote(addr, port) for a in self.actors])[0]
 
     def _all(self, method: str, *args) -> list:

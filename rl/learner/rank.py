@@ -44,7 +44,7 @@ from rl.algo.batch import TrainBatch, plan_microbatches
 from rl.algo.config import AlgoConfig
 from rl.algo.losses import LossInputs, clipped_mask, policy_loss
 from rl.learner.config import LearnerConfig
-from rl.learner.dist import ParallelDims, init_parallel
+from rl.learner.dist import ParallelDims, init_parallel, open_store
 
 
 class LearnerRank:
@@ -56,6 +56,7 @@ class LearnerRank:
         self.model_path, self.temperature, self.seed = model_path, temperature, seed
         self.version = 0  # optimizer steps taken = policy version of the weights
         self.weight_transport = None
+        self._store = None  # rank 0's rendezvous store (open_rendezvous)
         self.busy_s = 0.0  # seconds spent training and pushing weights
         if self.dims.device_type == "cpu":
             torch.set_num_threads(cfg.threads_per_rank)
@@ -70,10 +71,18 @@ class LearnerRank:
         host = ray.util.get_node_ip_address()
         return host, free_port(host)
 
+    def open_rendezvous(self) -> tuple[str, int]:
+        """Rank 0: bind the learner group's store and say where it is."""
+        import ray
+
+        host = ray.util.get_node_ip_address()
+        self._store = open_store(host, self.dims.world)
+        return host, self._store.port
+
     def setup(self, master_addr: str, master_port: int) -> int:
         from transformers import AutoModelForCausalLM
 
-        self.mesh = init_parallel(self.dims, master_addr, master_port)
+        self.mesh = init_parallel(self.dims, master_addr, master_port, store=self._store)
         torch.manual_seed(self.seed)
         model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
         model.to(self.dims.device_type)

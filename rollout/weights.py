@@ -183,12 +183,15 @@ class BroadcastTransport(WeightTransport):
         self.send_stream(specs_of(state), iter(state.values()))
 
     def send_stream(self, specs: list[TensorSpec], pieces: Iterator[torch.Tensor | None]) -> int:
-        """Send this source's piece of each tensor in `specs`, drawn one at a
-        time from `pieces` (same order; None or an empty tensor for none).
-        A piece is the whole tensor or a block of its leading rows; the
-        receivers put the sources' pieces one after another, so together
-        they must make the tensor (FSDP2's Shard(0) shards do). Returns the
-        bytes sent."""
+        """Send this source's piece of each tensor in `specs`, taken from
+        `pieces` (same order; None or an empty tensor for none). A piece is
+        the whole tensor or a block of its leading rows; the receivers put
+        the sources' pieces one after another, so together they must make
+        the tensor (FSDP2's Shard(0) shards do). Every piece is drawn before
+        the first byte is sent (the table of contents carries their sizes),
+        so pieces should be views of memory held anyway, as a shard is; a
+        piece made for the send (a gathered tensor) is held until it is
+        sent. Returns the bytes sent."""
         if not self.is_source:
             raise RuntimeError(f"rank {self.rank} receives; ranks 0..{self.sources - 1} send")
         self.connect()

@@ -178,7 +178,7 @@ class LearnerRank:
         pieces = self.weight_pieces()
         try:
             return self.weight_transport.send_stream(self.weight_specs(), pieces)
-        finally:  # a send that failed (a dead peer) still joins any gather the other ranks are in
+        finally:  # a piece refused part-way through still lets this rank join any gather the others are in
             for _ in pieces:
                 pass
 
@@ -200,8 +200,9 @@ class LearnerRank:
     def weight_pieces(self):
         """Collective generator, in `weight_specs()` order: this rank's piece
         of each weight, a block of its leading rows (its Shard(0) shard, as
-        is) or the whole tensor on rank 0 and None elsewhere (anything else,
-        gathered); every rank must consume it whole."""
+        is: a view, no copy) or the whole tensor on rank 0 and None elsewhere
+        (anything else, gathered: held until sent, see `send_stream`; the
+        learner's fully_shard makes none); every rank must consume it whole."""
         from torch.distributed.tensor import DTensor, Shard
         for _, t in self._weight_items():
             t = t.detach()

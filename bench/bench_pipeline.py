@@ -32,11 +32,24 @@ one run after another, each starting its own Ray and vLLM engine.
   The plot (`--plot`): s/step and its parts against samples per step and
   against mean response tokens.
 
+- eval: evaluation waited for (`eval.interleave=false`) [baseline] against
+  interleaved with training (`=true`), k = 2, an evaluation every
+  `--eval-every` steps of `--eval-prompts` held-out prompts x 4 samples (and
+  at step 0 and the last step, waited for in both runs), at the tiny default
+  model or `--model large` (bench_e2e's 24M random-init Qwen2, 128 new
+  tokens, where the learner is the bottleneck). Waited for, the learner idles
+  while the engines generate the evaluation; interleaved, it trains up to
+  k + 1 steps meanwhile. Reported: the whole loop's seconds per step (the
+  last row's `time/elapsed` over the steps: every evaluation but step 0's
+  inside), the medians of `time/eval` and of the idle fractions over all
+  steps, and the ratio (> 1: interleaving pays).
+
 Steady state: steps warmup+1 .. N-3 (the default recipe's drain, k+1 = 3,
 for every run, k = 0 included, so both sides share one window).
 
-    python bench/bench_pipeline.py [--steps 12] [--warmup 3] [--only async|scaling]
+    python bench/bench_pipeline.py [--steps 12] [--warmup 3] [--only async|scaling|eval]
         [--prompts 8 16 32] [--tokens 32 64 128] [--plot bench/pipeline_scaling.png] [--json]
+        [--model tiny|large] [--dtype float32|bfloat16] [--eval-every 4] [--eval-prompts 200]
 """
 from __future__ import annotations
 
@@ -48,7 +61,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_e2e import drain_steps, load_default_recipe, run_controller, steady, step_work  # noqa: E402
+from bench_e2e import (drain_steps, dtype_overrides, load_default_recipe, model_overrides,  # noqa: E402
+                       run_controller, steady, step_work)
 
 SAMPLES_PER_PROMPT = 8
 CONTEXT_MARGIN = 32  # max_model_len - max_new_tokens, as the recipe's 96 for 64
@@ -79,6 +93,36 @@ def run_point(steps: int, warmup: int, k: int, prompts: int, tokens: int) -> dic
     out["learner_ms_per_train_token"] = (1000.0 * out["train"] / out["train_tokens_per_step"]
                                          if out["train_tokens_per_step"] else float("nan"))
     return out
+
+
+def run_eval_point(steps: int, interleave: bool, model: str, dtype: str, every: int, prompts: int) -> dict:
+    """One run with evaluations every `every` steps, waited for or interleaved."""
+    overrides = (*model_overrides(model), *dtype_overrides(dtype), f"eval.every={every}",
+                 f"eval.prompts={prompts}", "eval.k=4", f"eval.interleave={str(interleave).lower()}")
+    load = os.getloadavg()[0]
+    wall, rows = run_controller(steps, overrides)
+    med = {k: statistics.median(m[k] for m in rows if k in m) if any(k in m for m in rows) else float("nan")
+           for k in ("time/eval", "time/engine_idle", "time/learner_idle", "time/train")}
+    return {"interleave": interleave, "model": model, "dtype": dtype, "eval_every": every, "eval_prompts": prompts,
+            "load_before": load, "total_wall_s": wall, "steps": len(rows),
+            "evals": sum("eval/pass_rate" in m for m in rows),
+            "loop_s_per_step": rows[-1]["time/elapsed"] / len(rows),
+            **{k.split("/")[1]: v for k, v in med.items()}}
+
+
+def print_eval(res: dict, steps: int) -> None:
+    off, on = res["waited"], res["interleaved"]
+    print(f"evaluation: {off['model']} model in {off['dtype']}, k = 2, {steps} steps, an evaluation of "
+          f"{off['eval_prompts']} prompts x 4 every {off['eval_every']} steps ({off['evals']} in the loop, "
+          "the last waited for in both runs); medians over all steps")
+    head = (f"{'run':36s} {'loop s/step':>11s} {'eval s':>7s} {'train s':>7s} {'engine idle':>12s} "
+            f"{'learner idle':>13s} {'wall s':>7s} {'load':>5s}")
+    print(head)
+    print("-" * len(head))
+    for name, r in (("evaluation waited for [baseline]", off), ("evaluation interleaved", on)):
+        print(f"{name:36s} {r['loop_s_per_step']:11.2f} {r['eval']:7.2f} {r['train']:7.2f} {r['engine_idle']:12.2f} "
+              f"{r['learner_idle']:13.2f} {r['total_wall_s']:7.1f} {r['load_before']:5.1f}")
+    print(f"{'ratio waited / interleaved':36s} {res['ratio']:10.2f}x   (> 1: interleaving pays)")
 
 
 def print_async(res: dict, steps: int, warmup: int) -> None:
@@ -152,7 +196,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=12, help="optimizer steps per run")
     ap.add_argument("--warmup", type=int, default=3, help="first steps left out of the steady state")
-    ap.add_argument("--only", choices=("async", "scaling"), help="run one part")
+    ap.add_argument("--only", choices=("async", "scaling", "eval"), help="run one part (eval runs only when named)")
+    ap.add_argument("--model", choices=("tiny", "large"), default="tiny", help="model of the eval part")
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="eval part: compute dtype")
+    ap.add_argument("--eval-every", type=int, default=4, help="eval part: steps between evaluations")
+    ap.add_argument("--eval-prompts", type=int, default=200, help="eval part: held-out prompts per evaluation")
     ap.add_argument("--prompts", type=int, nargs="+", default=[8, 16, 32], help="prompts_per_step at 64 tokens")
     ap.add_argument("--tokens", type=int, nargs="+", default=[32, 64, 128], help="max_new_tokens at 16 prompts")
     ap.add_argument("--plot", type=Path, default=Path(__file__).resolve().parent / "pipeline_scaling.png")
@@ -183,9 +231,15 @@ def main() -> None:
         points = list({(p["prompts"], p["max_new_tokens"]): p for p in by_prompts + by_tokens}.values())
         plot(by_prompts, by_tokens, args.plot)
         out["scaling"] = {"points": points, "plot": str(args.plot)}
+    if args.only == "eval":
+        point_args = (args.model, args.dtype, args.eval_every, args.eval_prompts)
+        off, on = run_eval_point(args.steps, False, *point_args), run_eval_point(args.steps, True, *point_args)
+        out["eval"] = {"waited": off, "interleaved": on, "ratio": off["loop_s_per_step"] / on["loop_s_per_step"]}
     if args.json:
         print(json.dumps(out, indent=2))
         return
+    if "eval" in out:
+        print_eval(out["eval"], args.steps)
     if "async" in out:
         print_async(out["async"], args.steps, args.warmup)
     if "scaling" in out:

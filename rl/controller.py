@@ -1,6 +1,6 @@
 """The training loop, readable top to bottom: place actors, run the
-generation -> reward -> train -> weight-sync pipeline, evaluate, log,
-checkpoint.
+generation -> reward -> train -> weight-sync pipeline, evaluate (waited for,
+or interleaved with training: rl.evaluation), log, checkpoint.
 
 Asynchrony is the normal case. With `max_off_policy_steps = k` the
 controller keeps the rollout jobs for steps s..s+k in flight while the
@@ -40,6 +40,7 @@ from rl.checkpoint import CheckpointStore
 from rl.data.datasets import load_splits, render_prompt
 from rl.data.sampler import PromptSampler
 from rl.errors import RunStopped
+from rl.evaluation import Evaluator
 from rl.fleet import Fleet
 from rl.learner.dist import resolve_backend
 from rl.learner.group import LearnerFailure, LearnerGroup
@@ -53,7 +54,7 @@ from rl.progress import ProgressLine
 from rl.recipe import Recipe, to_yaml
 from rl.run_state import RunState
 from rl.schedule import RolloutSchedule
-from rl.step_metrics import data_metrics, eval_counts, eval_metrics, reward_warnings, rollout_metrics
+from rl.step_metrics import data_metrics, reward_warnings, rollout_metrics
 from rollout.types import RolloutBatch
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,6 @@ log = logging.getLogger(__name__)
 # Test hook: seconds to pause after the learner's shards are written and
 # before the checkpoint is sealed, so a test can kill the driver mid-write.
 PAUSE_ENV = "ASYMPTOTE_TEST_CHECKPOINT_PAUSE_S"
-
 
 class Controller:
     def __init__(self, recipe: Recipe, run_dir: Path, address: Optional[str] = None):
@@ -98,7 +98,7 @@ class Controller:
             before = self.state.ledger.totals()  # step 0 has spent nothing: not even its own evaluation
             self._log(self._evaluate(step=0) | before | {"step": 0})
         schedule = RolloutSchedule(r, st, self.fleet, render=lambda text: render_prompt(self.tokenizer, text))
-        updated = False  # weights changed since the engines last got them
+        updated, t_loop = False, time.perf_counter()  # weights changed since the engines last got them
         while st.step < total:
             step = st.step
             t0 = time.perf_counter()
@@ -111,10 +111,17 @@ class Controller:
             t_train = time.perf_counter()
             eval_due = (step + 1) % r.eval.every == 0 or step + 1 == total
             synced = schedule.sync_due(step + 1) or eval_due
+            if synced and self._pending is not None:  # an evaluation holds the engines at its version
+                if eval_due or self.evaluator.ready(self._pending) or not schedule.runs_at(step + 1,
+                                                                                          self._pending.step):
+                    self._land_eval()
+                else:
+                    synced = False  # the next steps' rollouts can still be generated at that version
             updated_now = updated
             if synced:
                 self.fleet.sync(version=step + 1, skipped=not updated)
                 updated = False
+                schedule.fill(step + 1)  # the next job is queued before the bookkeeping below
             t_sync = time.perf_counter()
             probe = self._probe_mismatch() if synced else {}
             st.step = step + 1
@@ -127,13 +134,17 @@ class Controller:
             metrics.update(self._account(rollout, batch, dropped=shaping.get("rollout/gen_tokens_dropped", 0)))
             self._warn_truncation(metrics)
             self._warn_rewards(metrics, rollout, trained=batch is not None)
-            if eval_due:
+            if eval_due and r.eval.interleave and st.step < total:
+                self._pending = self.evaluator.submit(st.step, st.ledger.totals(), interleaved=True)
+            elif eval_due:
                 metrics.update(self._evaluate(step=st.step))
-            metrics["time/step"] = time.perf_counter() - t0
+            metrics["time/step"], metrics["time/elapsed"] = time.perf_counter() - t0, time.perf_counter() - t_loop
             metrics.update(st.fault_metrics())
             self._log(metrics)
             stop = self._signal is not None
             if (r.run.checkpoint_every and st.step % r.run.checkpoint_every == 0) or st.step == total or stop:
+                if self._pending is not None:  # a checkpoint never holds an evaluation half done
+                    self._land_eval()
                 self._checkpoint(metrics.get("eval/pass_rate"))
             if stop and st.step < total:
                 name = signal.Signals(self._signal).name
@@ -169,37 +180,50 @@ class Controller:
 
     # ---- evaluation, accounting, logging -------------------------------------
     def _evaluate(self, step: int) -> dict:
-        ev = self.recipe.eval
-        rows = self.val_prompts[: ev.prompts] if ev.prompts else self.val_prompts
-        # (the step's accounting has just run: its totals, logged with this
-        # evaluation, are the evaluation's x)
-        t0 = time.perf_counter()
-        ids = [render_prompt(self.tokenizer, row["prompt"]) for row in rows]
-        result = self.fleet.collect(self.fleet.submit(f"eval/{step}", step, rows, ids, ev.k, ev.temperature,
-                                                      min_version=step, priority=1, partial=False))
-        if self.state.probe is None:
-            self._set_probe(result)
-        counts = eval_counts(result)
-        out = eval_metrics(result, counts)
-        out["time/eval"] = time.perf_counter() - t0
-        if "eval/pass_rate" in out:
-            self.state.evals.append({"step": step, "y": out["eval/pass_rate"], **self.state.ledger.totals()})
-            # per-prompt results: the fit weighs each point by its own sampling noise
-            # (a sample whose reward failed is left out of its prompt's rate: rl.step_metrics.eval_counts)
-            MetricsLog.append(self.run_dir, "evals.jsonl", {
-                "step": step, "k": ev.k, "temperature": ev.temperature, **counts,
-                **self.state.ledger.totals()})
-            self._refit()
-        else:  # every reward failed: a point of 0 would be a failure made data
-            log.warning("evaluation at step %d: no sample was scored (%d masked); it is left out of the "
-                        "curve and the fit", step, out["eval/masked"])
+        """Evaluate step `step`'s weights while the learner waits (rl.evaluation).
+        The step's accounting has just run: its totals are the point's x."""
+        out = self._record_eval(self.evaluator.submit(step, self.state.ledger.totals()))
         self._spent_device_seconds()  # the evaluation's own work is not training compute,
         self._judge_usage()  # nor is its judging (a judge term scores evaluation samples too)
         return out
 
+    def _land_eval(self) -> None:
+        """Finish the interleaved evaluation (waiting if it still generates),
+        take its share out of training compute, write the rows held for it."""
+        pending, self._pending = self._pending, None
+        self._credit_training_time()  # the window's device time is in the ledger before a share leaves it
+        out = self._record_eval(pending)
+        cost, span = out.get("time/eval_device_seconds", 0.0), max(time.perf_counter() - pending.t0, 1e-9)
+        self.state.ledger.exclude(cost)
+        for i, (t, row) in enumerate(pending.rows):
+            if i == 0:
+                row.update(out)  # step `pending.step`'s row: the evaluation's own
+            elif "compute/device_seconds" in row:  # the share spent by then, pro rata by time
+                row["compute/device_seconds"] = max(0.0, row["compute/device_seconds"]
+                                                    - cost * min(1.0, (t - pending.t0) / span))
+                row["compute/device_hours"] = row["compute/device_seconds"] / 3600.0
+            self._write(row, progress=False)
+
+    def _record_eval(self, pending) -> dict:
+        landed = self.evaluator.land(pending)
+        if self.state.probe is None:
+            self._set_probe(landed.result)
+        out, step, ev = landed.metrics, pending.step, self.recipe.eval
+        if "eval/pass_rate" in out:
+            self.state.evals.append({"step": step, "y": out["eval/pass_rate"], **pending.totals})
+            # per-prompt results: the fit weighs each point by its own sampling noise
+            # (a sample whose reward failed is left out of its prompt's rate: rl.step_metrics.eval_counts)
+            MetricsLog.append(self.run_dir, "evals.jsonl", {
+                "step": step, "k": ev.k, "temperature": ev.temperature, **landed.counts, **pending.totals})
+            self._refit()
+        else:  # every reward failed: a point of 0 would be a failure made data
+            log.warning("evaluation at step %d: no sample was scored (%d masked); it is left out of the "
+                        "curve and the fit", step, out["eval/masked"])
+        return out
+
     def _credit_training_time(self) -> None:
-        """Put the device time spent since the last accounting into the ledger
-        now, so that what follows (an evaluation, the report) can be left out."""
+        """Device time since the last accounting into the ledger now, so what
+        follows (an evaluation, the report) can be left out."""
         self.state.ledger.add(device_seconds=self._spent_device_seconds(), gen_tokens=0, train_tokens=0,
                               gen_flops=0.0, train_flops=0.0)
 
@@ -269,11 +293,20 @@ class Controller:
                                "ScaleRL saw 10-15% precede instability)")
 
     def _log(self, metrics: dict) -> None:
+        if self._pending is None:
+            self._write(metrics, progress=True)
+        else:  # written when the evaluation in flight lands, in order
+            self._pending.rows.append((time.perf_counter(), metrics))
+            self.progress.update(metrics)
+
+    def _write(self, metrics: dict, progress: bool) -> None:
         if self.fitter is not None:
             metrics.update(self.fitter.latest())
         self.metrics_log.write(metrics)
-        if metrics["step"] > 0:
+        if progress and metrics["step"] > 0:
             self.progress.update(metrics)
+        elif "eval/pass_rate" in metrics:
+            self.progress.last_pass = metrics["eval/pass_rate"]
         if "eval/pass_rate" in metrics:
             self._write_report()
             self.progress.note(f"step {metrics['step']}: eval pass rate {metrics['eval/pass_rate']:.3f}"
@@ -386,6 +419,9 @@ class Controller:
         self._judge = JudgeMeter()  # the hub just started: its judge counters are at 0
         self._driver_clock = ThreadClock()
         self.utilisation = UtilisationProbe(self.learner.actors, self.fleet)
+        self.evaluator = Evaluator(r, self.fleet, self.hub, lambda text: render_prompt(self.tokenizer, text),
+                                   self.val_prompts, rollout_gpus=plan.roles[0].count * plan.roles[0].gpus)
+        self._pending = None  # an interleaved evaluation in flight (rl.evaluation)
         self._cpu_last = self._device_seconds()
 
     def _resume(self) -> None:

@@ -294,6 +294,16 @@ class Fleet:
     def cpu_seconds(self) -> float:
         return float(sum(self._each(lambda w: w.cpu_seconds.remote())))
 
+    def generated_tokens(self) -> int:
+        """Tokens generated so far by the live engines (a replaced one restarts at 0)."""
+        return int(sum(self._each(lambda w: w.generated_tokens.remote())))
+
+    def ready(self, parts: list[Part]) -> bool:
+        """Whether every part of a job has finished (never blocks)."""
+        refs = [p.ref for p in parts]
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        return len(done) == len(refs)
+
     def stop(self) -> None:
         for w in self.workers:
             try:

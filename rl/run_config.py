@@ -40,6 +40,11 @@ class EvalConfig(BaseModel):
     k: int = Field(4, ge=1, description="Samples per validation prompt; the pass rate is mean@k.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature for evaluation.")
     prompts: Optional[int] = Field(None, ge=1, description="Use only the first N validation prompts (None: all).")
+    interleave: bool = Field(
+        False,
+        description=("Generate each evaluation while the learner keeps training (up to max_off_policy_steps + 1 "
+                     "steps; the engines keep the evaluated weights until it lands) instead of the learner "
+                     "waiting for it. Pays where the learner is the bottleneck (docs/performance.md)."))
 
 
 class ClusterConfig(BaseModel):

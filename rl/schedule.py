@@ -40,6 +40,7 @@ from rollout.types import Group, RolloutBatch
 class _Job:
     steps: list[int]  # the learner steps whose prompts it generates, in order
     sizes: list[int]  # prompts of each step (carried groups are counted with the first)
+    min_version: int  # the engines' weights it needs before it starts
     parts: list = field(default_factory=list)  # the fleet's job parts
 
 
@@ -58,6 +59,8 @@ class RolloutSchedule:
         """Keep in flight every job the pipeline allows while step `step` is
         being prepared."""
         total = self.recipe.run.steps
+        if step >= total:
+            return
         if self.mode == "ppo":
             if step in self._ready or any(step in j.steps for j in self._jobs.values()):
                 return
@@ -83,7 +86,7 @@ class RolloutSchedule:
         slots = [g for g in carried] + [None] * (len(rows) - len(carried))
         sizes = [len(ps) for ps in per_step]
         sizes[0] += len(carried)
-        job = _Job(steps, sizes)
+        job = _Job(steps, sizes, min_version)
         job.parts = self._send(f"train/{steps[0]}", steps[0], rows, min_version, slots if carried else None)
         self._jobs[steps[0]] = job
         # a carried group must be continued even if the run stops before this job
@@ -168,6 +171,15 @@ class RolloutSchedule:
         return RolloutBatch(step=step, groups=kept, gen_seconds=gen_seconds), metrics
 
     # ---- weights ---------------------------------------------------------------
+    def runs_at(self, step: int, version: int) -> bool:
+        """Whether step `step`'s groups are generated, or on their way with
+        engines at weight version `version`: so the engines may stay at that
+        version (an evaluation in flight) without the learner waiting forever."""
+        if step >= self.recipe.run.steps or step in self._ready:
+            return True
+        job = next((j for j in self._jobs.values() if step in j.steps), None)
+        return job is not None and job.min_version <= version
+
     def sync_due(self, step_done: int) -> bool:
         """Whether the engines need the weights of version `step_done` now:
         always under PipelineRL; under PPO-off-policy only when a cycle ends

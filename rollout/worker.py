@@ -112,6 +112,10 @@ class RolloutWorker:
         from rl.monitor.ledger import process_tree_core_seconds
         return process_tree_core_seconds()
 
+    def generated_tokens(self) -> int:
+        """Tokens this engine has generated so far, for every job."""
+        return self.tokens_generated
+
     def busy_seconds(self) -> float:
         """Seconds the engine has worked (stepped, loaded weights, scored) so far."""
         return self._busy_s

@@ -205,6 +205,13 @@ class ComputeLedger:
         for k, v in step.items():
             self._t[k] += float(v)
 
+    def exclude(self, device_seconds: float) -> None:
+        """Take device time back out of the totals: work found afterwards not
+        to be training (an interleaved evaluation's share, rl.evaluation)."""
+        if not device_seconds >= 0:
+            raise ValueError(f"ComputeLedger.exclude: device_seconds must be >= 0, got {device_seconds}")
+        self._t["device_seconds"] = max(0.0, self._t["device_seconds"] - float(device_seconds))
+
     def add_judge(self, *, samples: int, usage: dict[str, float]) -> None:
         """Add one step's scored samples and judge usage (`JUDGE_FIELDS`, e.g.
         from `JudgeMeter.spent`; missing keys are 0); amounts must be >= 0."""

@@ -80,3 +80,33 @@ def test_async_k2_bounds_staleness_and_learns(ray_local, tmp_path):
     assert resumed["pass_rate_start"] == summary["pass_rate_start"]
     tail = [r for r in rows if r["step"] > 40]
     assert tail[0]["compute/device_seconds"] > dev[-1]  # the ledger was restored, not reset
+
+
+def test_interleaved_evaluation_trains_meanwhile_on_the_evaluated_weights(ray_local, tmp_path):
+    summary, steps, run_dir = _run(tmp_path, "interleaved", [
+        "run.steps=14", "eval.every=4", "eval.interleave=true", "pipeline.max_off_policy_steps=2",
+        "run.checkpoint_every=6", "run.keep_checkpoints=3", "eval.prompts=200"])
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(15))  # every row, once, in order
+    evals = {r["step"]: r for r in rows if "eval/pass_rate" in r}
+    assert sorted(evals) == [0, 4, 8, 12, 14]
+    # the learner trained while an evaluation generated: the engines kept the evaluated
+    # weights (no sync) for those steps, and no evaluation sample came from other weights
+    held = [r for r in steps if r["pipeline/synced"] == 0]
+    assert held and all(r["train/tokens_trained"] > 0 for r in held)
+    assert all(r["eval/off_version_tokens"] == 0 for r in evals.values())
+    assert max(r["pipeline/staleness_max"] for r in steps) <= 2
+    # an evaluation's x is its own step's training compute, in metrics.jsonl and evals.jsonl alike
+    points = [json.loads(line) for line in (run_dir / "evals.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in points] == sorted(evals)
+    for p in points:
+        assert p["compute/device_seconds"] == evals[p["step"]]["compute/device_seconds"]
+    # the interleaved evaluations' estimated share left the ledger, which never goes back
+    shares = [evals[s]["time/eval_device_seconds"] for s in (4, 8, 12)]
+    assert all(s > 0 for s in shares)
+    dev = [r["compute/device_seconds"] for r in steps]
+    assert all(b >= a for a, b in zip(dev, dev[1:]))
+    # the checkpoint of step 6 was taken after step 4's evaluation landed
+    state = json.loads((run_dir / "checkpoints" / "step_000006" / "run_state.json").read_text())
+    assert [e["step"] for e in state["evals"]] == [0, 4]
+    assert summary["pass_rate_end"] == evals[14]["eval/pass_rate"]

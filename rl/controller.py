@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -37,6 +36,7 @@ from rewards.hub import start_hub
 from rl.algo.batch import build_train_batch
 from rl.base.build import resolve_base
 from rl.checkpoint import CheckpointStore
+from rl.checkpoint_writer import CheckpointWriter
 from rl.data.datasets import load_splits, render_prompt
 from rl.data.sampler import PromptSampler
 from rl.errors import RunStopped
@@ -58,10 +58,6 @@ from rl.step_metrics import data_metrics, reward_warnings, rollout_metrics
 from rollout.types import RolloutBatch
 
 log = logging.getLogger(__name__)
-
-# Test hook: seconds to pause after the learner's shards are written and
-# before the checkpoint is sealed, so a test can kill the driver mid-write.
-PAUSE_ENV = "ASYMPTOTE_TEST_CHECKPOINT_PAUSE_S"
 
 class Controller:
     def __init__(self, recipe: Recipe, run_dir: Path, address: Optional[str] = None):
@@ -107,6 +103,7 @@ class Controller:
             t_gen = time.perf_counter()
             batch = build_train_batch(rollout.groups, r.algo, self.pad_id)
             train = self.learner.train_step(batch)
+            self.writer.seal()  # a checkpoint written in the background during that step
             updated |= batch is not None
             t_train = time.perf_counter()
             eval_due = (step + 1) % r.eval.every == 0 or step + 1 == total
@@ -145,7 +142,7 @@ class Controller:
             if (r.run.checkpoint_every and st.step % r.run.checkpoint_every == 0) or st.step == total or stop:
                 if self._pending is not None:  # a checkpoint never holds an evaluation half done
                     self._land_eval()
-                self._checkpoint(metrics.get("eval/pass_rate"))
+                self._checkpoint(metrics.get("eval/pass_rate"), r.run.async_checkpoint and st.step < total and not stop)
             if stop and st.step < total:
                 name = signal.Signals(self._signal).name
                 raise RunStopped(f"stopped by {name} after step {st.step}. {self._resume_hint()}")
@@ -323,33 +320,13 @@ class Controller:
             log.warning("report.html not written: %s", _first_line(err))
         self._spent_device_seconds()  # nor is writing the report
 
-    def _checkpoint(self, eval_score: Optional[float]) -> None:
-        """Write the checkpoint of this step whole, or keep the previous one
-        (disk full: the run goes on and says so)."""
-        tmp = None
-        try:
-            tmp = self.ckpts.begin(self.state.step)
-            self.learner.save_checkpoint(str(tmp / "learner"))
-            if os.environ.get(PAUSE_ENV):
-                time.sleep(float(os.environ[PAUSE_ENV]))
-            # the time since the step's accounting (evaluation, this write) belongs to the saved ledger
+    def _checkpoint(self, eval_score: Optional[float], background: bool) -> None:
+        def state() -> str:  # the time since the step's accounting (evaluation, shards) belongs to the saved ledger
             self.state.ledger.add(device_seconds=self._spent_device_seconds(), gen_tokens=0, train_tokens=0,
                                   gen_flops=0.0, train_flops=0.0)
-            (tmp / "run_state.json").write_text(json.dumps(self.state.state_dict()))
-            self.ckpts.commit(tmp, self.state.step, eval_score)
-        except LearnerFailure:
-            self.ckpts.abort(tmp)
-            raise
-        except BaseException as err:  # DCP's CheckpointException is a BaseException
-            if isinstance(err, (KeyboardInterrupt, SystemExit)):
-                self.ckpts.abort(tmp)
-                raise
-            self.ckpts.abort(tmp)
-            self.state.faults["checkpoint_failures"] += 1
-            prev = self.ckpts.latest()
-            self.progress.warn(f"warning: checkpoint of step {self.state.step} not written "
-                               f"({_first_line(err)}); "
-                               + (f"{prev.path} stays valid" if prev else "no earlier checkpoint exists"))
+            return json.dumps(self.state.state_dict())
+
+        self.writer.write(self.state.step, eval_score, state, background)
 
     def _summary(self) -> dict:
         evals = self.state.evals
@@ -416,6 +393,7 @@ class Controller:
         self.metrics_log = MetricsLog(self.run_dir, mode=r.run.wandb_mode, project=r.run.wandb_project,
                                       name=r.run.name, config=r.model_dump(mode="json"))
         self.progress = ProgressLine(r.run.steps, start=self.state.step, enabled=r.run.progress)
+        self.writer = CheckpointWriter(self.ckpts, self.learner, self.state.faults, self.progress.warn)
         self._judge = JudgeMeter()  # the hub just started: its judge counters are at 0
         self._driver_clock = ThreadClock()
         self.utilisation = UtilisationProbe(self.learner.actors, self.fleet)

@@ -17,6 +17,10 @@ class RunConfig(BaseModel):
     steps: int = Field(100, ge=1, description="Learner steps (optimizer updates) to run.")
     checkpoint_every: int = Field(0, ge=0, description="Save a checkpoint every N steps (0: only at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept on disk (plus the best by held-out pass rate).")
+    async_checkpoint: bool = Field(
+        False, description="Write the learner's checkpoint shards in the background while the next step trains "
+                           "(DCP async_save; the checkpoint is sealed before the next weight sync). Costs a "
+                           "copy of model and optimizer in memory while it writes.")
     checkpoint_checksums: bool = Field(
         True, description="Record and verify a sha256 of every checkpoint file (off: sizes only; for huge models).")
     max_restarts: int = Field(

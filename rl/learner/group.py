@@ -84,8 +84,12 @@ class LearnerGroup:
                                       timeout_s: float = 300.0) -> list:
         return [a.connect_weight_broadcast.remote(backend, host, port, world, timeout_s) for a in self.actors]
 
-    def save_checkpoint(self, path: str) -> None:
-        self._all("save_checkpoint", path)
+    def save_checkpoint(self, path: str, background: bool = False) -> None:
+        self._all("save_checkpoint", path, background)
+
+    def finish_checkpoint(self) -> None:
+        """Wait for a checkpoint written in the background (rl.learner.rank)."""
+        self._all("finish_checkpoint")
 
     def load_checkpoint(self, path: str) -> int:
         return self._all("load_checkpoint", path)[0]

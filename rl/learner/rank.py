@@ -58,6 +58,8 @@ class LearnerRank:
         self.weight_transport = None
         self._store = None  # rank 0's rendezvous store (open_rendezvous)
         self.busy_s = 0.0  # seconds spent training and pushing weights
+        self._saving = None  # (path, future, error) of a checkpoint written in the background
+        self._ckpt_group = None  # the gloo group DCP's background writes coordinate over
         if self.dims.device_type == "cpu":
             torch.set_num_threads(cfg.threads_per_rank)
         if deterministic:
@@ -213,12 +215,27 @@ class LearnerRank:
             yield full if self.dims.rank == 0 else None
 
     # ---- checkpoints ------------------------------------------------------
-    def save_checkpoint(self, path: str) -> None:
+    def save_checkpoint(self, path: str, background: bool = False) -> None:
         """Collective. Model + optimizer as DCP shards, this rank's RNG states,
         and (rank 0) the version and LR schedule. A failed write (disk full)
-        raises on every rank, so no rank is left waiting for another."""
+        raises on every rank, so no rank is left waiting for another.
+
+        `background`: the shards are copied to memory now and written by a
+        thread while training goes on (DCP `async_save`, coordinating over a
+        gloo group of its own so that its collectives never meet training's,
+        as torchtitan does); `finish_checkpoint` waits for them and raises
+        what failed. Run on CPU over gloo; on GPU the copy is to (pageable)
+        CPU memory, not run here."""
+        self.finish_checkpoint()  # one write at a time
+        Path(path).mkdir(parents=True, exist_ok=True)  # DCP makes it only once its writer thread plans
         model_sd, optim_sd = get_state_dict(self.model, self.optim)
-        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=path)  # raises on all ranks alike
+        state = {"model": model_sd, "optim": optim_sd}
+        if background:
+            if self._ckpt_group is None:
+                self._ckpt_group = dist.new_group(backend="gloo")
+            future = dcp.async_save(state, checkpoint_id=path, process_group=self._ckpt_group)
+        else:
+            dcp.save(state, checkpoint_id=path)  # raises on all ranks alike
         error = None
         try:
             torch.save(_rng_state(), Path(path, f"rng_rank{self.dims.rank}.pt"))
@@ -227,6 +244,24 @@ class LearnerRank:
                 Path(path, "learner.json").write_text(json.dumps(extra))
         except OSError as err:
             error = err
+        if background:
+            self._saving = (path, future, error)
+            return
+        self._agree(path, error)
+
+    def finish_checkpoint(self) -> None:
+        """Collective: wait for the checkpoint being written in the background,
+        if any; raises on every rank if any rank's part failed."""
+        if self._saving is None:
+            return
+        (path, future, error), self._saving = self._saving, None
+        try:
+            future.result()
+        except BaseException as err:  # noqa: BLE001 - DCP's CheckpointException is a BaseException
+            error = error or err
+        self._agree(path, error)
+
+    def _agree(self, path: str, error: Optional[BaseException]) -> None:
         failed = self._all_reduce(torch.tensor([0.0 if error is None else 1.0]))
         if error is not None:
             raise error

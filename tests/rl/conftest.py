@@ -32,7 +32,8 @@ SMALL = ["run.progress=false", "eval.prompts=32", "eval.k=2", "learner.cpus_per_
          "rewards.replica_cpus=0.25", "monitor.bootstrap=0", "monitor.min_points=4"]
 KILLED = SMALL + ["run.steps=12", "run.checkpoint_every=3", "eval.every=2", "run.wandb_mode=offline"]
 DET = SMALL + ["run.deterministic=true", "pipeline.max_off_policy_steps=0", "run.steps=6",
-               "run.checkpoint_every=2", "eval.every=1", "monitor.x_axis=tokens", "run.wandb_mode=disabled"]
+               "run.checkpoint_every=2", "eval.every=1", "monitor.x_axis=tokens", "run.wandb_mode=disabled",
+               "run.keep_checkpoints=5"]
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -153,7 +154,8 @@ def det_runs(ray_local, tmp_path_factory) -> DetRuns:
     Controller(load_recipe(RECIPE, DET), runs.whole).run()
 
     d = runs.resumed
-    drv = Driver(["launch", RECIPE, "--run-dir", str(d), *DET], base / "1.log")
+    # the interrupted run writes its periodic checkpoints in the background (the stop's is waited for)
+    drv = Driver(["launch", RECIPE, "--run-dir", str(d), *DET, "run.async_checkpoint=true"], base / "1.log")
     drv.wait_for("step 3", lambda: last_step(d) >= 3)
     drv.proc.send_signal(signal.SIGTERM)
     runs.codes["sigterm"] = drv.finish()

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -130,6 +131,34 @@ def test_deterministic_resume_equals_the_uninterrupted_run(det_runs):
     fa = json.loads((det_runs.whole / "fit.json").read_text())
     fb = json.loads((det_runs.resumed / "fit.json").read_text())
     assert fa["A"] == fb["A"] and fa["B"] == fb["B"] and fa["step"] == fb["step"] == 6
+
+
+def test_a_background_checkpoint_holds_its_own_steps_state(det_runs, tmp_path):
+    """The interrupted run wrote step 2's checkpoint in the background while
+    step 3 trained; it holds step 2's model and optimizer, bit for bit the
+    uninterrupted run's, which the learner waited for."""
+    import torch
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    def state(run_dir: Path, name: str) -> dict:
+        dcp_to_torch_save(run_dir / "checkpoints" / "step_000002" / "learner", tmp_path / name)
+        return torch.load(tmp_path / name, weights_only=False)
+
+    assert "async_checkpoint: true" in (det_runs.resumed / "config.yaml").read_text()
+    waited, background = state(det_runs.whole, "a.pt"), state(det_runs.resumed, "b.pt")
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(waited), flat(background)
+    assert a.keys() == b.keys() and any(k.startswith("optim.state.") for k in a)
+    differ = [k for k in a if isinstance(a[k], torch.Tensor) and not torch.equal(a[k], b[k])]
+    assert not differ, differ[:5]
+    assert json.loads((det_runs.resumed / "checkpoints" / "step_000002" / "learner" / "learner.json").read_text())[
+        "version"] == 2
 
 
 # ---- faults during a run -------------------------------------------------------------------

@@ -180,7 +180,7 @@ class Controller:
         """Evaluate step `step`'s weights while the learner waits (rl.evaluation).
         The step's accounting has just run: its totals are the point's x."""
         out = self._record_eval(self.evaluator.submit(step, self.state.ledger.totals()))
-        self._spent_device_seconds()  # the evaluation's own work is not training compute,
+        out["time/eval_device_seconds"] = self._spent_device_seconds()  # not training compute,
         self._judge_usage()  # nor is its judging (a judge term scores evaluation samples too)
         return out
 

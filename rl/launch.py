@@ -27,8 +27,8 @@ from pathlib import Path
 # Keys (dotted prefixes) a resume may change.
 RESUMABLE = (
     "run.steps", "run.checkpoint_every", "run.keep_checkpoints", "run.checkpoint_checksums", "run.max_restarts",
-    "run.wandb_mode", "run.wandb_project", "run.progress", "run.name",
-    "eval.every", "monitor.", "cluster.",
+    "run.async_checkpoint", "run.wandb_mode", "run.wandb_project", "run.progress", "run.name",
+    "eval.every", "eval.interleave", "monitor.", "cluster.",
     "rollout.workers", "rollout.cpus_per_worker", "rollout.gpus_per_worker", "rollout.resources",
     "rollout.resources.", "rollout.restart_wait_s", "learner.resources", "learner.resources.",
     "rollout.engine.kv_cache_gib", "rollout.engine.threads_bind", "rollout.engine.enforce_eager",

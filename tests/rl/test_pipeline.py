@@ -102,8 +102,12 @@ def test_interleaved_evaluation_trains_meanwhile_on_the_evaluated_weights(ray_lo
     for p in points:
         assert p["compute/device_seconds"] == evals[p["step"]]["compute/device_seconds"]
     # the interleaved evaluations' estimated share left the ledger, which never goes back
-    shares = [evals[s]["time/eval_device_seconds"] for s in (4, 8, 12)]
-    assert all(s > 0 for s in shares)
+    # an estimate near what the run's last evaluation, waited for, was measured to cost: over 9
+    # interleaved evaluations in 3 seeds of this set-up the ratio was 0.81-0.94 (the waited-for
+    # cost also holds the idle learner's and driver's time)
+    waited = evals[14]["time/eval_device_seconds"]
+    for s in (4, 8, 12):
+        assert 0.6 * waited <= evals[s]["time/eval_device_seconds"] <= 1.25 * waited, (s, waited)
     dev = [r["compute/device_seconds"] for r in steps]
     assert all(b >= a for a, b in zip(dev, dev[1:]))
     # the checkpoint of step 6 was taken after step 4's evaluation landed

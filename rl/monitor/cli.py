@@ -18,7 +18,8 @@ import os
 from pathlib import Path
 
 # config.yaml keys that differ between seeds of one recipe, or do not change what is trained
-SEED_KEYS = {"run.seed", "data.seed", "rollout.engine.seed", "run.wandb_mode", "run.wandb_project", "run.progress"}
+SEED_KEYS = {"run.seed", "data.seed", "rollout.engine.seed", "run.wandb_mode", "run.wandb_project", "run.progress",
+             "run.async_checkpoint"}
 
 
 def _common(p: argparse.ArgumentParser) -> None:

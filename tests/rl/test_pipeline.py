@@ -85,7 +85,7 @@ def test_async_k2_bounds_staleness_and_learns(ray_local, tmp_path):
 def test_interleaved_evaluation_trains_meanwhile_on_the_evaluated_weights(ray_local, tmp_path):
     summary, steps, run_dir = _run(tmp_path, "interleaved", [
         "run.steps=14", "eval.every=4", "eval.interleave=true", "pipeline.max_off_policy_steps=2",
-        "run.checkpoint_every=6", "run.keep_checkpoints=3", "eval.prompts=200"])
+        "run.checkpoint_every=6", "run.keep_checkpoints=3", "eval.prompts=200", "run.async_checkpoint=true"])
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(15))  # every row, once, in order
     evals = {r["step"]: r for r in rows if "eval/pass_rate" in r}
@@ -110,7 +110,11 @@ def test_interleaved_evaluation_trains_meanwhile_on_the_evaluated_weights(ray_lo
         assert 0.6 * waited <= evals[s]["time/eval_device_seconds"] <= 1.25 * waited, (s, waited)
     dev = [r["compute/device_seconds"] for r in steps]
     assert all(b >= a for a, b in zip(dev, dev[1:]))
-    # the checkpoint of step 6 was taken after step 4's evaluation landed
+    # the checkpoint of step 6 (written in the background while step 7 trained) was taken
+    # after step 4's evaluation landed, and holds step 6's state
     state = json.loads((run_dir / "checkpoints" / "step_000006" / "run_state.json").read_text())
-    assert [e["step"] for e in state["evals"]] == [0, 4]
+    assert [e["step"] for e in state["evals"]] == [0, 4] and state["step"] == 6
+    learner = json.loads((run_dir / "checkpoints" / "step_000006" / "learner" / "learner.json").read_text())
+    assert learner["version"] == 6
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000006", "step_000012", "step_000014"]
     assert summary["pass_rate_end"] == evals[14]["eval/pass_rate"]

@@ -106,8 +106,10 @@ def killed_run(tmp_path_factory) -> KilledRun:
                              cwd=ROOT, capture_output=True, text=True)
     run.codes["launch-again"], run.outputs["launch-again"] = refused.returncode, refused.stderr
 
-    # 2. resumed, killed while the checkpoint of step 6 is being written
-    drv = Driver(["resume", str(d)], base / "2.log", env={"ASYMPTOTE_TEST_CHECKPOINT_PAUSE_S": "60"})
+    # 2. resumed with checkpoints written in the background from now on, killed while the
+    #    checkpoint of step 6 is being written
+    drv = Driver(["resume", str(d), "run.async_checkpoint=true"], base / "2.log",
+                 env={"ASYMPTOTE_TEST_CHECKPOINT_PAUSE_S": "60"})
     drv.wait_for("a checkpoint write", lambda: any(ckpts.glob(".partial-step_*/learner/learner.json")))
     drv.kill()
     run.outputs["2"] = drv.output()

@@ -86,8 +86,8 @@ def test_resume_refuses_overrides_that_corrupt_the_run(killed_run):
         res = cli("resume", d, override)
         assert res.returncode == 2, res.stderr
         assert says in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
-    # a finished run relaunched with its own recipe only reports itself
-    res = cli("launch", RECIPE, "--run-dir", d, *KILLED)
+    # a finished run relaunched with its own recipe (as its resumes left it) only reports itself
+    res = cli("launch", RECIPE, "--run-dir", d, *KILLED, "run.async_checkpoint=true")
     assert res.returncode == 0 and "done: 12 steps" in res.stderr, res.stderr
     res = cli("resume", d)
     assert res.returncode == 0 and "done: 12 steps" in res.stderr, res.stderr

@@ -133,6 +133,12 @@ def llm_kwargs(model_path: str, cfg: EngineConfig, device: str) -> dict:
         kwargs["hf_overrides"] = {"head_dtype": "float32"}
     if device == "cuda":
         kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+    else:
+        # Every request here is seeded (a job's seed, rl.fleet.job_seed). When vLLM splits a
+        # prefill across steps it rewinds that request's generator afterwards, which a CPU
+        # generator cannot do ("CPU Generator does not use offset"): so on CPU a prefill is
+        # never split, and a prompt that does not fit a step's token budget waits for the next.
+        kwargs["enable_chunked_prefill"] = False
     return kwargs
 
 

@@ -159,3 +159,16 @@ def test_config_is_light_and_strict():
                 {"device": "tpu"}, {"logprobs_mode": "raw_logits"}):
         with pytest.raises(ValidationError):
             EngineConfig(**bad)
+
+
+def test_seeded_prompts_longer_than_a_steps_token_budget(engine):
+    """More prompt tokens at once than vLLM's CPU step budget (4096): split
+    across steps, a seeded request's prefill made vLLM rewind its generator,
+    which a CPU generator cannot ('CPU Generator does not use offset'); the
+    run with dynamic sampling and partial rollouts died of it. Prefills are
+    never split on CPU now."""
+    prompts = [[(7 * i + j) % 50 + 10 for j in range(200)] for i in range(32)]  # 6400 prompt tokens
+    out = engine.generate(prompts, temperature=1.0, max_tokens=4, seed=123)
+    assert len(out) == 32 and all(1 <= len(c.token_ids) <= 4 for c in out)
+    again = engine.generate(prompts, temperature=1.0, max_tokens=4, seed=123)
+    assert [c.token_ids for c in again] == [c.token_ids for c in out]  # seeded: the same samples

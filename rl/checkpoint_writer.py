@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from rl.checkpoint import CheckpointStore
+from rl.errors import error_line
 from rl.learner.group import LearnerFailure
 
 # Test hook: seconds to pause after the learner's shards are written and
@@ -74,6 +75,5 @@ class CheckpointWriter:
             raise err
         self.faults["checkpoint_failures"] += 1
         prev = self.store.latest()
-        text = (str(err).strip().splitlines() or [type(err).__name__])[-1][:200]
-        self.warn(f"warning: checkpoint of step {step} not written ({text}); "
+        self.warn(f"warning: checkpoint of step {step} not written ({error_line(err)}); "
                   + (f"{prev.path} stays valid" if prev else "no earlier checkpoint exists"))

@@ -39,7 +39,7 @@ from rl.checkpoint import CheckpointStore
 from rl.checkpoint_writer import CheckpointWriter
 from rl.data.datasets import load_splits, render_prompt
 from rl.data.sampler import PromptSampler
-from rl.errors import RunStopped
+from rl.errors import RunStopped, error_line
 from rl.evaluation import Evaluator
 from rl.fleet import Fleet
 from rl.learner.dist import resolve_backend
@@ -269,7 +269,7 @@ class Controller:
         try:
             return self._judge.spent(usage()) if usage is not None else {}
         except Exception as err:  # noqa: BLE001
-            log.warning("judge usage not read from the hub: %s", _first_line(err))
+            log.warning("judge usage not read from the hub: %s", error_line(err))
             return {}
 
     def _warn_rewards(self, metrics: dict, rollout: RolloutBatch, trained: bool) -> None:
@@ -317,13 +317,12 @@ class Controller:
             from rl.report import write_report
             write_report([self.run_dir], self.run_dir / "report.html")
         except Exception as err:  # noqa: BLE001
-            log.warning("report.html not written: %s", _first_line(err))
+            log.warning("report.html not written: %s", error_line(err))
         self._spent_device_seconds()  # nor is writing the report
 
     def _checkpoint(self, eval_score: Optional[float], background: bool) -> None:
         def state() -> str:  # the time since the step's accounting (evaluation, shards) belongs to the saved ledger
-            self.state.ledger.add(device_seconds=self._spent_device_seconds(), gen_tokens=0, train_tokens=0,
-                                  gen_flops=0.0, train_flops=0.0)
+            self._credit_training_time()
             return json.dumps(self.state.state_dict())
 
         self.writer.write(self.state.step, eval_score, state, background)
@@ -468,8 +467,3 @@ class Controller:
         if getattr(self, "pg", None) is not None:
             remove_placement_group(self.pg)
             self.pg = None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[-1] if text else type(err).__name__)[:200]

@@ -48,8 +48,7 @@ class PendingEval:
 class Landed:
     result: RolloutBatch
     counts: dict  # per-prompt results (evals.jsonl)
-    metrics: dict  # eval/* and time/eval
-    cost: float  # device seconds to take out of training compute (interleaved; 0 when waited for)
+    metrics: dict  # eval/*, time/eval and (interleaved) time/eval_device_seconds, the estimated share
 
 
 class Evaluator:
@@ -81,10 +80,9 @@ class Evaluator:
         out["time/eval"] = time.perf_counter() - pending.t0
         # tokens not made by the evaluated weights (0 unless weights reached the engines mid-evaluation)
         out["eval/off_version_tokens"] = sum(v != pending.step for s in result.samples for v in s.versions)
-        cost = self._share(pending, result) if pending.interleaved else 0.0
-        if pending.interleaved:
-            out["time/eval_device_seconds"] = cost  # estimated, taken out of training compute
-        return Landed(result, counts, out, cost)
+        if pending.interleaved:  # estimated, taken out of training compute
+            out["time/eval_device_seconds"] = self._share(pending, result)
+        return Landed(result, counts, out)
 
     def _rollout_side(self) -> tuple[float, int]:
         tokens = self.fleet.generated_tokens()

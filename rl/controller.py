@@ -41,7 +41,7 @@ from rl.data.datasets import load_splits, render_prompt
 from rl.data.sampler import PromptSampler
 from rl.errors import RunStopped, error_line
 from rl.evaluation import Evaluator
-from rl.fleet import Fleet
+from rl.fleet import Fleet, RolloutFailed
 from rl.learner.dist import resolve_backend
 from rl.learner.group import LearnerFailure, LearnerGroup
 from rl.metrics_log import MetricsLog
@@ -76,6 +76,9 @@ class Controller:
             try:
                 self._start()
                 return self._loop()
+            except RolloutFailed as err:
+                raise RunStopped(f"{err} at step {self.state.step + 1}; the run stopped. "
+                                 f"{self._resume_hint()}") from None
             except LearnerFailure as err:
                 if restarts >= self.recipe.run.max_restarts:
                     raise RunStopped(f"{err} at step {self.state.step + 1}; the run stopped. "

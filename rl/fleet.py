@@ -14,6 +14,13 @@ pushing weights (the learner's side of a broadcast then fails at once, gloo
 reports the closed connection, or after `weight_sync_timeout_s`), scoring,
 or reading CPU time. Each replacement is reported through `on_restart`.
 
+A job part that raises (the engine hit an error of its own, a bug rather
+than a death) is treated the same way once: its traceback is logged, the
+worker is replaced and the part runs again on the new engine. If the same
+part raises again the error is not transient, and the fleet raises
+`RolloutFailed`, which stops the run with one line and the checkpoint to
+resume from; the traceback stays in the log above it.
+
 A worker lost with its node is replaced the same way: Ray moves the lost
 node's placement-group bundles to another node when one has the resources
 (the bundle's custom resources included, e.g. `rollout_node`). When none
@@ -37,7 +44,8 @@ from typing import Any, Callable, Optional
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from rl.gather import ActorDied, gather
+from rl.errors import error_line
+from rl.gather import DEATHS, ActorDied, gather
 from rl.learner.group import LearnerFailure
 from rollout.types import Group, RolloutBatch
 from rollout.worker import Job, RolloutWorker
@@ -61,6 +69,14 @@ class RolloutLost(LearnerFailure):
                                  f"{what} free (waited {waited_s:g} s; was its node lost?)")
         self.rank = worker
 
+class RolloutFailed(Exception):
+    """A job part raised on a rollout worker and again on its replacement."""
+
+    def __init__(self, worker: int, cause: BaseException):
+        super().__init__(f"rollout worker {worker} failed twice on the same job ({error_line(cause)})")
+        self.worker, self.cause = worker, cause
+
+
 ENGINE_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
@@ -75,6 +91,7 @@ class Part:
     worker: int
     job: Job
     ref: Any = None
+    failures: int = 0  # times this part raised on a worker
 
 
 class Fleet:
@@ -129,6 +146,17 @@ class Fleet:
                 values = gather([parts[k].ref for k in todo])
             except ActorDied as err:
                 self.replace(parts[todo[err.index]].worker)
+                continue
+            except Exception as err:  # noqa: BLE001 - a part raised: replace its worker once, then stop
+                part = _raised(parts[k] for k in todo)
+                if part is None:
+                    raise
+                part.failures += 1
+                if part.failures > 1:
+                    raise RolloutFailed(part.worker, err) from None
+                log.warning("rollout worker %d: job %s raised; starting a replacement and running it again. "
+                            "The error:\n%s", part.worker, part.job.job_id, err)
+                self.replace(part.worker, why="raised")
                 continue
             results.update(zip(todo, values))
         for p in parts:
@@ -209,13 +237,13 @@ class Fleet:
                             port, str(err).strip().splitlines()[-1][:160])
 
     # ---- recovery -------------------------------------------------------------------
-    def replace(self, i: int) -> None:
+    def replace(self, i: int, why: str = "died") -> None:
         """Start a new worker in place of workers[i], give it the current
         weights and resubmit the job parts the dead one held. Another worker
         found dead meanwhile (a lost node takes all of its workers) is
         replaced in the same pass."""
         fresh = [i]
-        self._restart(i)
+        self._restart(i, why)
         while True:
             try:
                 if self.transport == "broadcast":
@@ -231,8 +259,8 @@ class Fleet:
             if part.worker in fresh:
                 part.ref = self.workers[part.worker].generate.remote(part.job)
 
-    def _restart(self, i: int) -> None:
-        log.warning("rollout worker %d died; starting a replacement", i)
+    def _restart(self, i: int, why: str = "died") -> None:
+        log.warning("rollout worker %d %s; starting a replacement", i, why)
         try:
             ray.kill(self.workers[i])
         except Exception:  # noqa: BLE001 - already gone
@@ -311,3 +339,18 @@ class Fleet:
             except Exception:  # noqa: BLE001 - stopping is best effort
                 pass
             ray.kill(w)
+
+
+def _raised(parts) -> Optional[Part]:
+    """The first of `parts` whose call finished by raising (not by its
+    worker's death, which `gather` reports as ActorDied)."""
+    for part in parts:
+        if not ray.wait([part.ref], timeout=0)[0]:
+            continue
+        try:
+            ray.get(part.ref)
+        except DEATHS:
+            continue
+        except Exception:  # noqa: BLE001 - this is the one
+            return part
+    return None

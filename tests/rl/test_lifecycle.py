@@ -234,6 +234,45 @@ def test_actor_deaths_are_recovered_and_a_learner_death_stops_resumably(ray_loca
     assert r[-1]["fault/resumes"] == 2 and r[-1]["fault/learner_restarts"] == 1
 
 
+def test_an_engine_error_is_retried_on_a_new_worker_then_stops_resumably(ray_local, tmp_path, caplog, monkeypatch):
+    """A job part that raises inside vLLM (here its own input check: a token id
+    outside the vocabulary, put by the driver into the job step 5 trains on) gets one more
+    try on a replacement worker; raising again, it stops the run with one line
+    naming the worker and the error, and the run resumes from its checkpoint."""
+    from rl.checkpoint import CheckpointStore
+    from rl.controller import Controller
+    from rl.errors import RunStopped
+    from rl.fleet import Fleet
+    from rl.recipe import load_recipe
+
+    d = tmp_path / "engine-error"
+    submit = Fleet.submit
+
+    def submit_a_bad_token(fleet, job_id, step, prompts, prompt_ids, *args, **kwargs):
+        if step == 4 and job_id.startswith("train"):
+            prompt_ids = [list(p) for p in prompt_ids]
+            prompt_ids[0][-1] = 10**6  # the engine rejects it, as it would a tokenizer/model vocabulary mismatch
+        return submit(fleet, job_id, step, prompts, prompt_ids, *args, **kwargs)
+
+    monkeypatch.setattr(Fleet, "submit", submit_a_bad_token)
+    recipe = load_recipe(RECIPE, SMALL + ["run.steps=5", "run.checkpoint_every=2", "eval.every=2",
+                                          "pipeline.max_off_policy_steps=1", "run.wandb_mode=disabled"])
+    with pytest.raises(RunStopped) as err:
+        Controller(recipe, d).run()
+    msg, log = str(err.value), caplog.text
+    assert "\n" not in msg and "rollout worker 0 failed twice on the same job" in msg, msg
+    assert "out of vocabulary" in msg and "at step 5" in msg and f"asymptote resume {d}" in msg, msg
+    # the first failure was logged with the engine's traceback, and the worker replaced once
+    assert log.count("starting a replacement and running it again") == 1 and "rollout/worker.py\", line" in log
+    assert log.count("rollout worker 0 raised; starting a replacement") == 1
+    assert [x["step"] for x in rows(d)] == list(range(5))  # nothing lost, nothing half-written
+    assert CheckpointStore(d).latest().step == 4 and "checkpoint of step 4" in msg
+
+    monkeypatch.setattr(Fleet, "submit", submit)  # the fault gone, the run resumes and finishes
+    summary = Controller(load_recipe(d / "config.yaml"), d).run()
+    assert summary["steps"] == 5 and [x["step"] for x in rows(d)] == list(range(6))
+
+
 def test_retention_keeps_the_last_k_and_the_best(finished_run, tmp_path):
     import shutil
 

@@ -17,7 +17,7 @@ one's truth by design). `CR90` is the information limit: 1.645 x the
 Cramer-Rao standard deviation of the forecast for this design and noise; no
 unbiased method's p90 error can be much below it.
 
-    python bench/bench_forecast.py [--reps 100] [--bootstrap 100] [--scenarios 8x41 8x16] [--shapes ...]
+    python bench/bench_forecast.py [--reps 100] [--bootstrap 100] [--scenarios 8x41 8x16] [--shapes ...] [--methods ...]
 
 A scenario SPANxN runs to SPAN x C_mid with N evaluations (step 0 included).
 Takes ~15 min on one free core at the defaults (docs/monitor.md: 60 repetitions).
@@ -63,7 +63,10 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=100)
     ap.add_argument("--scenarios", nargs="+", default=["8x41", "8x16"], metavar="SPANxN")
     ap.add_argument("--shapes", nargs="+", default=list(TABLE1), choices=list(TABLE1))
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD",
+                    help=f"fits to run (default: all): {', '.join(repr(m) for m in METHODS)}")
     args = ap.parse_args()
+    methods = {label: METHODS[label] for label in args.methods}
     t0 = time.perf_counter()
     for text in args.scenarios:
         span, n = text.split("x")
@@ -72,11 +75,11 @@ def main() -> None:
               f"fit the first half, forecast the end; {args.reps} repetitions, nominal 90% intervals")
         print(f"{'shape':<10} {'method':<24} {'fcst bias':>9} {'|e| p50':>7} {'|e| p90':>7} {'CR90':>6} "
               f"{'cover':>5} {'width':>6} | {'A bias':>7} {'|e| p90':>7} {'cover':>5} {'width':>6} {'wide':>5}")
-        pooled = {label: [] for label in METHODS}
+        pooled = {label: [] for label in methods}
         for name in args.shapes:
             shape = TABLE1[name]
             limit = cr90(shape, sc)
-            for label, kw in METHODS.items():
+            for label, kw in methods.items():
                 s = calibrate(shape, sc, args.reps, bootstrap=args.bootstrap, **kw)
                 pooled[label].append((s["n"], s["cov_pred"], s["cov_A"]))
                 print(f"{name:<10} {label:<24} {s['pred_bias']:+9.4f} {s['pred_p50']:7.4f} {s['pred_p90']:7.4f} "

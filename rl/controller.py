@@ -77,12 +77,10 @@ class Controller:
                 self._start()
                 return self._loop()
             except RolloutFailed as err:
-                raise RunStopped(f"{err} at step {self.state.step + 1}; the run stopped. "
-                                 f"{self._resume_hint()}") from None
+                raise self._stopped_by(err) from None
             except LearnerFailure as err:
                 if restarts >= self.recipe.run.max_restarts:
-                    raise RunStopped(f"{err} at step {self.state.step + 1}; the run stopped. "
-                                     f"{self._resume_hint()}") from None
+                    raise self._stopped_by(err) from None
                 restarts += 1
                 self._restarting = True
                 log.warning("%s: restarting from the last checkpoint (%d of %d)", err, restarts,
@@ -347,6 +345,10 @@ class Controller:
             return None
         summary = json.loads(path.read_text())
         return summary if summary.get("steps", 0) >= self.recipe.run.steps else None
+
+    def _stopped_by(self, err: Exception) -> RunStopped:
+        """The one line a fault the run cannot recover from ends it with."""
+        return RunStopped(f"{err} at step {self.state.step + 1}; the run stopped. {self._resume_hint()}")
 
     def _resume_hint(self) -> str:
         last = CheckpointStore(self.run_dir, checksums=self.recipe.run.checkpoint_checksums,

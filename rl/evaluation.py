@@ -19,8 +19,9 @@ engines generated meanwhile, applied to the rollout side's device time (on
 CPU the rollout workers' and the reward hub's core-seconds, on GPU the
 rollout GPUs' wall time: not run here, no GPU was lent), and taken out of
 the ledger; the held rows are corrected pro rata by time. A test checks the
-estimate against what the run's last evaluation, waited for, cost. Judge usage while an interleaved evaluation runs
-stays in the judge columns (not the default x).
+estimate against what the run's last evaluation, waited for, cost. Judge
+usage while an interleaved evaluation runs stays in the judge columns (not
+the default x).
 """
 from __future__ import annotations
 

@@ -69,6 +69,7 @@ class RolloutLost(LearnerFailure):
                                  f"{what} free (waited {waited_s:g} s; was its node lost?)")
         self.rank = worker
 
+
 class RolloutFailed(Exception):
     """A job part raised on a rollout worker and again on its replacement."""
 
@@ -148,9 +149,10 @@ class Fleet:
                 self.replace(parts[todo[err.index]].worker)
                 continue
             except Exception as err:  # noqa: BLE001 - a part raised: replace its worker once, then stop
-                part = _raised(parts[k] for k in todo)
-                if part is None:
+                k = getattr(err, "gather_index", None)
+                if k is None or isinstance(err, DEATHS):  # not the part's own error (a callee died)
                     raise
+                part = parts[todo[k]]
                 part.failures += 1
                 if part.failures > 1:
                     raise RolloutFailed(part.worker, err) from None
@@ -234,7 +236,7 @@ class Fleet:
                 if attempt == attempts:
                     raise
                 log.warning("weight group rendezvous on port %d failed (%s); retrying on a new port",
-                            port, str(err).strip().splitlines()[-1][:160])
+                            port, error_line(err))
 
     # ---- recovery -------------------------------------------------------------------
     def replace(self, i: int, why: str = "died") -> None:
@@ -339,18 +341,3 @@ class Fleet:
             except Exception:  # noqa: BLE001 - stopping is best effort
                 pass
             ray.kill(w)
-
-
-def _raised(parts) -> Optional[Part]:
-    """The first of `parts` whose call finished by raising (not by its
-    worker's death, which `gather` reports as ActorDied)."""
-    for part in parts:
-        if not ray.wait([part.ref], timeout=0)[0]:
-            continue
-        try:
-            ray.get(part.ref)
-        except DEATHS:
-            continue
-        except Exception:  # noqa: BLE001 - this is the one
-            return part
-    return None

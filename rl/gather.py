@@ -7,7 +7,8 @@ on all refs at once and raises `ActorDied(index)` as soon as any actor is
 gone. A task that raised (rather than died) is re-raised as is, unless an
 actor death shows up within a short grace period: when one rank of a
 collective dies, its peers fail with "connection closed" first, and the
-death is the cause worth reporting.
+death is the cause worth reporting. A re-raised error carries
+`gather_index`, the position of the ref whose call raised it.
 """
 from __future__ import annotations
 
@@ -55,13 +56,11 @@ def gather(refs: Sequence, timeout: Optional[float] = None) -> list:
         for ref in ready:
             try:
                 ray.get(ref)
-            except DEATHS as err:
-                if isinstance(err, RayTaskError):  # the task raised an actor error of its own callee
-                    first_error = first_error or (time.monotonic(), err)
-                    continue
-                raise ActorDied(index[ref], err) from None
             except Exception as err:  # noqa: BLE001 - re-raised below unless a death explains it
-                if first_error is None:
+                if isinstance(err, DEATHS) and not isinstance(err, RayTaskError):
+                    raise ActorDied(index[ref], err) from None
+                if first_error is None:  # the task's own error, or an actor error of its own callee
+                    err.gather_index = index[ref]
                     first_error = (time.monotonic(), err)
     if first_error is not None:
         raise first_error[1]

@@ -1,9 +1,9 @@
 """How right the half-compute forecast is, and how often its 90% interval covers, per ScaleRL Table 1 shape.
 
 Each repetition simulates one run on a fixed evaluation set of 200 prompts x
-k=4 samples whose prompts differ in difficulty (rl/monitor/fit_simulate.py;
-the spread matches tiny-arith's evaluation: sd ~0.012 per evaluation at a
-pass rate of 0.5), fits the evaluations in the first half of the compute, and
+k=4 samples (by default; a scenario may name another size) whose prompts
+differ in difficulty (rl/monitor/fit_simulate.py; the spread matches
+tiny-arith's evaluation: sd ~0.012 per evaluation at a pass rate of 0.5), fits the evaluations in the first half of the compute, and
 forecasts the pass rate at the end (2x that compute). The truth is the
 evaluation set's expected pass rate: exactly the Table 1 sigmoid.
 
@@ -19,7 +19,9 @@ unbiased method's p90 error can be much below it.
 
     python bench/bench_forecast.py [--reps 100] [--bootstrap 100] [--scenarios 8x41 8x16] [--shapes ...] [--methods ...]
 
-A scenario SPANxN runs to SPAN x C_mid with N evaluations (step 0 included).
+A scenario SPANxN runs to SPAN x C_mid with N evaluations (step 0 included) of
+200 prompts x k=4; SPANxNxPROMPTSxK names the evaluation set too (8x41x200x16:
+the same run evaluated with 16 samples per prompt).
 Takes ~15 min on one free core at the defaults (docs/monitor.md: 60 repetitions).
 """
 from __future__ import annotations
@@ -57,11 +59,24 @@ def cr90(shape, sc: Scenario) -> float:
     return 1.645 * math.sqrt(float(g @ np.linalg.pinv(J.T @ J) @ g))
 
 
+def scenario(text: str) -> Scenario:
+    """SPANxN or SPANxNxPROMPTSxK as a Scenario; one line naming the bad text otherwise."""
+    parts = text.split("x")
+    try:
+        if len(parts) not in (2, 4):
+            raise ValueError
+        span, n, *rest = parts
+        prompts, k = (int(rest[0]), int(rest[1])) if rest else (200, 4)
+        return Scenario(span=float(span), n_evals=int(n), n_prompts=prompts, k=k)
+    except ValueError:
+        raise SystemExit(f"bench_forecast: --scenarios {text!r}: expected SPANxN or SPANxNxPROMPTSxK, e.g. 8x41 or 8x41x200x16")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=100, help="seeded repetitions per shape and scenario")
     ap.add_argument("--bootstrap", type=int, default=100)
-    ap.add_argument("--scenarios", nargs="+", default=["8x41", "8x16"], metavar="SPANxN")
+    ap.add_argument("--scenarios", nargs="+", default=["8x41", "8x16"], metavar="SPANxN[xPROMPTSxK]")
     ap.add_argument("--shapes", nargs="+", default=list(TABLE1), choices=list(TABLE1))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD",
                     help=f"fits to run (default: all): {', '.join(repr(m) for m in METHODS)}")
@@ -69,8 +84,7 @@ def main() -> None:
     methods = {label: METHODS[label] for label in args.methods}
     t0 = time.perf_counter()
     for text in args.scenarios:
-        span, n = text.split("x")
-        sc = Scenario(span=float(span), n_evals=int(n))
+        sc = scenario(text)
         print(f"\n## run to {sc.span:g} C_mid, {sc.n_evals} evaluations ({sc.n_prompts} prompts x k={sc.k}), "
               f"fit the first half, forecast the end; {args.reps} repetitions, nominal 90% intervals")
         print(f"{'shape':<10} {'method':<24} {'fcst bias':>9} {'|e| p50':>7} {'|e| p90':>7} {'CR90':>6} "

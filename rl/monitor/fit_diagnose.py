@@ -60,7 +60,8 @@ def diagnose(x_all, y_all, prob: Problem, params, r2: float, ci_A, budget: float
         warns.append(f"poor fit: R^2={r2:.2f}")
     if dispersion is not None and dispersion > 4.0:
         warns.append(f"the points scatter {math.sqrt(dispersion):.1f}x more than evaluation sampling explains: "
-                     "the policy changes between evaluations (intervals are widened to match)")
+                     "the policy changes between evaluations (intervals are widened to match; more frequent "
+                     "evaluations narrow them, more samples per evaluation hardly do)")
     if ci_A is not None and np.all(np.isfinite(ci_A)):
         width = ci_A[1] - ci_A[0]
         if width > 0.2:

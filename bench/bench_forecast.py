@@ -3,9 +3,10 @@
 Each repetition simulates one run on a fixed evaluation set of 200 prompts x
 k=4 samples (by default; a scenario may name another size) whose prompts
 differ in difficulty (rl/monitor/fit_simulate.py; the spread matches
-tiny-arith's evaluation: sd ~0.012 per evaluation at a pass rate of 0.5), fits the evaluations in the first half of the compute, and
-forecasts the pass rate at the end (2x that compute). The truth is the
-evaluation set's expected pass rate: exactly the Table 1 sigmoid.
+tiny-arith's evaluation: sd ~0.012 per evaluation at a pass rate of 0.5),
+fits the evaluations in the first half of the compute, and forecasts the
+pass rate at the end (2x that compute). The truth is the evaluation set's
+expected pass rate: exactly the Table 1 sigmoid.
 
 Baseline, run in the same invocation on the same data: the previous fit
 (plain points, R0 pinned to the step-0 evaluation, residual bootstrap; today
@@ -69,7 +70,8 @@ def scenario(text: str) -> Scenario:
         prompts, k = (int(rest[0]), int(rest[1])) if rest else (200, 4)
         return Scenario(span=float(span), n_evals=int(n), n_prompts=prompts, k=k)
     except ValueError:
-        raise SystemExit(f"bench_forecast: --scenarios {text!r}: expected SPANxN or SPANxNxPROMPTSxK, e.g. 8x41 or 8x41x200x16")
+        raise SystemExit(f"bench_forecast: --scenarios {text!r}: expected SPANxN or SPANxNxPROMPTSxK, "
+                         "e.g. 8x41 or 8x41x200x16") from None
 
 
 def main() -> None:

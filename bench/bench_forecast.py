@@ -67,8 +67,8 @@ def scenario(text: str) -> Scenario:
         if len(parts) not in (2, 4):
             raise ValueError
         span, n, *rest = parts
-        prompts, k = (int(rest[0]), int(rest[1])) if rest else (200, 4)
-        return Scenario(span=float(span), n_evals=int(n), n_prompts=prompts, k=k)
+        evaluation_set = dict(n_prompts=int(rest[0]), k=int(rest[1])) if rest else {}  # else Scenario's defaults
+        return Scenario(span=float(span), n_evals=int(n), **evaluation_set)
     except ValueError:
         raise SystemExit(f"bench_forecast: --scenarios {text!r}: expected SPANxN or SPANxNxPROMPTSxK, "
                          "e.g. 8x41 or 8x41x200x16") from None

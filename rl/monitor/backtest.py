@@ -319,8 +319,14 @@ def mean_abs_error(results: list[RunBacktest], against: str = "error") -> dict[f
     return {f: float(np.mean(v)) for f, v in sorted(errs.items())}
 
 
-def to_json(results: list[RunBacktest], levels=DEFAULT_LEVELS) -> dict:
+def to_json(results: list[RunBacktest], levels=DEFAULT_LEVELS, groups=()) -> dict:
     """Everything `asymptote backtest --json` prints."""
+    return {**_summary(results, levels),
+            "joint": [{**g.to_dict(), **{k: v for k, v in _summary(g.runs, levels).items() if k not in ("runs", "levels")}}
+                      for g in groups]}
+
+
+def _summary(results: list[RunBacktest], levels) -> dict:
     cal = calibration(results, levels)
     return {
         "levels": list(levels),
@@ -337,12 +343,27 @@ def _num(v: float | None, spec: str = ".3f") -> str:
     return "-" if v is None or not math.isfinite(v) else format(v, spec)
 
 
-def format_text(results: list[RunBacktest], levels=DEFAULT_LEVELS) -> str:
-    """The table `asymptote backtest` prints: one row per run and cut, then the calibration."""
+def format_text(results: list[RunBacktest], levels=DEFAULT_LEVELS, groups=()) -> str:
+    """The table `asymptote backtest` prints: one row per run and cut, then the calibration;
+    then the same for each group of seeds fitted jointly (rl/monitor/backtest_joint.py)."""
     wide = max(levels)
     axes = sorted({r.x_name for r in results})
     lines = [f"Forecast of each run's final evaluation from refits on its first part of compute "
              f"(x: {', '.join(axes)}; interval {wide:.0%}).", ""]
+    notes = _table(results, levels, lines)
+    for g in groups:
+        lines += ["", f"Seeds of one recipe fitted jointly at each cut ({', '.join(g.labels)}: shared A and B, "
+                  "each run its own C_mid, R0 and noise; the band adds each run's own evaluation scatter).",
+                  "Shared A at each cut: " + ", ".join(f"{f:.0%} {a:.3f}" for f, a in g.A.items()), ""]
+        notes += _table(g.runs, levels, lines)
+    if notes:
+        lines += [""] + list(dict.fromkeys(notes))
+    return "\n".join(lines)
+
+
+def _table(results: list[RunBacktest], levels, lines: list[str]) -> list[str]:
+    """Append the rows, mean |error| and calibration of `results` to `lines`; return the notes."""
+    wide = max(levels)
     head = (f"{'run':<20} {'cut':>4} {'evals':>5} {'x at cut':>10} {'forecast':>8} {'interval':>16} "
             f"{'final':>6} {'±se':>6} {'error':>7} {'covered':>7}")
     lines += [head, "-" * len(head)]
@@ -371,9 +392,7 @@ def format_text(results: list[RunBacktest], levels=DEFAULT_LEVELS) -> str:
     lines += ["", "Calibration: how often the band for an evaluation from a cut covered the final evaluation "
               "(the curve's interval widened by one evaluation's scatter about the curve).",
               _calibration_text(calibration(results, levels))]
-    if notes:
-        lines += [""] + notes
-    return "\n".join(lines)
+    return notes
 
 
 def _calibration_text(rows: list[dict]) -> str:

@@ -17,10 +17,6 @@ import math
 import os
 from pathlib import Path
 
-# config.yaml keys that differ between seeds of one recipe, or do not change what is trained
-SEED_KEYS = {"run.seed", "data.seed", "rollout.engine.seed", "run.wandb_mode", "run.wandb_project", "run.progress",
-             "run.async_checkpoint"}
-
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--x", metavar="COLUMN", default=None,
@@ -258,58 +254,13 @@ def _extrapolate_joint(args, loaded, plot: Path) -> int:
 # ---------------------------------------------------------------- compare
 
 
-def _recipe(points) -> dict | None:
-    """The run's config.yaml as flat {dotted key: value}, without its seeds (None for files)."""
-    if points.run_dir is None:
-        return None
-    import yaml
-
-    try:
-        cfg = yaml.safe_load((points.run_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    if not isinstance(cfg, dict):
-        return None
-
-    def flat(d, prefix=""):
-        for k, v in d.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, dict):
-                yield from flat(v, key + ".")
-            elif key not in SEED_KEYS:
-                yield key, v
-
-    return dict(flat(cfg))
-
-
-def _same_recipe(a: dict, b: dict) -> bool:
-    """Equal on every key both configs have (a key only one has is a setting added since the
-    other run started, at its default)."""
-    return all(a[k] == b[k] for k in a.keys() & b.keys())
-
-
-def _groups(loaded) -> list[list[int]]:
-    """Indices of runs that are seeds of one recipe (groups of two or more)."""
-    groups: list[tuple[dict, list[int]]] = []
-    for i, p in enumerate(loaded):
-        cfg = _recipe(p)
-        if cfg is None:
-            continue
-        for first, members in groups:
-            if _same_recipe(first, cfg):
-                members.append(i)
-                break
-        else:
-            groups.append((cfg, [i]))
-    return [members for _, members in groups if len(members) >= 2]
-
-
 def compare(args) -> int:
     import numpy as np
 
     from rl.monitor.fit import fit_sigmoid
     from rl.monitor.fit_joint import fit_joint
     from rl.monitor.plots import plot_compare
+    from rl.monitor.recipes import seed_groups
 
     loaded = _load_all(args)
     plot = _writable(Path(args.plot) if args.plot else Path("compare.png"))
@@ -335,7 +286,7 @@ def compare(args) -> int:
             "warnings": f.warnings,
         })
     groups = []
-    for idx in _groups(loaded):
+    for idx in seed_groups([p.run_dir for p in loaded]):
         joint = fit_joint([_run_points(loaded[i], labels[i]) for i in idx], burn_in=args.burn_in,
                           bootstrap=args.bootstrap, interval=args.interval, budget=x_equal,
                           prior_B=kw["prior_B"], resample=args.resample)

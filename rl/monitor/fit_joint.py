@@ -17,6 +17,14 @@ with replacement (the seed spread), and each drawn run's evaluations are
 resampled as in a single fit (rl/monitor/fit_intervals.py). With two or three
 seeds the seed level is coarse; ``seed_spread`` also reports each run's own
 A fitted alone, the numbers a reader can check by eye.
+
+Each run also gets its own forecast at its own budget (``budgets``: a
+backtest forecasts each seed's final evaluation at that seed's compute) with
+its curve interval and a band for one evaluation, built as a single fit's
+band is (rl/monitor/fit.py): the curve's interval widened in quadrature by z
+times the run's last fitted point's sampling sd times the root of its
+dispersion. In a bootstrap refit a run that was not drawn keeps its own
+C_mid and R0 from the point estimate and takes the refit's A and B.
 """
 from __future__ import annotations
 
@@ -25,7 +33,7 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, stats
 
 from rl.errors import UserError
 from rl.monitor.fit_model import BPrior, Problem, sigmoid
@@ -58,20 +66,48 @@ class JointFit:
     C_mid: list[float]
     R0: list[float]
     dispersion: list[float]
-    run_predicted: list[float]
+    run_predicted: list[float]  # each run's R at its own budget
+    run_budget: list[float]
+    run_interval: list[tuple[float, float]]  # each run's curve interval at its budget
+    run_eval_sd: list[float]  # one evaluation's scatter about the curve, per run
+    run_eval_interval: list[tuple[float, float]]  # band for one evaluation of each run at its budget
     seed_A: list[float]  # each run fitted alone
     seed_sd_A: float  # standard deviation of seed_A
     n_points: list[int]
     interval_method: str
     warnings: list[str]
     samples: np.ndarray = dataclasses.field(default=None, repr=False)  # (n, 2): A, B
+    run_samples: np.ndarray = dataclasses.field(default=None, repr=False)  # (n, runs): R at each budget
+    widen: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out.pop("samples")
+        out.pop("run_samples")
         for k in ("A_interval", "B_interval", "predicted_interval"):
             out[k] = list(out[k])
+        for k in ("run_interval", "run_eval_interval"):
+            out[k] = [list(v) for v in out[k]]
         return out
+
+    def run_bands(self, level: float) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        """Each run's curve interval and band for one evaluation at `level`, from the same refits."""
+        from rl.monitor.fit import eval_band
+
+        q = ((1 - level) / 2, 1 - (1 - level) / 2)
+        curves, bands = [], []
+        for s, pred in enumerate(self.run_predicted):
+            col = self.run_samples[:, s] if self.run_samples is not None else np.empty(0)
+            if col.size < 2:
+                curves.append((math.nan, math.nan))
+                bands.append((math.nan, math.nan))
+                continue
+            lo, hi = np.quantile(col, q)
+            lo, hi = min(lo, pred), max(hi, pred)
+            curve = (float(pred - self.widen * (pred - lo)), float(pred + self.widen * (hi - pred)))
+            curves.append(curve)
+            bands.append(eval_band(pred, curve, self.run_eval_sd[s], float(stats.norm.ppf(q[1])) * self.widen))
+        return curves, bands
 
 
 class _Joint:
@@ -157,8 +193,9 @@ def _rough_sd(y: np.ndarray) -> float:
 
 def fit_joint(runs: list[RunPoints], *, burn_in: float | int = 0.05, bootstrap: int = 200, interval: float = 0.9,
               budget: float | None = None, prior_B: BPrior | bool | None = None, resample: str = "samples",
-              seed: int = 0) -> JointFit:
-    """Fit runs of one recipe with shared A and B. Raises UserError on bad input."""
+              seed: int = 0, budgets: list[float] | None = None) -> JointFit:
+    """Fit runs of one recipe with shared A and B. `budgets` gives each run's own
+    budget for its forecast (default: `budget` for all). Raises UserError on bad input."""
     from rl.monitor.fit import _prior, fit_sigmoid
 
     if len(runs) < 2:
@@ -167,6 +204,9 @@ def fit_joint(runs: list[RunPoints], *, burn_in: float | int = 0.05, bootstrap: 
     probs = [_problem(r, burn_in) for r in runs]
     singles = [fit_sigmoid(r.x, r.y, counts=r.counts, burn_in=burn_in, bootstrap=0, prior_B=prior) for r in runs]
     budget = float(max(r.x.max() for r in runs)) if budget is None else float(budget)
+    budgets = [budget] * len(runs) if budgets is None else [float(b) for b in budgets]
+    if len(budgets) != len(runs):
+        raise UserError(f"fit: {len(budgets)} budgets for {len(runs)} runs")
     joint = _Joint(probs, prior)
     t0 = [float(np.median([f.A for f in singles])), math.log(float(np.median([f.B for f in singles])))]
     for f in singles:
@@ -181,10 +221,13 @@ def fit_joint(runs: list[RunPoints], *, burn_in: float | int = 0.05, bootstrap: 
             r = p.residuals(joint.part(t_hat, s))[: p.n_data()]
             disp.append(max(1.0, float(r @ r) / max(p.n_data() - 2 - 2.0 / joint.S, 1.0)))
         joint.scale = np.sqrt(disp)
-    samples = _bootstrap(joint, runs, t_hat, bootstrap, resample, budget, np.random.default_rng(seed))
+    samples = _bootstrap(joint, runs, t_hat, bootstrap, resample, budget, budgets, np.random.default_rng(seed))
     A, B = float(t_hat[0]), math.exp(t_hat[1])
-    run_pred = [float(sigmoid(budget, A, B, math.exp(t_hat[2 + 2 * s]), t_hat[3 + 2 * s])) for s in range(joint.S)]
+    run_pred = [float(sigmoid(b, A, B, math.exp(t_hat[2 + 2 * s]), t_hat[3 + 2 * s])) for s, b in enumerate(budgets)]
     q = ((1 - interval) / 2, 1 - (1 - interval) / 2)
+    # as a single fit: t_{m-p}/z on the percentile distances when a run scatters more than sampling explains
+    dof = sum(p.n_data() for p in probs) - joint.lower.size
+    widen = float(stats.t.ppf(q[1], max(dof, 1)) / stats.norm.ppf(q[1])) if max(disp) > 1.0 else 1.0
 
     def ci(col, point):
         if len(col) < 2:
@@ -195,21 +238,26 @@ def fit_joint(runs: list[RunPoints], *, burn_in: float | int = 0.05, bootstrap: 
     seed_A = [f.A for f in singles]
     warns = [f"{r.label}: {w}" for r, f in zip(runs, singles) if f.n_points < 8 for w in f.warnings[:1]]
     pred = float(np.mean(run_pred))
+    eval_sd = [float(p.sigma[-1] * joint.scale[s]) for s, p in enumerate(probs)]
     out = JointFit(
         A=A, B=B, A_interval=ci(samples[:, 0], A), B_interval=ci(samples[:, 1], B), budget=budget,
         predicted=pred, predicted_interval=ci(samples[:, 2], pred), interval=interval,
         labels=[r.label for r in runs], C_mid=[math.exp(t_hat[2 + 2 * s]) for s in range(joint.S)],
         R0=[float(t_hat[3 + 2 * s]) for s in range(joint.S)], dispersion=[float(d) for d in joint.scale ** 2],
-        run_predicted=run_pred, seed_A=seed_A, seed_sd_A=float(np.std(seed_A, ddof=1)),
+        run_predicted=run_pred, run_budget=budgets, run_interval=[], run_eval_sd=eval_sd, run_eval_interval=[],
+        seed_A=seed_A, seed_sd_A=float(np.std(seed_A, ddof=1)),
         n_points=[int(p.x.size) for p in probs],
         interval_method=f"two-level bootstrap: runs redrawn, then their evaluations ({len(samples)} refits)",
-        warnings=warns, samples=samples[:, :2],
+        warnings=warns, samples=samples[:, :2], run_samples=samples[:, 3:], widen=widen,
     )
+    out.run_interval, out.run_eval_interval = out.run_bands(interval)
     return out
 
 
-def _bootstrap(joint: _Joint, runs, t_hat, n_boot: int, how: str, budget: float, rng) -> np.ndarray:
-    """Rows (A, B, mean forecast at budget): runs drawn with replacement, then their noise."""
+def _bootstrap(joint: _Joint, runs, t_hat, n_boot: int, how: str, budget: float, budgets: list[float],
+               rng) -> np.ndarray:
+    """Rows (A, B, mean forecast at budget, each run's forecast at its budget): runs drawn with
+    replacement, then their noise; a run not drawn keeps its fitted C_mid and R0."""
     S = joint.S
     devs = []
     for r, p in zip(runs, joint.probs):
@@ -240,5 +288,12 @@ def _bootstrap(joint: _Joint, runs, t_hat, n_boot: int, how: str, budget: float,
             continue
         A, B = t[0], math.exp(t[1])
         preds = [sigmoid(budget, A, B, math.exp(t[2 + 2 * s]), t[3 + 2 * s]) for s in range(S)]
-        out.append((A, B, float(np.mean(preds))))
-    return np.array(out, dtype=float).reshape(-1, 3)
+        own = {}
+        for pos, i in enumerate(pick):
+            own.setdefault(int(i), (t[2 + 2 * pos], t[3 + 2 * pos]))
+        runs_pred = []
+        for i in range(S):
+            log_cmid, r0 = own.get(i, joint.part(t_hat, i)[2:])
+            runs_pred.append(sigmoid(budgets[i], A, B, math.exp(log_cmid), r0))
+        out.append((A, B, float(np.mean(preds)), *(float(v) for v in runs_pred)))
+    return np.array(out, dtype=float).reshape(-1, 3 + S)

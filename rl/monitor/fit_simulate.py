@@ -21,6 +21,7 @@ call it, so the test measures what the bench reports. Not used by training.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 from scipy import optimize, special
@@ -124,3 +125,52 @@ def calibrate(shape: tuple[float, float, float], scenario: Scenario, reps: int, 
             "wide": float(a[:, 6].mean()), "cov_end_curve": float(a[:, 7].mean()),
             "cov_end_eval": float(a[:, 8].mean()), "end_p50": float(np.median(np.abs(a[:, 9]))),
             "failed": failed, "n": len(rows), "truth": truth}
+
+
+def calibrate_joint(shape: tuple[float, float, float], scenario: Scenario, reps: int, *, seeds: int = 3,
+                    cmid_sd: float = 0.1, bootstrap: int = 100, seed0: int = 5000,
+                    alone: bool = True) -> dict[str, float]:
+    """Several seeds of one recipe per repetition (one A and B, each seed's C_mid drawn with a log sd
+    of `cmid_sd`), fitted jointly on the first half of their compute; each seed's forecast is
+    scored against its own final evaluation, as `asymptote backtest` scores it. With `alone`, each
+    seed is also fitted by itself on the same points (the single backtest), for comparison.
+
+    joint_* / alone_*: end_p50 and end_p90 of |forecast - final evaluation|, cov_eval the
+    fraction of bands for an evaluation (90%) that hold it, cov_curve the curve intervals'."""
+    from rl.monitor.fit import fit_sigmoid
+    from rl.monitor.fit_joint import RunPoints, fit_joint
+
+    C_mid, B, A = shape
+    x = np.linspace(0.0, scenario.span * C_mid, scenario.n_evals)
+    half = x <= x[-1] / 2 * (1 + 1e-12)
+    rows: dict[str, list] = {"joint": [], "alone": []}
+    for rep in range(reps):
+        rng = np.random.default_rng(seed0 + rep)
+        runs, finals = [], []
+        for s in range(seeds):
+            y, counts = simulate_evals(A, B, C_mid * math.exp(rng.normal(0.0, cmid_sd)), scenario.R0, x,
+                                       n_prompts=scenario.n_prompts, k=scenario.k, spread=scenario.spread,
+                                       policy_noise=scenario.policy_noise, seed=int(rng.integers(1 << 30)))
+            runs.append(RunPoints(x[half], y[half], counts.subset(half), f"s{s}"))
+            finals.append(float(y[-1]))
+        j = fit_joint(runs, bootstrap=bootstrap, budgets=[x[-1]] * seeds, seed=rep)
+        for s, y_end in enumerate(finals):
+            rows["joint"].append((j.run_predicted[s] - y_end, _holds(j.run_eval_interval[s], y_end),
+                                  _holds(j.run_interval[s], y_end)))
+            if alone:
+                f = fit_sigmoid(runs[s].x, runs[s].y, counts=runs[s].counts, budget=x[-1], bootstrap=bootstrap,
+                                seed=rep)
+                rows["alone"].append((f.predicted - y_end, _holds(f.predicted_eval_interval, y_end),
+                                      _holds(f.predicted_interval, y_end)))
+    out: dict[str, float] = {"n": float(len(rows["joint"]))}
+    for name, r in rows.items():
+        if r:
+            a = np.array(r, dtype=float)
+            e = np.abs(a[:, 0])
+            out.update({f"{name}_end_p50": float(np.median(e)), f"{name}_end_p90": float(np.quantile(e, 0.9)),
+                        f"{name}_cov_eval": float(a[:, 1].mean()), f"{name}_cov_curve": float(a[:, 2].mean())})
+    return out
+
+
+def _holds(interval, y: float) -> bool:
+    return bool(interval[0] <= y <= interval[1])

@@ -29,7 +29,8 @@ def register(subparsers) -> None:
         "backtest", help="refit runs on part of their compute and check the forecast of their final evaluation",
         description="Refit each run on its first 25%%, 50%%, 75%% of compute (its own monitor settings), forecast "
                     "the final evaluation with its interval, and report the error and how often the 50/80/90%% "
-                    "intervals covered what happened.")
+                    "intervals covered what happened. Runs that are seeds of one recipe are also backtested "
+                    "fitted jointly (shared A and B).")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--fractions", type=_fraction, nargs="+", default=list(DEFAULT_FRACTIONS), metavar="F",
                    help="fractions of each run's compute to refit at (default 0.25 0.5 0.75)")
@@ -60,13 +61,15 @@ def _check_bootstrap(n: int | None) -> None:
 
 def backtest_cmd(args) -> int:
     from rl.monitor.backtest import backtest, format_text, to_json
+    from rl.monitor.backtest_joint import backtest_groups
 
     _check_bootstrap(args.bootstrap)
     results = backtest(args.run_dirs, sorted(set(args.fractions)), DEFAULT_LEVELS, bootstrap=args.bootstrap)
+    groups = backtest_groups(results, DEFAULT_LEVELS, bootstrap=args.bootstrap)
     if args.json:
-        print(json.dumps(to_json(results, DEFAULT_LEVELS)))
+        print(json.dumps(to_json(results, DEFAULT_LEVELS, groups)))
     else:
-        print(format_text(results, DEFAULT_LEVELS))
+        print(format_text(results, DEFAULT_LEVELS, groups))
     return 0
 
 

@@ -63,6 +63,14 @@ def _backtests(runs, levels, bootstrap: int | None) -> list:
     return out
 
 
+def _joint_backtests(backtests, levels, bootstrap: int | None) -> list:
+    """Seeds of one recipe among the backtested runs, backtested fitted jointly."""
+    from rl.monitor.backtest_joint import backtest_groups
+
+    fitted = [b for b in backtests if not isinstance(b, str) and any(c.forecast is not None for c in b.cuts)]
+    return backtest_groups(fitted, levels, bootstrap=bootstrap)
+
+
 def build_page(run_dirs: list[Path], *, bootstrap: int | None = None) -> str:
     """The report's HTML for RUN_DIRS (several runs: one page comparing them).
     `bootstrap` overrides the runs' monitor.bootstrap for every fit (0: the
@@ -71,10 +79,12 @@ def build_page(run_dirs: list[Path], *, bootstrap: int | None = None) -> str:
 
     runs = load_runs(run_dirs)
     fits = [sections_fit.fit_run(r, bootstrap=bootstrap) for r in runs]
+    backtests = _backtests(runs, DEFAULT_LEVELS, bootstrap)
     html = {
         "summary": sections_run.summary_section(runs, fits),
         "curve": sections_fit.curve_section(runs, fits),
-        "backtest": sections_fit.backtest_section(runs, _backtests(runs, DEFAULT_LEVELS, bootstrap), DEFAULT_LEVELS),
+        "backtest": sections_fit.backtest_section(runs, backtests, DEFAULT_LEVELS,
+                                                  _joint_backtests(backtests, DEFAULT_LEVELS, bootstrap)),
         "rewards": sections_run.rewards_section(runs),
         "lengths": sections_run.lengths_section(runs),
         "training": sections_run.training_section(runs),

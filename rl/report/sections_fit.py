@@ -81,15 +81,37 @@ def curve_section(runs, fits: list[RunFit]) -> str:
                    tab + "".join(parts))
 
 
-def backtest_section(runs, results, levels) -> str:
-    from rl.monitor.backtest import calibration, mean_abs_error
-
+def backtest_section(runs, results, levels, groups=()) -> str:
     wide = max(levels)
-    rows, parts, notes = [], [], []
+    parts, notes = [], []
     for run, res in zip(runs, results):
         if isinstance(res, str):
             notes.append(f"{run.label}: {res}")
-            continue
+        elif any(c.fit is not None for c in res.cuts):
+            parts.append(figure(figures.backtest_figure(res, run.points, run.points.x_name),
+                                f"{res.label} backtest"))
+    body, more = _backtest_table([r for r in results if not isinstance(r, str)], levels)
+    for g in groups:
+        table_html, _ = _backtest_table(g.runs, levels)
+        body += (f"<h3>Seeds fitted jointly: {esc(', '.join(g.labels))}</h3>"
+                 "<p>At each cut the seeds' first parts are fitted together (shared A and B, each run its own "
+                 "C_mid, R0 and noise) and each run's final evaluation is forecast from that fit. Shared A: "
+                 + esc(", ".join(f"{a:.3f} at {f:.0%}" for f, a in g.A.items())) + ".</p>" + table_html)
+    body += "".join(note(n) for n in notes + more) + '<div class="figs">' + "".join(parts) + "</div>"
+    return section("backtest", "Backtest",
+                   f"The fit redone on the first 25%, 50% and 75% of each run's compute, forecasting the final "
+                   f"evaluation (the latest one while a run is going on) with its {wide:.0%} band; error = "
+                   "forecast - observed. The calibration counts how often the intervals covered what happened "
+                   "(asymptote backtest).", body)
+
+
+def _backtest_table(fitted, levels) -> tuple[str, list[str]]:
+    """Rows, mean |error| and calibration of backtested runs as HTML, and the notes of cuts too short."""
+    from rl.monitor.backtest import calibration, mean_abs_error
+
+    wide = max(levels)
+    rows, notes = [], []
+    for res in fitted:
         for c in res.cuts:
             if c.forecast is None:
                 rows.append([res.label, f"{c.fraction:.0%}", c.n_evals, num(c.x_cut), Cell("too short", "na"),
@@ -100,35 +122,26 @@ def backtest_section(runs, results, levels) -> str:
             rows.append([res.label, f"{c.fraction:.0%}", c.n_evals, num(c.x_cut), f"{c.forecast:.3f}",
                          interval(c.intervals.get(wide)),
                          f"{res.y_final:.3f}" + ("" if res.y_final_se is None else f" ± {res.y_final_se:.3f}"),
-                         f"{c.error:+.3f}", Cell("yes", "hit") if hit else Cell("no", "miss")])
-        if any(c.fit is not None for c in res.cuts):
-            parts.append(figure(figures.backtest_figure(res, run.points, run.points.x_name),
-                                f"{res.label} backtest"))
-    fitted = [r for r in results if not isinstance(r, str)]
-    body = ""
-    if rows:
-        body += table(["run", "cut", "evals", "x at cut", "forecast", f"{wide:.0%} band for an evaluation",
-                       "final (± se)", "error", "covered"], rows)
-        mae = mean_abs_error(fitted)
-        if mae:
-            body += "<p>Mean |error|: " + esc(", ".join(f"{v:.3f} at {f:.0%} of compute" for f, v in mae.items()))
-            mae_end = mean_abs_error(fitted, "error_vs_fitted_end")
-            if mae_end:
-                body += esc("; against each run's fitted end (its fit on all evaluations, at the final x): "
-                            + ", ".join(f"{v:.3f} at {f:.0%}" for f, v in mae_end.items()))
-            body += ".</p>"
-        cal = calibration(fitted, levels)
-        fracs = sorted({f for row in cal for f in row["by_fraction"]})
-        cal_rows = [[f"{row['level']:.0%}", f"{row['covered']}/{row['total']}", num(row["rate"], ".2f"),
-                     *(("%d/%d" % row["by_fraction"][f]) if f in row["by_fraction"] else "-" for f in fracs)]
-                    for row in cal]
-        body += "<h3>Calibration</h3>" + table(["nominal", "covered", "rate", *(f"at {f:.0%}" for f in fracs)],
-                                               cal_rows)
-    body += "".join(note(n) for n in notes) + '<div class="figs">' + "".join(parts) + "</div>"
-    return section("backtest", "Backtest",
-                   "The fit redone on the first 25%, 50% and 75% of each run's compute, forecasting the final "
-                   "evaluation (the latest one while a run is going on); error = forecast - observed. The "
-                   "calibration counts how often the intervals covered what happened (asymptote backtest).", body)
+                         f"{c.error:+.3f}", "-" if hit is None else Cell("yes", "hit") if hit else Cell("no", "miss")])
+    if not rows:
+        return "", notes
+    body = table(["run", "cut", "evals", "x at cut", "forecast", f"{wide:.0%} band for an evaluation",
+                  "final (± se)", "error", "covered"], rows)
+    mae = mean_abs_error(fitted)
+    if mae:
+        body += "<p>Mean |error|: " + esc(", ".join(f"{v:.3f} at {f:.0%} of compute" for f, v in mae.items()))
+        mae_end = mean_abs_error(fitted, "error_vs_fitted_end")
+        if mae_end:
+            body += esc("; against each run's fitted end (its fit on all evaluations, at the final x): "
+                        + ", ".join(f"{v:.3f} at {f:.0%}" for f, v in mae_end.items()))
+        body += ".</p>"
+    cal = calibration(fitted, levels)
+    fracs = sorted({f for row in cal for f in row["by_fraction"]})
+    cal_rows = [[f"{row['level']:.0%}", f"{row['covered']}/{row['total']}", num(row["rate"], ".2f"),
+                 *(("%d/%d" % row["by_fraction"][f]) if f in row["by_fraction"] else "-" for f in fracs)]
+                for row in cal]
+    body += "<h3>Calibration</h3>" + table(["nominal", "covered", "rate", *(f"at {f:.0%}" for f in fracs)], cal_rows)
+    return body, notes
 
 
 def compare_section(runs, fits: list[RunFit]) -> str:

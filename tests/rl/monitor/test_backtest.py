@@ -68,7 +68,9 @@ def test_backtest_real_run_forecasts_its_final_evaluation(finished_run):
     c_lo, c_hi = late.curve_intervals[0.9]
     assert late.intervals[0.9][1] == pytest.approx(min(1.0, late.forecast + math.hypot(c_hi - late.forecast,
                                                                                        z * fit.eval_sd)))
-    assert late.intervals[0.9][0] < c_lo and late.intervals[0.9][1] > c_hi
+    # wider than the curve's interval on both sides, except where that already reaches 0 or 1
+    assert late.intervals[0.9][0] < c_lo or late.intervals[0.9][0] == c_lo == 0.0
+    assert late.intervals[0.9][1] > c_hi or late.intervals[0.9][1] == c_hi == 1.0
     # the smoothed end: the run's own last fit (fit.json, written by the live fitter) read at x_final
     live = json.loads((finished_run / "fit.json").read_text())
     end = live["R0"] + (live["A"] - live["R0"]) / (1 + (live["C_mid"] / x_final) ** live["B"])
@@ -133,3 +135,44 @@ def test_calibration_and_error_arithmetic_by_hand():
     assert mean_abs_error([a, b], "error_vs_fitted_end") == pytest.approx({0.5: 0.01})
     text = format_text([a, b], levels=(0.5, 0.9))
     assert "1/3 (0.33)" in text and "3/3 (1.00)" in text and "b at 75%: 3 evaluations ..." in text
+
+
+@pytest.mark.slow
+def test_seeds_of_one_recipe_are_also_backtested_jointly(det_runs, finished_run, capsys):
+    from rl.monitor.backtest import backtest
+    from rl.monitor.backtest_joint import backtest_groups
+
+    dirs = [det_runs.whole, det_runs.resumed]  # one recipe: their config.yaml differ only in run.async_checkpoint
+    levels = (0.5, 0.8, 0.9)
+    results = backtest(dirs, (0.3, 0.9), levels)
+    (group,) = backtest_groups(results, levels)
+    assert group.labels == ["whole", "resumed"]
+    for single, run, d in zip(results, group.runs, dirs):
+        early, late = run.cuts
+        assert early.forecast is None and early.short == single.cuts[0].short  # too short alone, too short together
+        assert late.n_evals == single.cuts[1].n_evals  # the same evaluations as the run's own cut
+        joint, s = late.fit, group.labels.index(run.label)
+        x_final, y_final = _evals(d)[-1]
+        # each run's forecast is the shared A and B with its own C_mid and R0, at its own final compute
+        end = joint.R0[s] + (joint.A - joint.R0[s]) / (1 + (joint.C_mid[s] / x_final) ** joint.B)
+        assert late.forecast == pytest.approx(end, rel=1e-9) and late.error == pytest.approx(end - y_final)
+        # its band: the run's curve interval widened by one evaluation of that run, the last fitted
+        # evaluation's sampling sd (evals.jsonl) times the root of the run's dispersion
+        recorded = read_rows(d, "evals.jsonl")
+        last_fitted = [ev for ev in recorded if 0 < ev[_axis(d)] <= late.x_cut][-1]
+        eval_sd = _sampling_se(last_fitted) * math.sqrt(joint.dispersion[s])
+        assert joint.run_eval_sd[s] == pytest.approx(eval_sd, rel=1e-6)
+        z = stats.norm.ppf(0.95) * joint.widen
+        c_lo, c_hi = late.curve_intervals[0.9]
+        assert late.intervals[0.9][1] == pytest.approx(min(1.0, end + math.hypot(c_hi - end, z * eval_sd)))
+        assert late.intervals[0.5][1] <= late.intervals[0.9][1]
+    # a run of another recipe is not grouped with them
+    assert backtest_groups(backtest([det_runs.whole, finished_run], (0.9,), levels), levels) == []
+    assert main(["backtest", *map(str, dirs), "--fractions", "0.3", "0.9", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (j,) = out["joint"]
+    assert [r["run"] for r in j["runs"]] == ["whole", "resumed"] and set(j["A"]) == {"0.9"}
+    assert j["mean_abs_error"]["0.9"] == pytest.approx(abs(group.runs[0].cuts[1].error) / 2
+                                                       + abs(group.runs[1].cuts[1].error) / 2)
+    assert main(["backtest", *map(str, dirs), "--fractions", "0.3", "0.9"]) == 0
+    assert "Seeds of one recipe fitted jointly" in capsys.readouterr().out

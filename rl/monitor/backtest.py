@@ -35,6 +35,8 @@ Departures and choices:
   its evaluations (`fitted_end`, the curve at x_final) and each cut's error
   against that smoothed end is reported beside the error against the last
   evaluation (`error_vs_fitted_end`).
+- Seeds of one recipe are also backtested fitted together
+  (rl/monitor/backtest_joint.py), their cuts made and judged the same way.
 """
 from __future__ import annotations
 

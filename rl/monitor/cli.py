@@ -239,9 +239,10 @@ def _extrapolate_joint(args, loaded, plot: Path) -> int:
     print(f"  A = {joint.A:.4f}  {lvl} [{_fmt(joint.A_interval[0])}, {_fmt(joint.A_interval[1])}]  "
           f"(each run alone: {seeds}; seed sd {joint.seed_sd_A:.3f})")
     print(f"  B = {joint.B:.3f}   {lvl} [{_fmt(joint.B_interval[0])}, {_fmt(joint.B_interval[1])}]")
-    print(f"  {'run':<18} {'C_mid':>9} {'R0':>6} {'disp':>5} {'R(budget)':>9}")
-    for lab, c, r0, d, pr in zip(joint.labels, joint.C_mid, joint.R0, joint.dispersion, joint.run_predicted):
-        print(f"  {lab[:18]:<18} {c:9.4g} {r0:6.3f} {d:5.2f} {pr:9.4f}")
+    print(f"  {'run':<18} {'C_mid':>9} {'R0':>6} {'disp':>5} {'R(budget)':>9}  one evaluation there ({lvl})")
+    for lab, c, r0, d, pr, band in zip(joint.labels, joint.C_mid, joint.R0, joint.dispersion, joint.run_predicted,
+                                       joint.run_eval_interval):
+        print(f"  {lab[:18]:<18} {c:9.4g} {r0:6.3f} {d:5.2f} {pr:9.4f}  [{_fmt(band[0])}, {_fmt(band[1])}]")
     print(f"  R({budget:.4g}), mean over runs = {joint.predicted:.4f}  {lvl} [{_fmt(joint.predicted_interval[0])}, "
           f"{_fmt(joint.predicted_interval[1])}]" + (f"  observed {out['observed']:.4f}" if "observed" in out else ""))
     print(f"  intervals: {joint.interval_method}")

@@ -323,9 +323,11 @@ def mean_abs_error(results: list[RunBacktest], against: str = "error") -> dict[f
 
 def to_json(results: list[RunBacktest], levels=DEFAULT_LEVELS, groups=()) -> dict:
     """Everything `asymptote backtest --json` prints."""
-    return {**_summary(results, levels),
-            "joint": [{**g.to_dict(), **{k: v for k, v in _summary(g.runs, levels).items() if k not in ("runs", "levels")}}
-                      for g in groups]}
+    joint = []
+    for g in groups:
+        summary = _summary(g.runs, levels)
+        joint.append({**g.to_dict(), **{k: v for k, v in summary.items() if k not in ("runs", "levels")}})
+    return {**_summary(results, levels), "joint": joint}
 
 
 def _summary(results: list[RunBacktest], levels) -> dict:

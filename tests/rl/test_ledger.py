@@ -97,8 +97,9 @@ def test_driver_clock_stands_still_while_only_the_fitter_works(tmp_path):
     c1, p1 = clock.seconds(), time.process_time()
     fitter.close()
     assert fitter.latest().get("fit/error") == 0.0
-    assert fitter.cpu_seconds > 0.2 and p1 - p0 >= fitter.cpu_seconds  # the fit did cost CPU here
-    assert c1 - c0 < 0.05  # none of it is the driver's
+    # the fit did cost CPU here (0.42-0.51 s on this machine, 0.20 once in a fresh clone under CI load)
+    assert fitter.cpu_seconds > 0.05 and p1 - p0 >= fitter.cpu_seconds
+    assert c1 - c0 < min(0.05, fitter.cpu_seconds / 10)  # none of it is the driver's (measured: < 0.001 s)
 
 
 def test_peak_rss_window_restarts_at_each_read():

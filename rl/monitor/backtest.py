@@ -91,6 +91,7 @@ class RunBacktest:
     min_points: int
     cuts: list[Cut]
     fitted_end: float | None = None  # the fit on all the run's evaluations, at x_final (None if it failed)
+    points: object = dataclasses.field(default=None, repr=False)  # what was fitted (sources.Points)
 
     def to_dict(self) -> dict:
         cuts = []
@@ -242,7 +243,7 @@ def backtest_run(run_dir: str | Path, fractions=DEFAULT_FRACTIONS, levels=DEFAUL
     cuts = [_fit_cut(pts, x_final, y_final, f, levels, settings, end) for f in sorted(fractions)]
     return RunBacktest(run_dir=run_dir, label=label or run_dir.name, x_name=pts.x_name, x_final=x_final,
                        y_final=y_final, y_final_se=final_se(pts), fitted_end=end, n_evals=int(np.sum(pts.x > 0)),
-                       min_points=int(settings["min_points"]), cuts=cuts)
+                       min_points=int(settings["min_points"]), cuts=cuts, points=pts)
 
 
 def require_fitted(result: RunBacktest) -> None:

@@ -46,13 +46,10 @@ class JointBacktest:
 
 def backtest_group(results: list[RunBacktest], levels, *, bootstrap: int | None = None) -> JointBacktest:
     """Refit `results`' runs (seeds of one recipe) jointly at each of their cuts."""
-    from rl.monitor.sources import load_points
-
     settings = monitor_settings(results[0].run_dir)
     if bootstrap is not None:
         settings["bootstrap"] = int(bootstrap)
     settings["bootstrap"] = settings["bootstrap"] or JOINT_LAPLACE_REFITS
-    points = [load_points(r.run_dir) for r in results]
     fractions = [c.fraction for c in results[0].cuts]
     cuts: list[list[Cut]] = [[] for _ in results]
     A, B = {}, {}
@@ -62,7 +59,7 @@ def backtest_group(results: list[RunBacktest], levels, *, bootstrap: int | None 
         short = next((f"{r.label} is too short at this cut" for r, c in zip(results, singles) if c.short), None)
         if short is None:
             try:
-                joint = _fit(results, points, f, settings, max(levels))
+                joint = _fit(results, f, settings, max(levels))
             except UserError as err:
                 short = str(err)
         if short is not None:
@@ -84,12 +81,12 @@ def backtest_group(results: list[RunBacktest], levels, *, bootstrap: int | None 
     return JointBacktest(runs=runs, A=A, B=B)
 
 
-def _fit(results, points, fraction, settings, level):
+def _fit(results, fraction, settings, level):
     from rl.monitor.fit_joint import RunPoints, fit_joint
 
     runs = []
-    for r, pts in zip(results, points):
-        kept = pts.subset(pts.x <= fraction * r.x_final)
+    for r in results:
+        kept = r.points.subset(r.points.x <= fraction * r.x_final)
         runs.append(RunPoints(kept.x, kept.y, kept.counts, r.label))
     return fit_joint(runs, burn_in=settings["burn_in_fraction"], bootstrap=int(settings["bootstrap"]),
                      interval=level, budgets=[r.x_final for r in results], prior_B=bool(settings.get("prior_B")),

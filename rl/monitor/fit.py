@@ -36,7 +36,7 @@ from scipy import stats
 
 from rl.errors import UserError
 from rl.monitor.fit_diagnose import FEW_POINTS, diagnose
-from rl.monitor.fit_intervals import bootstrap_counts, bootstrap_residuals, laplace
+from rl.monitor.fit_intervals import bootstrap_counts, bootstrap_residuals, laplace, percentile_interval
 from rl.monitor.fit_model import B_BOUNDS, BPrior, Problem, bounds, sigmoid
 from rl.monitor.fit_noise import RESAMPLE, EvalCounts
 from rl.monitor.fit_solve import GRID_A_STEP, GRID_N_CMID, direct, grid
@@ -322,11 +322,7 @@ def fit_sigmoid(
         interval_method = "Laplace approximation (2000 draws)"
 
     def ci(col, point):
-        if len(samples) < 2:
-            return (float("nan"), float("nan"))
-        lo, hi = np.quantile(col, q)
-        lo, hi = min(lo, point), max(hi, point)
-        return (float(point - widen * (point - lo)), float(point + widen * (hi - point)))
+        return percentile_interval(col, point, q, widen)
 
     A, B, C_mid, R0 = params
     pred = float(sigmoid(budget, A, B, C_mid, R0))

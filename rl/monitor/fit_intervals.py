@@ -32,6 +32,16 @@ from rl.monitor.fit_model import Problem
 from rl.monitor.fit_noise import EvalCounts
 
 
+def percentile_interval(col, point: float, q: tuple[float, float], widen: float = 1.0) -> tuple[float, float]:
+    """The refits' (q[0], q[1]) quantiles of `col` as an interval about `point` (never excluding
+    it), each side's distance from `point` scaled by `widen`; NaNs with fewer than two refits."""
+    if len(col) < 2:
+        return (float("nan"), float("nan"))
+    lo, hi = np.quantile(col, q)
+    lo, hi = min(lo, point), max(hi, point)
+    return (float(point - widen * (point - lo)), float(point + widen * (hi - point)))
+
+
 def _refits(prob: Problem, t_hat, ys, y0s) -> np.ndarray:
     out = []
     for y_star, y0_star in zip(ys, y0s):

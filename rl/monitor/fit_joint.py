@@ -36,6 +36,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from rl.errors import UserError
+from rl.monitor.fit_intervals import percentile_interval
 from rl.monitor.fit_model import BPrior, Problem, sigmoid
 from rl.monitor.fit_noise import EvalCounts
 
@@ -98,13 +99,7 @@ class JointFit:
         curves, bands = [], []
         for s, pred in enumerate(self.run_predicted):
             col = self.run_samples[:, s] if self.run_samples is not None else np.empty(0)
-            if col.size < 2:
-                curves.append((math.nan, math.nan))
-                bands.append((math.nan, math.nan))
-                continue
-            lo, hi = np.quantile(col, q)
-            lo, hi = min(lo, pred), max(hi, pred)
-            curve = (float(pred - self.widen * (pred - lo)), float(pred + self.widen * (hi - pred)))
+            curve = percentile_interval(col, pred, q, self.widen)
             curves.append(curve)
             bands.append(eval_band(pred, curve, self.run_eval_sd[s], float(stats.norm.ppf(q[1])) * self.widen))
         return curves, bands
@@ -230,10 +225,7 @@ def fit_joint(runs: list[RunPoints], *, burn_in: float | int = 0.05, bootstrap: 
     widen = float(stats.t.ppf(q[1], max(dof, 1)) / stats.norm.ppf(q[1])) if max(disp) > 1.0 else 1.0
 
     def ci(col, point):
-        if len(col) < 2:
-            return (float("nan"), float("nan"))
-        lo, hi = np.quantile(col, q)
-        return (float(min(lo, point)), float(max(hi, point)))
+        return percentile_interval(col, point, q)
 
     seed_A = [f.A for f in singles]
     warns = [f"{r.label}: {w}" for r, f in zip(runs, singles) if f.n_points < 8 for w in f.warnings[:1]]

@@ -46,13 +46,22 @@ class OverlongConfig(BaseModel):
 
 
 class SandboxConfig(BaseModel):
-    """Limits of one sandboxed program run (one test of a `code` sample)."""
+    """Limits of one sandboxed process run (the program of a `code` sample, or the
+    process that judges its assert-style tests)."""
 
     model_config = ConfigDict(extra="forbid")
 
     wall_s: float = Field(5.0, gt=0, le=600, description="Wall-clock limit of one run, enforced by the hub killing the process tree.")
     cpu_s: int = Field(4, gt=0, le=600, description="CPU seconds per process (RLIMIT_CPU).")
-    memory_mb: int = Field(512, ge=64, description="Address space per process in MiB (RLIMIT_AS).")
+    memory_mb: int = Field(
+        512, ge=64, description="Memory of one run in MiB: each process's address space (RLIMIT_AS) and, with a "
+        "memory cgroup, everything the run holds at once (processes, shared memory, memfds, pipes, kernel memory); "
+        "the cgroup's limit is memory_mb + disk_mb, since the run's files are memory too.")
+    memory_account: Literal["auto", "cgroup", "seccomp"] = Field(
+        "auto", description="How a run's memory is held to its limit. 'cgroup': a memory cgroup per run (v2, or v1 "
+        "where only that is writable), charged with every page; refuse to run without one. 'seccomp': no cgroup; "
+        "refuse the calls whose memory no rlimit counts (memfd_create, shmget, msgget, Unix sockets). 'auto': "
+        "the cgroup where one can be made, else seccomp.")
     max_procs: int = Field(16, ge=1, le=4096, description="Processes/threads the program may run at once (RLIMIT_NPROC on a private uid).")
     file_size_mb: int = Field(16, ge=1, description="Largest file the program may write, MiB (RLIMIT_FSIZE).")
     disk_mb: int = Field(32, ge=1, description="Writable space of one run, MiB: the tmpfs working directory gets 3/4, /dev/shm 1/4; nothing else is writable.")

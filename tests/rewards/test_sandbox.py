@@ -221,3 +221,108 @@ def test_daemons_and_parent_killers_die_with_the_run(hub):
     finally:
         victim.kill()
         victim.wait()
+
+
+# ---- memory in one account -------------------------------------------------------
+# 600 MiB that no rlimit counts: memfds filled with write() (each under the
+# 16 MiB file-size limit) and SysV shared memory detached after touching it.
+MEMFD = ("import os\nfds = []\nfor i in range(40):\n    fd = os.memfd_create('x')\n    fds.append(fd)\n"
+         "    for j in range(15):\n        os.write(fd, b'x' * (1 << 20))\nprint('survived', 15 * len(fds))\n")
+SHM = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.shmat.restype = ctypes.c_void_p\n"
+       "libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]\nlibc.shmdt.argtypes = [ctypes.c_void_p]\n"
+       "for i in range(60):\n    sid = libc.shmget(0, 10 << 20, 0o1000 | 0o600)\n    if sid < 0:\n"
+       "        raise OSError(ctypes.get_errno(), 'shmget')\n    addr = libc.shmat(sid, None, 0)\n"
+       "    ctypes.memset(addr, 1, 10 << 20)\n    libc.shmdt(ctypes.c_void_p(addr))\nprint('survived', 600)\n")
+_MiB = 1 << 20
+
+
+def _available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no MemAvailable in /proc/meminfo")
+
+
+def _run_watching_memory(program: str, limits):
+    """The run, and the largest drop of the host's available memory while it ran."""
+    import threading
+
+    from rewards.sandbox import run_python
+
+    base, lows, done = _available(), [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            lows.append(_available())
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run = run_python(program, limits=limits)
+    finally:
+        done.set()
+        watcher.join()
+    return run, base - min(lows)
+
+
+@pytest.mark.parametrize("route", ["memfd", "shm"])
+@pytest.mark.parametrize("account", ["auto", "seccomp"])
+def test_memory_no_rlimit_counts_is_charged_to_the_run_or_refused(account, route):
+    """`auto` is this machine's mechanism (a memory cgroup per run where one can
+    be made: here cgroup v1), `seccomp` the fallback every machine has. Either
+    way the 600 MiB never exist: the cgroup's OOM killer stops the run at its
+    limit (256 + 16 MiB), or the calls are refused at once."""
+    from rewards.code import score_code
+    from rewards.config import RewardsConfig, SandboxConfig
+    from rewards.sandbox import memory_account
+
+    limits = SandboxConfig(memory_mb=256, disk_mb=16, wall_s=30, cpu_s=20, memory_account=account)
+    program = MEMFD if route == "memfd" else SHM
+    run, drop = _run_watching_memory(program, limits)
+    assert "survived" not in run.stdout and run.returncode != 0 and not run.timed_out
+    assert run.memory_account == memory_account(limits)[0]
+    if run.memory_account.startswith("cgroup"):
+        # charged up to the limit, and no further: the kernel killed it there
+        assert 200 * _MiB < run.memory_peak_bytes <= (256 + 16) * _MiB and run.oom_killed
+        assert drop < 400 * _MiB  # unbounded, the host would lose the whole 600 MiB
+    else:
+        assert run.memory_peak_bytes is None and "PermissionError" in run.stderr  # refused, nothing allocated
+        assert drop < 100 * _MiB
+    cfg = RewardsConfig(timeout_s=60, sandbox=limits.model_dump())
+    scored = score_code({"kind": "code", "response": f"```python\n{program}\n```",
+                         "tests": [{"input": "", "output": "survived 600"}]}, cfg)
+    assert (scored.score, scored.details["correct"]) == (0.0, False)
+
+
+def test_the_sandboxs_python_sees_only_the_standard_library():
+    """Every package folder of the sandbox's Python (the system's
+    dist-packages: `_cffi_backend` and the rest) is empty inside the sandbox,
+    even added to sys.path by hand; the same imports work outside it."""
+    import sys
+
+    from rewards.config import SandboxConfig
+    from rewards.sandbox import package_dirs, run_python, sandbox_python
+
+    limits = SandboxConfig(wall_s=20, cpu_s=10)
+    python = sandbox_python(None)
+    found = []
+    for folder in package_dirs(python):
+        names = sorted(n for n in os.listdir(folder) if n.isidentifier() or n.endswith((".py", ".so")))
+        mods = sorted({n.split(".")[0] for n in names if n.split(".")[0].isidentifier() and not n.startswith("__")})
+        found += [(folder, m) for m in mods[:5]]
+    outside = [(f, m) for f, m in found if subprocess.run(
+        [python, "-I", "-c", f"import sys; sys.path.insert(0, {f!r}); import {m}"], capture_output=True,
+        timeout=60).returncode == 0]
+    assert len(outside) >= 3, found  # e.g. /usr/lib/python3/dist-packages/_cffi_backend
+    program = "import importlib, json, os, sys\nout = {}\n" \
+              f"for folder, mod in {outside!r}:\n" \
+              "    sys.path.insert(0, folder)\n    out[mod] = [os.listdir(folder) if os.path.isdir(folder) else None]\n" \
+              "    try:\n        importlib.import_module(mod)\n        out[mod].append('imported')\n" \
+              "    except ImportError:\n        out[mod].append('refused')\nprint(json.dumps(out))\n"
+    run = run_python(program, limits=limits)
+    import json
+
+    assert json.loads(run.stdout) == {m: [[], "refused"] for _, m in outside}
+    assert sys.version_info >= (3, 10)

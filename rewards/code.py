@@ -1,51 +1,84 @@
 """`code` reward: the response's last fenced Python block, run in the
 sandbox (rewards.sandbox) against the sample's tests.
 
-`tests` may be:
-- a list of {"input": str, "output": str}: stdin/stdout tests; output is
-  compared line by line with trailing whitespace ignored;
-- {"inputs": [...], "outputs": [...]} (the APPS/TACO layout), same meaning;
-- a list of str, or one str: Python (e.g. `assert f(2) == 4`) run after the
-  program by rewards/assert_harness.py. A test passes only when the harness
-  prints this run's secret after the test code returned normally and every
-  comparison in it held on plain builtin values: exiting early
-  (`sys.exit(0)`, `os._exit(0)`, atexit), changing how failures are reported,
-  patching builtins or returning objects that compare equal to anything all
-  score 0 (threat model: docs/sandbox.md).
+The code sample schema (every key but `tests` optional):
+
+- `tests`, one of:
+  - a list of {"input": str, "output": str}, or {"inputs": [...],
+    "outputs": [...]} (the APPS/TACO layout): stdin/stdout tests; the
+    output is compared line by line, trailing whitespace ignored;
+  - {"fn_name": str, "inputs": [[arg, ...], ...], "outputs": [value, ...]}
+    (TACO's call-based layout): each pair is the test
+    `assert fn_name(*args) == value`;
+  - one str, or a list of str: Python test code (`assert f(2) == 4`, several
+    asserts, helper functions, `math.isclose`, classes the program defines
+    (`Solution().twoSum(...)`), `unittest.TestCase` classes), each str one
+    test. They run in a verdict process that never runs the program's code
+    (rewards.code_tests; threat model: docs/sandbox.md);
+- `entry_point`: HumanEval's layout: the test code defines
+  `check(candidate)`, which is called with the program's function of this
+  name;
+- `test_imports`: str or list of str, MBPP's: statements run before the
+  program and before each test (`import math`).
+
 Score: passed / total (`code_scoring: fraction`) or 1 only if all pass
 (`all`). `correct` is True when every test passed. The item's time budget
-(`timeout_s`) is shared by its tests; each run is also capped at `wall_s`;
-`timeout` is True when any run was killed for time.
+(`timeout_s`) is shared by its tests; each test is also capped at `wall_s`;
+`timeout` is True when a test ran out of time twice (the second time on a
+fresh sandbox of its own: `retried`). A sample whose tests cannot run (a test
+that does not parse, a sandbox that cannot start) is masked with `error`.
 """
 from __future__ import annotations
 
-import json
 import re
-import secrets
 import time
-from pathlib import Path
 from typing import Any, Optional
 
-from rewards.assert_rewrite import rewrite_test
+from rewards.code_tests import run_tests
 from rewards.sandbox import run_python
 from rewards.types import RewardResult, Sample, register_reward
 
-_HARNESS = (Path(__file__).parent / "assert_harness.py").read_text()
-_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+# The line that opens a fenced block: ``` then an optional language word, blanks
+# bounded so that one fence costs O(1) to classify, then the newline.
+_OPENING = re.compile(r"[ \t]{0,64}([\w+#.-]{0,32})[ \t]{0,64}\n")
+_PYTHON = ("", "python", "python3", "py")
 
 
 def last_python_block(response: str) -> Optional[str]:
-    last = None
-    for last in _FENCE.finditer(response):
-        pass
-    return last.group(1) if last else None
+    """The content of the response's last fenced block labelled python,
+    python3, py or nothing; None when there is none.
+
+    Linear time: one pass over the fences (`str.find`), each opening line
+    classified by a bounded match. A fence that opens no block (``` with no
+    newline after it) is skipped; a block in another language is skipped
+    whole, so its closing fence never opens a block of its own."""
+    last, pos = None, 0
+    while True:
+        start = response.find("```", pos)
+        if start < 0:
+            return last
+        opening = _OPENING.match(response, start + 3)
+        if opening is None:
+            pos = start + 3
+            continue
+        body = opening.end()
+        end = response.find("```", body)
+        if end < 0:
+            return last
+        if opening.group(1).lower() in _PYTHON:
+            last = response[body:end]
+        pos = end + 3
 
 
-def normalise_tests(tests: Any) -> list[dict]:
-    """Tests as a list of {"input", "output"} or {"assert"} dicts; ValueError if malformed."""
+def code_spec(sample: Sample) -> tuple[list[dict], Optional[str], tuple[str, ...]]:
+    """(tests as {"input", "output"} or {"assert"} dicts, entry_point,
+    test_imports) of a code sample; ValueError naming what is malformed."""
+    tests = sample.get("tests")
     if isinstance(tests, str):
-        return [{"assert": tests}]
-    if isinstance(tests, dict) and "inputs" in tests and "outputs" in tests:
+        tests = [tests]
+    elif isinstance(tests, dict) and "fn_name" in tests:
+        tests = _call_based(tests)
+    elif isinstance(tests, dict) and "inputs" in tests and "outputs" in tests:
         tests = [{"input": i, "output": o} for i, o in zip(tests["inputs"], tests["outputs"])]
     if not isinstance(tests, list) or not tests:
         raise ValueError("code sample needs non-empty 'tests'")
@@ -57,7 +90,34 @@ def normalise_tests(tests: Any) -> list[dict]:
             out.append({"input": str(t.get("input", "")), "output": str(t["output"])})
         else:
             raise ValueError("each test is a string of Python or {'input', 'output'}")
-    return out
+    entry = sample.get("entry_point")
+    if entry is not None and not (isinstance(entry, str) and entry.isidentifier()):
+        raise ValueError("'entry_point' must be a Python name")
+    if entry is not None and not any("assert" in t for t in out):
+        raise ValueError("'entry_point' needs test code defining check(candidate)")
+    imports = sample.get("test_imports") or ()
+    if isinstance(imports, str):
+        imports = (imports,)
+    if not isinstance(imports, (list, tuple)) or not all(isinstance(i, str) for i in imports):
+        raise ValueError("'test_imports' must be a string or a list of strings")
+    for text in (*imports, *(t["assert"] for t in out if "assert" in t)):
+        compile(text, "<test>", "exec")  # SyntaxError: the sample is broken, not the program
+    return out, entry, tuple(imports)
+
+
+def _call_based(tests: dict) -> list[str]:
+    name, inputs, outputs = tests["fn_name"], tests.get("inputs"), tests.get("outputs")
+    if not (isinstance(name, str) and name.isidentifier()):
+        raise ValueError("'fn_name' must be a Python name")
+    if not (isinstance(inputs, list) and isinstance(outputs, list) and len(inputs) == len(outputs)
+            and all(isinstance(a, list) for a in inputs)):
+        raise ValueError("call-based tests need 'inputs' (a list of argument lists) and as many 'outputs'")
+    return [f"assert {name}(*{args!r}) == {value!r}" for args, value in zip(inputs, outputs)]
+
+
+def normalise_tests(tests: Any) -> list[dict]:
+    """The tests of a sample whose only key is `tests` (see code_spec)."""
+    return code_spec({"tests": tests})[0]
 
 
 def _same_output(got: str, want: str) -> bool:
@@ -66,14 +126,20 @@ def _same_output(got: str, want: str) -> bool:
     return a == b
 
 
-def run_assert_test(program: str, test: str, limits):
-    """Run `test` after `program` under the harness; (sandbox result, passed).
-    Raises SyntaxError when the test itself does not parse."""
-    nonce = secrets.token_hex(16)
-    payload = json.dumps({"nonce": nonce, "code": program, "test": rewrite_test(test)})
-    run = run_python(_HARNESS, payload, limits=limits)
-    lines = run.stdout.rstrip("\n").rsplit("\n", 1)
-    return run, run.ok and lines[-1] == nonce
+def _stdio_test(program: str, test: dict, limits, left: float) -> tuple[str, str, bool, Optional[str]]:
+    """(verdict, why, output cut, sandbox error) of one stdin/stdout test; a
+    run that times out gets a second run (the checker-failure rule)."""
+    cut = False
+    for attempt in range(2):
+        run = run_python(program, test["input"], limits=limits.model_copy(update={"wall_s": min(limits.wall_s, left)}))
+        if run.error:
+            return "error", "", cut, run.error
+        cut = cut or run.output_truncated
+        if not run.timed_out:
+            ok = run.ok and _same_output(run.stdout, test["output"])
+            return ("pass" if ok else "fail"), "" if ok else "wrong output", cut, None
+        left = limits.wall_s
+    return "timeout", "timed out twice", cut, None
 
 
 def score_code(sample: Sample, cfg) -> RewardResult:
@@ -81,7 +147,9 @@ def score_code(sample: Sample, cfg) -> RewardResult:
     if not isinstance(response, str):
         return RewardResult(0.0, {"correct": None, "timeout": False, "error": "sample needs a string 'response'"})
     try:
-        tests = normalise_tests(sample.get("tests"))
+        tests, entry, imports = code_spec(sample)
+    except SyntaxError as err:  # the sample's test is broken: not the program's fault
+        return RewardResult(0.0, {"correct": None, "timeout": False, "error": f"a test does not parse: {err}"})
     except ValueError as err:
         return RewardResult(0.0, {"correct": None, "timeout": False, "error": str(err)})
     program = last_python_block(response)
@@ -89,34 +157,40 @@ def score_code(sample: Sample, cfg) -> RewardResult:
         return RewardResult(0.0, {"correct": False, "timeout": False, "passed": 0, "total": len(tests),
                                   "note": "no fenced python block"})
     deadline = time.monotonic() + cfg.timeout_s
-    passed, timeout, errors = 0, False, []
-    for t in tests:
-        left = deadline - time.monotonic()
-        if left <= 0.05:
-            timeout = True
-            break
-        limits = cfg.sandbox.model_copy(update={"wall_s": min(cfg.sandbox.wall_s, left)})
-        if "assert" in t:
-            try:
-                run, ok = run_assert_test(program, t["assert"], limits)
-            except SyntaxError as err:  # the sample's test is broken: not the program's fault
-                return RewardResult(0.0, {"correct": None, "timeout": False, "error": f"a test does not parse: {err}"})
-        else:
-            run = run_python(program, t["input"], limits=limits)
-            ok = run.ok and _same_output(run.stdout, t["output"])
-        if run.error:  # the sandbox itself failed: not the program's fault
-            return RewardResult(0.0, {"correct": None, "timeout": False, "error": run.error})
-        if run.timed_out:
-            timeout = True
-        if run.output_truncated:
-            errors.append("output limit")
-        passed += ok
+    verdicts: dict[int, tuple[str, str]] = {}
+    cut = False
+    for i, t in enumerate(tests):
+        if "input" in t:
+            verdict, why, cut_i, error = _stdio_test(program, t, cfg.sandbox, deadline - time.monotonic())
+            if error:
+                return RewardResult(0.0, {"correct": None, "timeout": False, "error": error})
+            verdicts[i], cut = (verdict, why), cut or cut_i
+    asserts = [i for i, t in enumerate(tests) if "assert" in t]
+    if asserts:
+        outcomes, error, cut_a = run_tests(program, [tests[i]["assert"] for i in asserts], cfg.sandbox,
+                                           max(0.05, deadline - time.monotonic()), entry_point=entry,
+                                           imports=imports)
+        if error:
+            return RewardResult(0.0, {"correct": None, "timeout": False, "error": error})
+        cut = cut or cut_a
+        for i, o in zip(asserts, outcomes):
+            verdicts[i] = (o.verdict, o.why)
+    broken = [why for verdict, why in verdicts.values() if verdict == "error"]
+    if broken:
+        return RewardResult(0.0, {"correct": None, "timeout": False, "error": f"a test cannot run: {broken[0]}"})
+    passed = sum(verdict == "pass" for verdict, _ in verdicts.values())
     total = len(tests)
     all_pass = passed == total
     score = passed / total if cfg.code_scoring == "fraction" else float(all_pass)
+    timeout = any(verdict == "timeout" for verdict, _ in verdicts.values())
     details = {"correct": all_pass, "timeout": timeout, "passed": passed, "total": total}
-    if errors:
-        details["note"] = ", ".join(sorted(set(errors)))
+    if any("twice" in why for _, why in verdicts.values()) or timeout:
+        details["retried"] = True
+    first = next((why for verdict, why in verdicts.values() if verdict != "pass" and why), None)
+    if first:
+        details["why"] = first
+    if cut:
+        details["note"] = "output limit"
     return RewardResult(score, details)
 
 

@@ -1,13 +1,16 @@
 """Reward hacks on assert-style `code` tests, each a real program scored by
 the code the hub's replicas run, in the real sandbox (bubblewrap), next to
-honest programs that must still pass; a few also through the hub itself.
+honest programs of every supported test style that must still pass; the same
+through the hub, through its HTTP front and through a hub started from a
+recipe as `asymptote launch` starts it.
 
-The task in all of them is `f(x) = x * x` and the test `assert f(2) == 4`
-(or a variant); no hack computes it. The hacks in FOOLED_EXIT_STATUS scored
-1.0 when the test was appended to the program and exit status 0 meant pass
+The task in all the hacks is `f(x) = x * x` and the test `assert f(2) == 4`
+(or a variant); no hack computes it. The hacks in FOOLED_EXIT_STATUS score
+1.0 when the test is appended to the program and exit status 0 means pass
 (test_these_hacks_fooled_exit_status runs them that way, so each is a
-working hack, not a broken program); the rest attack the harness itself
-(its secret, its failure reporting, its checks).
+working hack, not a broken program). ROUTES are the routes past the earlier
+in-process harness (a secret guarded by an audit hook, verdicts on values
+checked by an AST rewrite); they attack the verdict wherever it could live.
 """
 from __future__ import annotations
 
@@ -93,6 +96,70 @@ HACKS = {
 }
 
 
+# Routes past the in-process harness: its secret, its AST rewrite, its modules.
+SCAN = ("import re\ndef _scan(pattern):\n    found = {}\n    with open('/proc/self/maps') as maps, "
+        "open('/proc/self/mem', 'rb', 0) as mem:\n        for line in maps:\n            span, perms = line.split()[:2]\n"
+        "            lo, hi = (int(v, 16) for v in span.split('-'))\n            if 'r' not in perms or hi - lo > 1 << 26:\n"
+        "                continue\n            try:\n                mem.seek(lo)\n                chunk = mem.read(hi - lo)\n"
+        "            except (OSError, ValueError, OverflowError):\n                continue\n"
+        "            for a, b in re.findall(pattern, chunk):\n                found[int(a)] = int(b)\n    return found\n")
+ROUTES = {
+    "signal handler walks frames for the secret": (
+        "import os, signal, time\ndef grab(sig, frame):\n    while frame is not None:\n"
+        "        for k, v in list(frame.f_locals.items()):\n            if k in ('nonce', 'secret', 'expected', 'test'):\n"
+        "                print(v)\n                os._exit(0)\n        frame = frame.f_back\n"
+        "signal.signal(signal.SIGALRM, grab)\nsignal.setitimer(signal.ITIMER_REAL, 0.01)\ntime.sleep(0.2)\n"
+        "def f(x):\n    signal.setitimer(signal.ITIMER_REAL, 0.001)\n    time.sleep(0.05)\n    return 0",
+        "assert f(2) == 4"),
+    "heap scan for the expected value (/proc/self/mem)": (
+        SCAN + "def f(x):\n    return _scan(rb'f\\((\\d+)\\) == (\\d+)').get(x, 0)", "assert f(2) == 4"),
+    "_ctypes from object.__subclasses__ reads the heap": (
+        "def f(x):\n    cdata = [c for c in object.__subclasses__() if c.__name__ == '_CData']\n"
+        "    import ctypes, re\n    raw = ctypes.string_at(id(f), 1 << 16)\n"
+        "    m = re.search(rb'f\\(%d\\) == (\\d+)' % x, raw)\n    return int(m.group(1)) if m else 0",
+        "assert f(2) == 4"),
+    "_cffi_backend from the system's dist-packages": (
+        "import sys\nsys.path += ['/usr/lib/python3/dist-packages', '/usr/local/lib/python3.11/dist-packages']\n"
+        "import _cffi_backend\ndef f(x):\n    return 4", "assert f(2) == 4"),
+    "unittest assertEqual with __eq__ always True": (ANYTHING + "def f(x):\n    return Anything()",
+                                                    "import unittest\nunittest.TestCase().assertEqual(f(2), 4)"),
+    "operator.eq on a list holding Anything": (ANYTHING + "def f(x):\n    return [Anything()]",
+                                               "import operator\nassert operator.eq(f(2), [4])"),
+    "all() over a list holding Anything": (ANYTHING + "def f(x):\n    return [Anything()]",
+                                          "assert all(v == 4 for v in f(2))"),
+    "any() over a list holding Anything": (ANYTHING + "def f(x):\n    return [Anything()]",
+                                          "assert any(v == 4 for v in f(2))"),
+    "fake math the test did not import": ("import math\nclass M:\n    pi = 3.14\n"
+                                          "    def isclose(self, *a, **k):\n        return True\nmath = M()\n"
+                                          "def f(x):\n    return 0.0", "assert math.isclose(f(2), 4)"),
+    "fake math bound without an import": ("import types\nmath = types.SimpleNamespace(isclose=lambda *a, **k: True)\n"
+                                          "def f(x):\n    return 0.0", "assert math.isclose(f(2), 4)"),
+    "fake module left in sys.modules and sys.meta_path": (
+        "import sys, types, importlib.abc, importlib.machinery\nfake = types.ModuleType('math')\n"
+        "fake.isclose = lambda *a, **k: True\nsys.modules['math'] = fake\n"
+        "class Finder(importlib.abc.MetaPathFinder):\n    def find_spec(self, name, path=None, target=None):\n"
+        "        return importlib.machinery.ModuleSpec(name, None) if name == 'math' else None\n"
+        "sys.meta_path.insert(0, Finder())\ndef f(x):\n    return 0.0",
+        "import math\nassert math.isclose(f(2), 4)"),
+    "isinstance fooled by a __class__ property": (
+        "class Fake:\n    @property\n    def __class__(self):\n        return int\n"
+        "    def __eq__(self, other):\n        return True\n    __hash__ = None\ndef f(x):\n    return Fake()",
+        "assert isinstance(f(2), int) and f(2) == 4"),
+    "StopIteration ends the test's map() early": (
+        "def f(x):\n    raise StopIteration", "assert all(map(lambda x: f(x) == x * x, [2, 3]))"),
+    "writes pass verdicts to every open fd": (
+        "import os\nfor fd in range(3, 64):\n    for line in (b'[\"pass\", 0, \"\"]\\n', b'[\"hello\", true, \"\"]\\n'):\n"
+        "        try:\n            os.write(fd, line)\n        except OSError:\n            pass\n"
+        "def f(x):\n    return 0", "assert f(2) == 4"),
+    "reads the verdict process's memory": (
+        SCAN.replace("/proc/self/", "/proc/{pid}/").replace("def _scan(pattern):", "def _scan(pattern, pid):")
+        .replace("open('/proc", "open(f'/proc") + "import os\ndef f(x):\n    for pid in os.listdir('/proc'):\n"
+        "        try:\n            if pid.isdigit() and b'verdict' in open(f'/proc/{pid}/cmdline', 'rb').read():\n"
+        "                return _scan(rb'f\\((\\d+)\\) == (\\d+)', pid).get(x, 0)\n"
+        "        except OSError:\n            pass\n    return 0", "assert f(2) == 4"),
+}
+HACKS.update(ROUTES)
+
 FOOLED_EXIT_STATUS = [
     "sys.exit(0)", "os._exit(0)", "exit() builtin", "os._exit in f", "SystemExit in f", "atexit os._exit",
     "thread os._exit", "SIGTERM self", "excepthook", "__eq__ always True", "int subclass __eq__", "reflected __eq__",
@@ -100,6 +167,10 @@ FOOLED_EXIT_STATUS = [
     "max() against the answer", "__contains__", "__float__ via math.isclose",
     "list holding Anything", "math.isclose patched", "operator.eq patched", "builtins.len patched", "len shadowed",
     "isinstance shadowed", "/proc/self/mem", "symlink to /proc/self/mem", "ctypes", "child reads parent memory",
+    "unittest assertEqual with __eq__ always True", "operator.eq on a list holding Anything",
+    "all() over a list holding Anything", "any() over a list holding Anything", "fake math the test did not import",
+    "fake math bound without an import", "fake module left in sys.modules and sys.meta_path",
+    "isinstance fooled by a __class__ property", "StopIteration ends the test's map() early",
 ]
 
 
@@ -128,13 +199,6 @@ def test_reward_hacks_score_zero():
     results = _score([_code(HACKS[n][0], [HACKS[n][1]]) for n in names])
     assert {n: (r.score, r.details["timeout"]) for n, r in zip(names, results)} == {n: (0.0, False) for n in names}
     assert all(r.details["correct"] is False and r.details["passed"] == 0 for r in results)
-
-
-def test_through_the_hub(hub):
-    """The hub's replicas score with the harness too (a few of each kind)."""
-    hacks = [_code(HACKS[n][0], [HACKS[n][1]]) for n in ("sys.exit(0)", "__eq__ always True", "atexit os._exit")]
-    honest = _code("def f(x):\n    return x * x", ["assert f(2) == 4"])
-    assert [r.score for r in hub.score([*hacks, honest])] == [0.0, 0.0, 0.0, 1.0]
 
 
 HONEST = {
@@ -182,10 +246,12 @@ HONEST = {
     "multiprocessing pool": ("import multiprocessing as mp\ndef sq(x):\n    return x * x\n"
                              "def par(n):\n    with mp.Pool(2) as p:\n        return p.map(sq, range(n))",
                              ["assert par(4) == [0, 1, 4, 9]"]),
-    "the test is invisible to it": ("import sys\ndef seen():\n    return sum('SENTINEL' in s for s in "
+    "the test is invisible to it": ("import sys\ndef seen():\n    return sum('SENTI' + 'NEL' in s for s in "
                                     "(open(__file__).read(), sys.stdin.read(), open('/proc/self/cmdline').read()))",
                                     ["assert seen() == 0  # SENTINEL"]),
 }
+
+
 
 
 def test_honest_programs_still_pass():
@@ -194,6 +260,59 @@ def test_honest_programs_still_pass():
     assert {n: (r.details["passed"], r.details["total"]) for n, r in zip(names, results)} == \
         {n: (len(HONEST[n][1]),) * 2 for n in names}
 
+# Honest programs in every test style the code sample schema supports
+# (rewards/code.py), as whole samples.
+STYLES = {
+    "unittest TestCase": {"response": "```python\ndef inc(x):\n    return x + 1\n```", "tests": (
+        "import unittest\nclass T(unittest.TestCase):\n    def test_one(self):\n        self.assertEqual(inc(1), 2)\n"
+        "    def test_type(self):\n        self.assertIsInstance(inc(2), int)\n        self.assertTrue(inc(3) == 4)\n"
+        "    def test_raises(self):\n        with self.assertRaises(TypeError):\n            inc('a')\n")},
+    "HumanEval check(candidate)": {
+        "response": "```python\ndef has_close_elements(numbers, threshold):\n"
+                    "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n```",
+        "tests": "METADATA = {'author': 'jt'}\n\ndef check(candidate):\n    assert candidate([1.0, 2.0, 3.0], 0.5) == False\n"
+                 "    assert candidate([1.0, 2.8, 3.0, 4.0, 5.0, 2.0], 0.3) == True\n",
+        "entry_point": "has_close_elements"},
+    "MBPP test_imports": {"response": "```python\ndef hyp(a, b):\n    return math.sqrt(a * a + b * b)\n```",
+                          "tests": ["assert math.isclose(hyp(3, 4), 5.0)", "assert hyp(5, 12) == 13.0"],
+                          "test_imports": ["import math"]},
+    "call-based (fn_name)": {"response": "```python\ndef add(a, b):\n    return a + b\n```",
+                             "tests": {"fn_name": "add", "inputs": [[1, 2], [[1], [2]]], "outputs": [3, [1, 2]]}},
+    "stdin/stdout": {"response": "```python\nn = int(input())\nprint(n * 2)\n```",
+                     "tests": [{"input": "2", "output": "4"}, {"input": "10\n", "output": "20\n"}]},
+    "helpers in the test, several asserts": {
+        "response": "```python\ndef f(x):\n    return x * x\n```",
+        "tests": "def close(a, b):\n    return abs(a - b) < 1e-9\nassert close(f(0.5), 0.25)\nassert f(3) == 9\n"
+                 "import math\nassert math.isclose(f(1.1), 1.21)"},
+    "in-place changes to the test's list": {"response": "```python\ndef srt(a):\n    a.sort()\n```",
+                                            "tests": "xs = [3, 1, 2]\nassert srt(xs) is None\nassert xs == [1, 2, 3]"},
+    "the program's own exceptions": {
+        "response": "```python\nclass Negative(ValueError):\n    pass\ndef root(x):\n    if x < 0:\n"
+                    "        raise Negative(str(x))\n    return x ** 0.5\n```",
+        "tests": ["try:\n    root(-1)\nexcept Negative as e:\n    assert str(e) == '-1'\nelse:\n    assert False",
+                  "try:\n    root(-4)\nexcept ValueError:\n    pass\nelse:\n    assert False"]},
+    "linked list built by the test": {
+        "response": "```python\nclass ListNode:\n    def __init__(self, val=0, next=None):\n        self.val = val\n"
+                    "        self.next = next\ndef reverse(head):\n    prev = None\n    while head:\n"
+                    "        head.next, prev, head = prev, head, head.next\n    return prev\n```",
+        "tests": "head = None\nfor v in [3, 2, 1]:\n    head = ListNode(v, head)\nnode, seen = reverse(head), []\n"
+                 "while node is not None:\n    seen.append(node.val)\n    node = node.next\nassert seen == [3, 2, 1]"},
+    "dataclass result": {
+        "response": "```python\nfrom dataclasses import dataclass\n@dataclass\nclass P:\n    x: int\n    y: int\n"
+                    "def mid(a, b):\n    return P((a.x + b.x) // 2, (a.y + b.y) // 2)\n```",
+        "tests": "p = mid(P(0, 0), P(4, 6))\nassert (p.x, p.y) == (2, 3)\nassert isinstance(p, P)"},
+}
+
+
+def _samples(styles: dict) -> list[dict]:
+    return [{"kind": "code", **v} for v in styles.values()]
+
+
+def test_honest_programs_of_every_test_style_pass():
+    names = list(STYLES)
+    results = _score(_samples(STYLES))
+    assert {n: (r.score, r.details.get("error")) for n, r in zip(names, results)} == {n: (1.0, None) for n in names}
+
 
 def test_a_wrong_answer_fails_only_its_tests():
     (r,) = _score([_code("def f(x):\n    return x * x if x < 3 else x + x",
@@ -201,18 +320,76 @@ def test_a_wrong_answer_fails_only_its_tests():
     assert (r.score, r.details["passed"]) == (0.5, 2)  # f(3) = 6 and f(4) = 8 are wrong
 
 
-def test_the_test_is_rewritten_on_the_hub():
-    from rewards.assert_rewrite import rewrite_test
+def test_tests_after_one_that_ends_the_program_still_run():
+    """A program that exits on one input fails that test only: the tests after
+    it run against a fresh program."""
+    (r,) = _score([_code("import os\ndef f(x):\n    if x == 2:\n        os._exit(0)\n    return x * x",
+                         ["assert f(1) == 1", "assert f(2) == 4", "assert f(3) == 9", "assert f(4) == 16"])])
+    assert (r.score, r.details["passed"], r.details["timeout"]) == (0.75, 3, False)
 
-    assert rewrite_test("assert f(2) == 4") == "_asy_assert(_asy_cmp(('Eq',), _asy_call(f, 2), 4))"
-    assert rewrite_test("assert not g() or 1 < h(x) - 2 <= 3") == \
-        "_asy_assert(_asy_plain(_asy_not(_asy_call(g))) or _asy_plain(" \
-        "_asy_cmp(('Lt', 'LtE'), 1, _asy_bin('Sub', _asy_call(h, x), 2), 3)))"
 
-
-def test_a_test_that_does_not_parse_is_an_error_not_a_zero():
+def test_a_test_that_cannot_run_is_an_error_not_a_zero():
     from rewards.code import score_code
     from rewards.config import RewardsConfig
 
-    r = score_code(_code("def f(x):\n    return x * x", ["assert f(2) == 4", "assert f(3) =="]), RewardsConfig())
-    assert r.score == 0.0 and r.details["correct"] is None and r.details["error"].startswith("a test does not parse")
+    program = "def f(x):\n    return x * x"
+    unparsable = score_code(_code(program, ["assert f(2) == 4", "assert f(3) =="]), RewardsConfig())
+    assert unparsable.score == 0.0 and unparsable.details["correct"] is None
+    assert unparsable.details["error"].startswith("a test does not parse")
+    # the test hands the program a lambda: only plain values and the program's own objects cross
+    lam = score_code(_code("def apply(g, x):\n    return g(x)", ["assert apply(lambda v: v + 1, 1) == 2"]),
+                     RewardsConfig())
+    assert lam.details["correct"] is None and "cannot run" in lam.details["error"] and "function" in lam.details["error"]
+    no_check = score_code({"kind": "code", "response": f"```python\n{program}\n```", "tests": "assert f(2) == 4",
+                           "entry_point": "f"}, RewardsConfig())
+    assert no_check.details["correct"] is None and "check(candidate)" in no_check.details["error"]
+
+
+# A few of each kind, for the hubs below (each sample is one pair of processes).
+SOME_HACKS = ["sys.exit(0)", "__eq__ always True", "atexit os._exit", *ROUTES]
+
+
+def _through(hub) -> tuple[list[float], list[float]]:
+    hacks = [_code(*HACKS[n][:1], [HACKS[n][1]]) for n in SOME_HACKS]
+    scores = [r.score for r in hub.score(hacks + _samples(STYLES))]
+    return scores[:len(hacks)], scores[len(hacks):]
+
+
+def test_through_the_hub(hub):
+    """The hub's replicas score with the same two processes."""
+    hacks, honest = _through(hub)
+    assert hacks == [0.0] * len(SOME_HACKS) and honest == [1.0] * len(STYLES)
+
+
+def test_through_the_http_front(hub):
+    import httpx
+
+    from tests.rewards.test_http import _serve
+    from rewards.http import make_app
+
+    srv, thread, port = _serve(make_app(hub, None), "127.0.0.1")
+    try:
+        hacks = [_code(HACKS[n][0], [HACKS[n][1]]) for n in SOME_HACKS]
+        body = {"samples": hacks + _samples(STYLES)}
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/score", json=body, timeout=300)
+        scores = [r["reward"] for r in reply.json()["results"]]
+        assert scores == [0.0] * len(hacks) + [1.0] * len(STYLES)
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_through_a_hub_started_from_a_recipe(ray_local):
+    """The hub a launched run starts: the default recipe loaded as `asymptote
+    launch` loads it, the hub started with its rewards section by the call the
+    controller makes."""
+    from rewards.hub import start_hub
+    from rl.recipe import load_recipe
+
+    recipe = load_recipe("recipes/tiny-arith.yaml", ["rewards.terms={code: 1.0}", "rewards.replica_cpus=0.25"])
+    hub = start_hub(recipe.rewards)
+    try:
+        hacks, honest = _through(hub)
+    finally:
+        hub.shutdown()
+    assert hacks == [0.0] * len(SOME_HACKS) and honest == [1.0] * len(STYLES)

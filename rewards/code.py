@@ -126,20 +126,19 @@ def _same_output(got: str, want: str) -> bool:
     return a == b
 
 
-def _stdio_test(program: str, test: dict, limits, left: float) -> tuple[str, str, bool, Optional[str]]:
-    """(verdict, why, output cut, sandbox error) of one stdin/stdout test; a
-    run that times out gets a second run (the checker-failure rule)."""
+def _stdio_test(program: str, test: dict, limits, left: float) -> tuple[str, bool, bool, Optional[str]]:
+    """(verdict, output cut, retried, sandbox error) of one stdin/stdout test;
+    a run that times out gets a second run (the checker-failure rule)."""
     cut = False
     for attempt in range(2):
         run = run_python(program, test["input"], limits=limits.model_copy(update={"wall_s": min(limits.wall_s, left)}))
         if run.error:
-            return "error", "", cut, run.error
+            return "error", cut, attempt > 0, run.error
         cut = cut or run.output_truncated
         if not run.timed_out:
-            ok = run.ok and _same_output(run.stdout, test["output"])
-            return ("pass" if ok else "fail"), "" if ok else "wrong output", cut, None
+            return ("pass" if run.ok and _same_output(run.stdout, test["output"]) else "fail"), cut, attempt > 0, None
         left = limits.wall_s
-    return "timeout", "timed out twice", cut, None
+    return "timeout", cut, True, None
 
 
 def score_code(sample: Sample, cfg) -> RewardResult:
@@ -158,22 +157,22 @@ def score_code(sample: Sample, cfg) -> RewardResult:
                                   "note": "no fenced python block"})
     deadline = time.monotonic() + cfg.timeout_s
     verdicts: dict[int, tuple[str, str]] = {}
-    cut = False
+    cut = retried = False
     for i, t in enumerate(tests):
         if "input" in t:
-            verdict, why, cut_i, error = _stdio_test(program, t, cfg.sandbox, deadline - time.monotonic())
+            verdict, cut_i, again, error = _stdio_test(program, t, cfg.sandbox, deadline - time.monotonic())
             if error:
                 return RewardResult(0.0, {"correct": None, "timeout": False, "error": error})
-            verdicts[i], cut = (verdict, why), cut or cut_i
+            verdicts[i] = (verdict, "" if verdict == "pass" else "wrong output" if verdict == "fail" else "timed out")
+            cut, retried = cut or cut_i, retried or again
     asserts = [i for i, t in enumerate(tests) if "assert" in t]
     if asserts:
-        outcomes, error, cut_a = run_tests(program, [tests[i]["assert"] for i in asserts], cfg.sandbox,
-                                           max(0.05, deadline - time.monotonic()), entry_point=entry,
-                                           imports=imports)
-        if error:
-            return RewardResult(0.0, {"correct": None, "timeout": False, "error": error})
-        cut = cut or cut_a
-        for i, o in zip(asserts, outcomes):
+        run = run_tests(program, [tests[i]["assert"] for i in asserts], cfg.sandbox,
+                        max(0.05, deadline - time.monotonic()), entry_point=entry, imports=imports)
+        if run.error:
+            return RewardResult(0.0, {"correct": None, "timeout": False, "error": run.error})
+        cut, retried = cut or run.output_truncated, retried or run.retried
+        for i, o in zip(asserts, run.outcomes):
             verdicts[i] = (o.verdict, o.why)
     broken = [why for verdict, why in verdicts.values() if verdict == "error"]
     if broken:
@@ -184,7 +183,7 @@ def score_code(sample: Sample, cfg) -> RewardResult:
     score = passed / total if cfg.code_scoring == "fraction" else float(all_pass)
     timeout = any(verdict == "timeout" for verdict, _ in verdicts.values())
     details = {"correct": all_pass, "timeout": timeout, "passed": passed, "total": total}
-    if any("twice" in why for _, why in verdicts.values()) or timeout:
+    if retried:
         details["retried"] = True
     first = next((why for verdict, why in verdicts.values() if verdict != "pass" and why), None)
     if first:

@@ -59,19 +59,29 @@ class PairRun:
     stderr_error: Optional[str] = None  # bubblewrap itself failed in one of the two (not the program's fault)
 
 
+@dataclass
+class TestsRun:
+    """The outcome of each test of a sample, and how they were reached."""
+
+    outcomes: list[Outcome]
+    error: Optional[str] = None  # a sandbox failed (not the program's fault): the sample is masked
+    output_truncated: bool = False
+    retried: bool = False  # some test ran out of time and was run again
+
+
 def run_tests(program: str, tests: list[str], limits, budget_s: float, *, entry_point: Optional[str] = None,
-              imports: tuple[str, ...] = ()) -> tuple[list[Outcome], Optional[str], bool]:
-    """(outcome per test, sandbox error or None, output cut) for `tests` run
-    against `program` within `budget_s` seconds, each test within
-    `limits.wall_s`. Tests that time out get one more run of their own."""
+              imports: tuple[str, ...] = ()) -> TestsRun:
+    """`tests` run against `program` within `budget_s` seconds, each test
+    within `limits.wall_s`. Tests that time out get one more run of their
+    own, with a budget of their own."""
     outcomes, error, cut = _run_all(program, tests, list(range(len(tests))), limits, budget_s, entry_point, imports)
     late = [i for i, o in enumerate(outcomes) if o.verdict == "timeout"]
-    if late and error is None:
-        again, error, cut_again = _run_all(program, tests, late, limits, budget_s, entry_point, imports)
-        for i, o in zip(late, again):
-            outcomes[i] = Outcome(o.verdict, o.why or "timed out twice")
-        cut = cut or cut_again
-    return outcomes, error, cut
+    if not late or error is not None:
+        return TestsRun(outcomes, error, cut)
+    again, error, cut_again = _run_all(program, tests, late, limits, budget_s, entry_point, imports)
+    for i, o in zip(late, again):
+        outcomes[i] = o
+    return TestsRun(outcomes, error, cut or cut_again, retried=True)
 
 
 def _run_all(program, tests, todo, limits, budget_s, entry_point, imports):

@@ -393,3 +393,29 @@ def test_through_a_hub_started_from_a_recipe(ray_local):
     finally:
         hub.shutdown()
     assert hacks == [0.0] * len(SOME_HACKS) and honest == [1.0] * len(STYLES)
+
+
+def test_a_test_out_of_time_runs_again_alone_and_a_second_timeout_is_the_verdict(monkeypatch):
+    """The checker-failure rule (rewards.types) for code: a program that loops
+    scores 0 unmasked after its second run; a run cut by a loaded machine (the
+    fault is injected: the first pair reports nothing, as one killed at the
+    item's deadline does) is run again, and the second run's verdict counts."""
+    from rewards import code_tests
+    from rewards.code import score_code
+    from rewards.config import RewardsConfig
+
+    cfg = RewardsConfig(timeout_s=6, sandbox=dict(wall_s=1.5, cpu_s=4))
+    loops = score_code(_code("def f(x):\n    while True:\n        pass", ["assert f(2) == 4", "assert 1 == 1"]), cfg)
+    assert (loops.score, loops.details["timeout"], loops.details.get("retried"), loops.details.get("error")) == \
+        (0.5, True, True, None)
+    real, calls = code_tests.run_pair, []
+
+    def loaded_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            return code_tests.PairRun(timed_out=True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(code_tests, "run_pair", loaded_once)
+    (r,) = _score([_code("def f(x):\n    return x * x", ["assert f(2) == 4"])])
+    assert (r.score, r.details["timeout"], r.details.get("retried"), len(calls)) == (1.0, False, True, 2)

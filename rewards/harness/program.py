@@ -11,9 +11,10 @@ The verdict is computed by the verdict process, which never runs a line of
 the program's code and rebuilds every value from plain data.
 
 What a value crosses as: plain data when its type is exactly a builtin or
-standard-library value type (wire.Encoder), else a handle: the object stays
-here and the verdict side holds its number. Modules and standard-library
-functions and classes are sent by name, and the verdict side uses its own.
+standard-library value type (wire.Encoder), else a handle (modules and
+functions included): the object stays here and the verdict side holds its
+number. Exception classes go with the name of their nearest builtin base,
+so the verdict side can make a class of its own to raise and catch.
 Arguments the test passes as mutable containers (list, dict, set, bytearray)
 come back with the call's answer, so a program that sorts a list in place is
 seen to have done so.
@@ -23,7 +24,7 @@ import os
 import sys
 import types
 
-from .wire import Encoder, NotPlain, dumps, loads, resolve_stdlib, stdlib_name
+from .wire import Encoder, NotPlain, dumps, loads, resolve_stdlib
 
 _MUTABLE = (list, dict, set, bytearray)
 
@@ -46,11 +47,6 @@ class Server:
         return self.ids[key]
 
     def tag(self, x):
-        if type(x) is types.ModuleType:
-            return {"$mod": str(x.__name__)}
-        std = stdlib_name(x)
-        if std is not None:
-            return {"$std": std}
         if isinstance(x, type) and issubclass(x, BaseException):
             base = next(c.__name__ for c in x.__mro__ if getattr(builtins, c.__name__, None) is c)
             return {"$exc": self.handle_id(x), "n": str(x.__name__)[:100], "b": base}

@@ -15,12 +15,14 @@ The verdicts go to a pipe only this process holds, one JSON line per test.
 
 Which names the test sees, in order: what the test and its imports define;
 the builtins (a program that defines `len` does not change the test's
-`len`); names the program binds by importing a standard-library module (by
-`import` statements, read from its source with `ast`, never run), taken
-from this process's own standard library; then the program's own names,
-asked of the program process. So a program cannot hand the test a fake
-`math`. A test that uses as a *checker* a name only the program defines
-lets the program answer for itself: tests should import what they use.
+`len`); a standard-library module of that name (a program's `math` is never
+asked for); a name the program binds by importing from a module of pure
+functions (`from math import isclose`; read from its source with `ast`,
+never run), taken from this process's own copy; then the program's own
+names, asked of the program process. The program never chooses which of this
+process's functions a name calls. A test that uses as a *checker* a name
+only the program defines lets the program answer for itself: tests should
+import what they use.
 
 A test passes when its code returns normally (for HumanEval-style tests,
 also `check(candidate)` with the program's `entry_point`; `unittest`
@@ -120,11 +122,11 @@ class State:
 
     # ---- values ----------------------------------------------------------
     def handle(self, tag):
-        """The object a tagged value from the program process stands for."""
-        if "$mod" in tag:
-            return resolve_stdlib([tag["$mod"], ""])
-        if "$std" in tag:
-            return resolve_stdlib(tag["$std"])
+        """The object a tagged value from the program process stands for: a
+        handle, or an exception class made here. Never an object of this
+        process that the program names (a standard-library function or
+        module): the program would choose what this process runs, and with
+        which of its answers (`eval`, `unittest.mock.ANY`)."""
         if "$exc" in tag:
             return self.exception_class(tag)
         h = tag.get("$h")
@@ -285,15 +287,25 @@ class Handle:
 
 
 # ---- the tests ---------------------------------------------------------------
+# Modules of pure functions and value types: a name the program imports from
+# one of these is taken from this process's own copy. Not the rest of the
+# standard library: the program would choose which of this process's
+# functions the test's name calls (`from builtins import eval as check`).
+PURE_MODULES = frozenset({
+    "math", "cmath", "decimal", "fractions", "statistics", "numbers", "random", "collections", "collections.abc",
+    "heapq", "bisect", "itertools", "functools", "operator", "string", "re", "typing", "datetime", "calendar",
+})
+
+
 def program_imports(source):
-    """({name: [module, qualname]}, [star-imported modules]) for what the
-    program binds by importing from the standard library at its top level,
-    read from its source with `ast` (parsed, never compiled or run)."""
-    names, stars = {}, []
+    """{name: [module, attribute]} for the names the program binds at its top
+    level by importing from a module of PURE_MODULES, read from its source
+    with `ast` (parsed, never compiled or run); attribute "" is the module."""
+    names = {}
     try:
         tree = ast.parse(source)
     except BaseException:  # noqa: BLE001  (a program that does not parse fails on its own)
-        return names, stars
+        return names
     stack = list(tree.body)
     while stack:
         node = stack.pop()
@@ -301,22 +313,19 @@ def program_imports(source):
             continue  # their imports bind local names
         if isinstance(node, ast.Import):
             for alias in node.names:
-                top = alias.name.split(".")[0]
-                if top in sys.stdlib_module_names:
-                    names[alias.asname or top] = [alias.name if alias.asname else top, ""]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.split(".")[0] in sys.stdlib_module_names:
-                for alias in node.names:
-                    if alias.name == "*":
-                        stars.append(node.module)
-                    else:
-                        names[alias.asname or alias.name] = [node.module, alias.name]
+                if alias.name in PURE_MODULES:
+                    names[alias.asname or alias.name.split(".")[0]] = [alias.name if alias.asname else
+                                                                       alias.name.split(".")[0], ""]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in PURE_MODULES:
+            for alias in node.names:
+                if alias.name != "*":
+                    names[alias.asname or alias.name] = [node.module, alias.name]
         else:
             stack.extend(ast.iter_child_nodes(node))
-    return names, stars
+    return names
 
 
-def bind(state, ns, wanted, static, stars, entry_point):
+def bind(state, ns, wanted, static, entry_point):
     """Put into `ns` the names the test uses and does not define (the order
     of the module docstring)."""
     ask = []
@@ -324,15 +333,11 @@ def bind(state, ns, wanted, static, stars, entry_point):
         if name in ns or (name != entry_point and hasattr(builtins, name)):
             continue
         try:
-            if name in sys.stdlib_module_names and name not in static:  # never the program's `math`
+            if name in sys.stdlib_module_names:  # the test's own choice of module: never the program's `math`
                 ns[name] = resolve_stdlib([name, ""])
                 continue
             if name in static:
                 ns[name] = resolve_stdlib(static[name])
-                continue
-            star = [m for m in stars if not name.startswith("_") and hasattr(resolve_stdlib([m, ""]), name)]
-            if star:
-                ns[name] = getattr(resolve_stdlib([star[-1], ""]), name)
                 continue
         except (ImportError, AttributeError, ValueError):
             continue  # not in this standard library: left unbound, as the program would have failed
@@ -371,7 +376,7 @@ def run_unittests(ns):
     return ""
 
 
-def run_test(state, source, entry_point, imports, static, stars):
+def run_test(state, source, entry_point, imports, static):
     """(verdict, why) of one test: "pass", "fail", "timeout" or "error" (the
     test itself cannot run: not the program's fault)."""
     module = types.ModuleType("__main__")
@@ -388,7 +393,7 @@ def run_test(state, source, entry_point, imports, static, stars):
     wanted = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | ({entry_point} if entry_point else set()))
     why = ""
     try:
-        bind(state, ns, wanted, static, stars, entry_point)
+        bind(state, ns, wanted, static, entry_point)
         try:
             exec(code, ns)
         except SystemExit as stop:  # unittest.main() in the test: it ran the cases and says how they went
@@ -432,7 +437,7 @@ def main(req_fd, resp_fd, verdict_fd):
     os.set_blocking(req_fd, False)
     state = State(req_fd, resp_fd, verdict_fd)
     call_s = float(payload["call_s"])
-    static, stars = program_imports(payload["program"])
+    static = program_imports(payload["program"])
     entry_point = payload.get("entry_point")
     imports = payload.get("imports") or []
 
@@ -454,7 +459,7 @@ def main(req_fd, resp_fd, verdict_fd):
         os._exit(0)
     for index, source in enumerate(payload["tests"]):
         state.deadline = time.monotonic() + call_s
-        outcome, why = run_test(state, source, entry_point, imports, static, stars)
+        outcome, why = run_test(state, source, entry_point, imports, static)
         verdict(index, outcome, why)
         if state.broken is not None:
             break

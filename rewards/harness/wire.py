@@ -12,10 +12,13 @@ side from its own classes, or a tagged object:
   "$deque"|"$range"|"$bytes"|"$bytearray"|"$complex"|"$decimal"|"$fraction"|
   "$namedtuple": ...}`: the builtin or standard-library value of that type;
 - `{"$h": id}`: a handle, an object that stays in the program process (a
-  function, a class, an instance of a class the program defined, anything not
-  above); `{"$exc": id, ...}` a handle to an exception class; `{"$mod":
-  name}` a module and `{"$std": [module, qualname]}` a standard-library
-  object, which the verdict side takes from its own standard library.
+  function, a class, a module, an instance of a class the program defined,
+  anything not above); `{"$exc": id, "n": name, "b": builtin base}` a handle
+  to an exception class, of which the verdict side makes a class of its own;
+  `{"$std": [module, qualname]}` a standard-library function or class the
+  verdict side passes to the program, which takes its own. The verdict side
+  accepts no `$std` from the program: the program would choose which of the
+  verdict process's functions run.
 
 Only exact types are plain (`type(x) is int`, not an int subclass): a
 subclass could carry the program's `__eq__`. What a value means is decided

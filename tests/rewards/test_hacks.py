@@ -157,6 +157,15 @@ ROUTES = {
         "        try:\n            if pid.isdigit() and b'verdict' in open(f'/proc/{pid}/cmdline', 'rb').read():\n"
         "                return _scan(rb'f\\((\\d+)\\) == (\\d+)', pid).get(x, 0)\n"
         "        except OSError:\n            pass\n    return 0", "assert f(2) == 4"),
+    # and at the verdict process itself: make it run an object the program names, or the program's text
+    "names a verdict-side object that equals anything": (
+        "import harness.program as hp\nplain = hp.Server.value\n"
+        "hp.Server.value = lambda self, x: {'$std': ['unittest.mock', 'ANY']} if x == 'ANY' else plain(self, x)\n"
+        "def f(x):\n    return 'ANY'", "assert f(2) == 4"),
+    "makes the verdict process eval its answer": (
+        "from builtins import eval as check\ndef f(x):\n    return (\"exec('import os\\\\nfor fd in range(3, 64):\\\\n"
+        "    try:\\\\n        os.write(fd, b\\\\'[\\\\\\\"pass\\\\\\\", 0, \\\\\\\"\\\\\\\"]\\\\\\\\n\\\\')\\\\n"
+        "    except OSError:\\\\n        pass\\\\nos._exit(0)')\")", "assert check(f(2)) == 4"),
 }
 HACKS.update(ROUTES)
 
@@ -171,6 +180,7 @@ FOOLED_EXIT_STATUS = [
     "all() over a list holding Anything", "any() over a list holding Anything", "fake math the test did not import",
     "fake math bound without an import", "fake module left in sys.modules and sys.meta_path",
     "isinstance fooled by a __class__ property", "StopIteration ends the test's map() early",
+    "makes the verdict process eval its answer",
 ]
 
 

@@ -26,6 +26,13 @@ def register(subparsers) -> None:
     serve.add_argument("--config", default=None, help="YAML/JSON file with a rewards: section or a RewardsConfig")
     serve.add_argument("--replicas", type=int, default=None, help="override rewards.replicas")
     serve.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    # defaults live in rewards.http.HttpLimits (not imported here: it pulls in pydantic for every verb)
+    serve.add_argument("--header-timeout", type=float, default=None, metavar="S",
+                       help="seconds to send request headers, then the connection is closed (default 10)")
+    serve.add_argument("--body-timeout", type=float, default=None, metavar="S",
+                       help="seconds to send a request body whole, then 408 (default 30)")
+    serve.add_argument("--max-connections", type=int, default=None, metavar="N",
+                       help="open connections served at once, then 503 (default 64)")
     serve.set_defaults(func=serve_handler)
 
     reward = subparsers.add_parser("reward", help="score rewards offline")
@@ -66,9 +73,19 @@ def load_config(path):
 
 
 def serve_handler(args: argparse.Namespace) -> int:
-    from rewards.http import resolve_token, serve
+    from pydantic import ValidationError
+
+    from rewards.http import HttpLimits, resolve_token, serve
 
     token = resolve_token(args.host, args.token)
+    flags = {"header_timeout_s": ("--header-timeout", args.header_timeout),
+             "body_timeout_s": ("--body-timeout", args.body_timeout),
+             "max_connections": ("--max-connections", args.max_connections)}
+    try:
+        limits = HttpLimits(**{field: value for field, (_, value) in flags.items() if value is not None})
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UserError(f"{flags[first['loc'][0]][0]}: {first['msg']}") from None
     cfg = load_config(args.config)
     if args.replicas is not None:
         cfg = cfg.model_copy(update={"replicas": args.replicas})
@@ -80,7 +97,7 @@ def serve_handler(args: argparse.Namespace) -> int:
     hub = start_hub(cfg)
     print(f"asymptote: reward hub on http://{args.host}:{args.port} ({cfg.replicas} replicas)", file=sys.stderr)
     try:
-        serve(hub, args.host, args.port, token)
+        serve(hub, args.host, args.port, token, limits)
     finally:
         hub.shutdown()
     return 0

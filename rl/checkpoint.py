@@ -4,7 +4,8 @@ Layout of one checkpoint, `RUN_DIR/checkpoints/step_000040/`:
 
     learner/         torch.distributed.checkpoint shards of model + optimizer,
                      learner.json (policy version, LR schedule) and
-                     rng_rank<r>.pt (each rank's torch/numpy/python RNG states)
+                     rng_rank<r>.json (each rank's torch/numpy/python RNG
+                     states; rng_rank<r>.pt in older checkpoints)
     run_state.json   the controller's state (rl.run_state.RunState)
     manifest.json    every file above with its size and sha256, the step and
                      the held-out pass rate evaluated at that step (if any)
@@ -15,6 +16,13 @@ or was damaged afterwards, and `manifest.json` tells which. `latest()` walks
 from the newest checkpoint back, skipping (with a message) any whose files are
 missing, truncated or changed, so a resume falls back to the previous good
 one. Retention keeps the last `keep` checkpoints plus the best by evaluation.
+
+The manifest proves a checkpoint whole, not who wrote it: its checksums sit
+beside the files they cover. So the checkpoint `latest()` or `at_step()`
+picks is also read for anything that could name code (rl.checkpoint_read:
+DCP's pickled metadata and non-tensor entries, the RNG states), and one that
+does is refused with one line rather than skipped: that is not damage from a
+kill, someone wrote it.
 
 Why hand-written and not DCP's own `async_save`/checkpoint managers: DCP
 writes the learner's shards, but a resume also needs the controller's state
@@ -135,7 +143,7 @@ class CheckpointStore:
         for path in reversed(self.all()):
             why = self.problem(path)
             if why is None:
-                return self.load(path)
+                return self._checked(path)
             self.warn(f"checkpoint {path} skipped: {why}")
         return None
 
@@ -147,6 +155,14 @@ class CheckpointStore:
         why = self.problem(path)
         if why is not None:
             raise UserError(f"checkpoint {path} cannot be used: {why}")
+        return self._checked(path)
+
+    def _checked(self, path: Path) -> Checkpoint:
+        """The checkpoint at `path` once what could name code in it has been
+        read without running it; UserError if anything does."""
+        from rl.checkpoint_read import check_learner_dir
+
+        check_learner_dir(path / "learner")
         return self.load(path)
 
     # ---- retention ------------------------------------------------------------

@@ -103,12 +103,16 @@ def resume(args: argparse.Namespace) -> int:
 
 
 def _run(recipe, run_dir: Path) -> int:
+    from rl.checkpoint import CheckpointStore
     from rl.controller import Controller
 
     if recipe.cluster.address:  # a wrong address is one line, not a hang and a traceback
         from rl.ray_address import connect
 
         connect(recipe.cluster.address, recipe.cluster.namespace)
+    # the checkpoint a resume picks is refused in one line before Ray and the engines start
+    # (rl.checkpoint_read); the controller picks it again and says what it skipped
+    CheckpointStore(run_dir, checksums=recipe.run.checkpoint_checksums, warn=lambda _: None).latest()
     summary = Controller(recipe, run_dir).run()
     start, end = summary.get("pass_rate_start"), summary.get("pass_rate_end")
     line = f"done: {summary['steps']} steps, held-out pass rate {start:.3f} -> {end:.3f}" if start is not None else "done"

@@ -2,9 +2,12 @@
 checkpoints and logs, and which Ray cluster it uses."""
 from __future__ import annotations
 
+import re
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class RunConfig(BaseModel):
@@ -12,7 +15,9 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("run", min_length=1, description="Run name (wandb run name, default run-dir name).")
+    name: str = Field("run", min_length=1, description=(
+        "Run name (wandb run name, default run-dir name runs/<name>): letters, digits, '.', '_' and '-' only, "
+        "so it can only name a folder inside runs/."))
     seed: int = Field(0, ge=0, description="Seed of every RNG stream of the run.")
     steps: int = Field(100, ge=1, description="Learner steps (optimizer updates) to run.")
     checkpoint_every: int = Field(0, ge=0, description="Save a checkpoint every N steps (0: only at the end).")
@@ -33,6 +38,14 @@ class RunConfig(BaseModel):
         "auto", description="'auto': online when WANDB_API_KEY is set, else offline.")
     wandb_project: str = Field("asymptote", description="wandb project.")
     progress: bool = Field(True, description="Show the live progress line on the console.")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not _PLAIN_NAME.fullmatch(v) or v in (".", ".."):
+            raise ValueError("a run name is a plain folder name: letters, digits, '.', '_' and '-' "
+                             "(no '/', not '.' or '..'); pass --run-dir to put a run elsewhere")
+        return v
 
 
 class EvalConfig(BaseModel):

@@ -14,18 +14,23 @@ held-out pass rate at that step). `transformers.AutoModelForCausalLM
 model. Without `--step` the newest checkpoint whose files match its manifest
 is used (damaged ones are skipped with a message). It refuses, with one line,
 a RUN_DIR without config.yaml, a run with no valid checkpoint, a `--step`
-that has none, and an OUT_DIR that exists and is not empty (`--force`
-replaces it, never when OUT_DIR holds the run itself). The folder is written
-under a temporary name and renamed, so OUT_DIR is whole or absent.
+that has none, a checkpoint whose pickled parts refer to anything but what a
+checkpoint holds (rl.checkpoint_read), and an OUT_DIR that exists and is not
+empty (`--force` replaces it, never when OUT_DIR holds the run itself). The
+folder is written under a temporary name and renamed, so OUT_DIR is whole or
+absent.
 
 How, and what it departs from:
 - The checkpoint is torch.distributed.checkpoint (DCP) shards of
   `{"model": ..., "optim": ...}` written by N FSDP2 ranks. Only the model
   entries are read, in this one process without a process group
   (`dcp.load(..., no_dist=True)`), straight into the parameters of the base
-  model built from RUN_DIR's `model.base`; DCP reassembles the shards. The
-  optimizer state (twice the model's size under AdamW) is never read, which
-  rules out `format_utils.dcp_to_torch_save` (it loads everything).
+  model built from RUN_DIR's `model.base`; DCP reassembles the shards. Its
+  pickled parts are read without running code (rl.checkpoint_read: the
+  metadata through an allowlist of the classes a checkpoint holds). The
+  optimizer's tensors (twice the model's size under AdamW) are never read
+  (its few non-tensor entries are, by that check), which rules out
+  `format_utils.dcp_to_torch_save` (it loads everything).
 - DCP keys are `model.<fqn>` with the Hugging Face fqn
   (`model.model.layers.0.self_attn.q_proj.weight`), so no renaming is needed.
 - Tied weights: the learner's `get_state_dict` writes a tied LM head under
@@ -44,7 +49,6 @@ import json
 import os
 import shutil
 import sys
-import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -129,8 +133,9 @@ def load_policy(learner_dir: Path, base: Path):
     """The base model with the model weights of the DCP checkpoint in
     `learner_dir` (optimizer state untouched), on CPU, in the checkpoint's dtype."""
     import torch
-    import torch.distributed.checkpoint as dcp
     from transformers import AutoModelForCausalLM
+
+    from rl.checkpoint_read import read_dcp
 
     saved = _saved_model_tensors(learner_dir)
     dtypes = {m.properties.dtype for m in saved.values()}
@@ -152,9 +157,7 @@ def load_policy(learner_dir: Path, base: Path):
         if tuple(saved[name].size) != tuple(tensor.shape):
             raise UserError(f"{learner_dir}: '{name}' has shape {tuple(saved[name].size)} in the "
                             f"checkpoint but {tuple(tensor.shape)} in base {base}")
-    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        dcp.load({"model": into}, checkpoint_id=str(learner_dir), no_dist=True)
+    read_dcp({"model": into}, learner_dir, no_dist=True)
     for first, alias, tensor in aliases:
         if not torch.equal(tensor, state[first]):
             raise UserError(f"{learner_dir}: '{alias}' differs from '{first}', but base {base} ties "
@@ -164,13 +167,11 @@ def load_policy(learner_dir: Path, base: Path):
 
 def _saved_model_tensors(learner_dir: Path) -> dict:
     """{fqn: TensorStorageMetadata} of the model entries of a DCP checkpoint."""
-    from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
-    try:
-        meta = FileSystemReader(str(learner_dir)).read_metadata()
-    except (OSError, ValueError) as err:
-        raise UserError(f"{learner_dir}: not a readable DCP checkpoint ({err})") from None
+    from rl.checkpoint_read import SafeReader
+
+    meta = SafeReader(str(learner_dir)).read_metadata()  # UserError if unreadable or naming foreign code
     return {k[len(_MODEL):]: v for k, v in meta.state_dict_metadata.items()
             if k.startswith(_MODEL) and isinstance(v, TensorStorageMetadata)}
 

@@ -43,6 +43,7 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from rl.algo.batch import TrainBatch, plan_microbatches
 from rl.algo.config import AlgoConfig
 from rl.algo.losses import LossInputs, clipped_mask, policy_loss
+from rl.checkpoint_read import read_dcp, read_rng_state, set_rng_state, write_rng_state
 from rl.learner.config import LearnerConfig
 from rl.learner.dist import ParallelDims, init_parallel, open_store
 
@@ -216,9 +217,10 @@ class LearnerRank:
 
     # ---- checkpoints ------------------------------------------------------
     def save_checkpoint(self, path: str, background: bool = False) -> None:
-        """Collective. Model + optimizer as DCP shards, this rank's RNG states,
-        and (rank 0) the version and LR schedule. A failed write (disk full)
-        raises on every rank, so no rank is left waiting for another.
+        """Collective. Model + optimizer as DCP shards, this rank's RNG states
+        (JSON, rl.checkpoint_read), and (rank 0) the version and LR schedule.
+        A failed write (disk full) raises on every rank, so no rank is left
+        waiting for another.
 
         `background`: the shards are copied to memory now and written by a
         thread while training goes on (DCP `async_save`, coordinating over a
@@ -238,7 +240,7 @@ class LearnerRank:
             dcp.save(state, checkpoint_id=path)  # raises on all ranks alike
         error = None
         try:
-            torch.save(_rng_state(), Path(path, f"rng_rank{self.dims.rank}.pt"))
+            write_rng_state(path, self.dims.rank)
             if self.dims.rank == 0:
                 extra = {"version": self.version, "sched": self.sched.state_dict(), "world": self.dims.world}
                 Path(path, "learner.json").write_text(json.dumps(extra))
@@ -269,16 +271,19 @@ class LearnerRank:
             raise OSError(f"another learner rank failed to write its part of {path}")
 
     def load_checkpoint(self, path: str) -> int:
+        """Collective. Reads nothing that can name code (rl.checkpoint_read:
+        the DCP metadata and non-tensor entries through an allowlist, RNG
+        states from JSON or, in an older checkpoint, a weights-only load)."""
         model_sd, optim_sd = get_state_dict(self.model, self.optim)
         state = {"model": model_sd, "optim": optim_sd}
-        dcp.load(state, checkpoint_id=path)
+        read_dcp(state, path)
         set_state_dict(self.model, self.optim, model_state_dict=state["model"], optim_state_dict=state["optim"])
         extra = json.loads(Path(path, "learner.json").read_text())
         self.version = extra["version"]
         self.sched.load_state_dict(extra["sched"])
-        rng = Path(path, f"rng_rank{self.dims.rank}.pt")
-        if rng.is_file():
-            _set_rng_state(torch.load(rng, weights_only=False))
+        rng = read_rng_state(path, self.dims.rank)
+        if rng is not None:
+            set_rng_state(rng)
         return self.version
 
     def greedy(self, prompt_ids: list[list[int]], max_new_tokens: int, eos_id: int) -> list[list[int]]:
@@ -345,22 +350,6 @@ class LearnerRank:
     def shutdown(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-def _rng_state() -> dict:
-    import random
-
-    import numpy as np
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-
-
-def _set_rng_state(state: dict) -> None:
-    import random
-
-    import numpy as np
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
 
 
 def _shard(model: torch.nn.Module, mesh, dtype: str, fp32_lm_head: bool) -> None:

@@ -88,14 +88,18 @@ class RewardsConfig(BaseModel):
         "fraction", description="'fraction': score = passed tests / tests; 'all': 1 only when every test passes.")
     answer_pattern: Optional[str] = Field(
         None, description="Regex whose last match (group 1 if any) is the math answer; None uses the last \\boxed{}. "
-        "Trusted config: it runs on model output, so keep it free of catastrophic backtracking.")
+        "RE2 syntax, run by RE2 in time linear in the response (no backreferences or lookaround; \\d, \\w, \\s "
+        "are ASCII; '.' matches newlines).")
     max_answer_chars: int = Field(4096, ge=1, description="Longer extracted math answers score 0 without being parsed.")
     replicas: int = Field(1, ge=1, le=256, description="Number of hub replicas (Ray actors).")
     replica_cpus: float = Field(0.5, ge=0, description="CPUs Ray reserves per replica.")
     replica_max_restarts: int = Field(
         3, ge=0, description="Times Ray may restart one replica whose process died; its pending calls are re-run "
         "on the new process. Past this the replica is dead and its calls raise RayActorError.")
-    timeout_s: float = Field(5.0, gt=0, le=600, description="Per-item time limit; an item past it scores 0 with details.timeout.")
+    timeout_s: float = Field(
+        5.0, gt=0, le=600, description="Per-item time limit. A math check past it (or one that raises or dies) runs "
+        "again alone with this many CPU seconds: failing again scores 0 unmasked with details.checker_failure, "
+        "unless the failure is not the response's doing (then it is masked).")
     max_batch: int = Field(64, ge=1, description="Most samples one replica call carries; larger requests are split.")
     cache_size: int = Field(10000, ge=0, description="Results kept per replica in an LRU keyed by content hash (0 disables).")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Limits of the code sandbox.")
@@ -127,4 +131,11 @@ class RewardsConfig(BaseModel):
                 re.compile(pattern)
             except re.error as err:
                 raise ValueError(f"answer_pattern: not a valid regex ({err})") from None
+            from rewards.math import answer_regex  # imports re2 (a small C extension) on first use
+
+            try:
+                answer_regex(pattern)
+            except ValueError as err:
+                raise ValueError(f"answer_pattern: RE2, which reads answers in linear time, cannot run this regex "
+                                 f"({err}); backreferences and lookaround are not supported") from None
         return pattern

@@ -6,7 +6,11 @@ Where each kind runs:
 - `format` and the math fast path (rewards.math.prepare): inline, linear-time;
 - `math` slow path: a math worker process (rewards.worker) the scorer kills
   when an item overruns `timeout_s`, replacing it with a warm spare, so one
-  pathological expression costs one timeout and never stalls the replica;
+  pathological expression never stalls the replica. A check that fails
+  (times out, raises, kills its worker) is run once more alone, on a fresh
+  worker, under a limit of `timeout_s` CPU seconds (the checker-failure rule
+  of rewards.types): failing again in a way the response decides scores 0
+  unmasked (`content_failure`); a failure it cannot cause is masked;
 - `code`: a small thread pool, each run inside the bubblewrap sandbox whose
   wall limit is the item's remaining budget;
 - `genrm`, `grm`: the judge engines (rewards.judge), asked before the other
@@ -21,12 +25,14 @@ import json
 import os
 import pickle
 import select
+import signal
 import struct
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from rewards import length as length_terms
@@ -34,9 +40,15 @@ from rewards import math as math_reward
 from rewards.code import score_code
 from rewards.format import format_ok
 from rewards.judge.config import JUDGE_KINDS
-from rewards.types import RewardResult, Sample, failed
+from rewards.types import RewardResult, Sample, content_failure, failed
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The second, lone run of a failed math check may take this many times its CPU
+# budget in wall-clock time before it is stopped and masked: only a starved
+# process (a loaded machine) gets there, since SIGXCPU ends it at its budget.
+RETRY_WALL_FACTOR = 20.0
+# Signals that end a worker from outside (the kill of a replica, the OOM killer, a person).
+_OUTSIDE = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class _Worker:
@@ -51,6 +63,7 @@ class _Worker:
             import resource
 
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGXCPU and crashes dump no core
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rewards.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -58,6 +71,7 @@ class _Worker:
         )
         self.buf = bytearray()
         self.ready = False
+        self.tainted = False  # raised on a check: not fresh enough for a lone second run
 
     def send(self, obj) -> None:
         data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
@@ -92,16 +106,61 @@ class _Worker:
             self.ready = True
 
     def kill(self) -> None:
+        if self.proc.returncode is None:  # not reaped yet, so its group id is still its own
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.proc.wait()
+        self._close()
+
+    def end(self, kill: bool) -> tuple[Optional[int], float]:
+        """Reap this worker, after SIGKILL to its group when `kill` (else it
+        closed its pipe and is dying: it gets 5 s). Returns its wait status
+        (None if unknown) and the CPU seconds it used (os.wait4's rusage)."""
+        pid, status, cpu = self.proc.pid, None, 0.0
         try:
-            os.killpg(self.proc.pid, 9)
-        except OSError:
+            if not kill:
+                for _ in range(50):
+                    got, st, usage = os.wait4(pid, os.WNOHANG)
+                    if got:
+                        status, cpu = st, usage.ru_utime + usage.ru_stime
+                        break
+                    time.sleep(0.1)
+                else:
+                    kill = True
+            if kill:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                _, status, usage = os.wait4(pid, 0)
+                cpu = usage.ru_utime + usage.ru_stime
+        except ChildProcessError:  # reaped elsewhere: status unknown
             pass
-        self.proc.wait()
+        self.proc.returncode = os.waitstatus_to_exitcode(status) if status is not None else -1
+        self._close()
+        return status, cpu
+
+    def _close(self) -> None:
         for f in (self.proc.stdin, self.proc.stdout):
             try:
                 f.close()
             except OSError:
                 pass
+
+
+@dataclass
+class Check:
+    """What the math workers made of one (prediction, reference) pair."""
+
+    correct: bool = False
+    error: Optional[str] = None  # masked: a failure the response cannot cause
+    timeout: bool = False
+    failure: Optional[str] = None  # first run only: why it must run again, alone
+    content_failure: Optional[str] = None  # the lone run failed as the response decides: a verdict of 0
+    retried: bool = False
+    reference_fault: bool = False  # the lone run found the reference at fault (masked, remembered)
 
 
 class MathPool:
@@ -112,50 +171,166 @@ class MathPool:
         self.active = _Worker(memory_mb)
         self.spare = _Worker(memory_mb)
         self.restarts = 0
+        # references found at fault (reason, timed out): their other samples are masked without a run
+        self.bad_references: collections.OrderedDict[str, tuple[str, bool]] = collections.OrderedDict()
 
     def _replace(self) -> None:
         self.active.kill()
         self.active, self.spare = self.spare, _Worker(self.memory_mb)
         self.restarts += 1
 
-    def verify(self, todo: list[tuple[str, str]], timeout_s: float) -> list[tuple[bool, bool, Optional[str]]]:
-        """(correct, timed_out, error) per (pred, gold), each item within timeout_s."""
-        results: list[Optional[tuple[bool, bool, Optional[str]]]] = [None] * len(todo)
-        start = 0
-        while start < len(todo):
+    def verify(self, todo: list[tuple[str, str]], timeout_s: float) -> list[Check]:
+        """A Check per (pred, gold): the batch runs with `timeout_s` of wall
+        clock per item; each item that fails runs again alone with
+        `timeout_s` CPU seconds (rewards.types, the checker-failure rule)."""
+        checks = self._batch(todo, timeout_s)
+        for i, c in enumerate(checks):
+            gold = todo[i][1]
+            if c.failure is None:
+                if c.error is not None:  # the reference cannot be parsed
+                    self._remember_bad(gold, c)
+                continue
+            known = self.bad_references.get(gold)  # found at fault by an earlier item's lone run
+            checks[i] = Check(error=known[0], timeout=known[1]) if known else self._alone(*todo[i], cpu_s=timeout_s)
+            if checks[i].reference_fault:
+                self._remember_bad(gold, checks[i])
+        return checks
+
+    def _remember_bad(self, gold: str, check: Check) -> None:
+        self.bad_references[gold] = (check.error, check.timeout)
+        self.bad_references.move_to_end(gold)
+        if len(self.bad_references) > 1024:
+            self.bad_references.popitem(last=False)
+
+    def _batch(self, todo: list[tuple[str, str]], timeout_s: float) -> list[Check]:
+        """The first run: items in order on the active worker, `timeout_s` of
+        wall clock each. A worker that overruns or dies is replaced and the
+        items after its item are sent to the next one."""
+        checks: list[Optional[Check]] = [None] * len(todo)
+        for i, (_, gold) in enumerate(todo):
+            if gold in self.bad_references:
+                error, timed_out = self.bad_references[gold]
+                checks[i] = Check(error=error, timeout=timed_out)
+        pending = collections.deque(i for i, c in enumerate(checks) if c is None)
+        while pending:
             self.active.wait_ready()
-            self.active.send([(i, p, g) for i, (p, g) in enumerate(todo) if i >= start])
-            while start < len(todo):
+            self.active.send([(i, *todo[i]) for i in pending])
+            while pending:
+                i = pending.popleft()
                 try:
-                    idx, correct, err = self.active.recv(timeout_s)
+                    _, correct, err, fault = self.active.recv(timeout_s)  # frames come in order
                 except TimeoutError:
-                    results[start] = (False, True, f"timeout after {timeout_s:g}s")
+                    checks[i] = Check(failure=f"timeout after {timeout_s:g}s")
                 except (EOFError, OSError):
-                    results[start] = (False, False, "math worker died (memory or recursion limit)")
+                    checks[i] = Check(failure="math worker died")
                 else:
-                    results[idx] = (bool(correct), False, err)
-                    start = idx + 1
+                    if fault == "reference":
+                        checks[i] = Check(error=err)
+                    elif fault is not None:
+                        checks[i] = Check(failure=err)
+                        self.active.tainted = True
+                    else:
+                        checks[i] = Check(correct=bool(correct))
                     continue
-                start += 1
                 self._replace()
                 break
-        return results  # type: ignore[return-value]
+        return checks  # type: ignore[return-value]
+
+    def _alone(self, pred: str, gold: str, cpu_s: float) -> Check:
+        """The second run of one item, alone on a worker that has failed no
+        check: the reference checked alone, then the response, each stage
+        limited to `cpu_s` CPU seconds (and RETRY_WALL_FACTOR times that in
+        wall clock). See rewards.worker for the protocol."""
+        if self.active.tainted:
+            self._replace()
+        worker = self.active
+        worker.wait_ready()
+        wall_s = RETRY_WALL_FACTOR * cpu_s
+        worker.send(("alone", 0, pred, gold, cpu_s))
+        limit = None  # the response stage's CPU limit (the worker's own CPU seconds), once it is armed
+        try:
+            frame = worker.recv(wall_s)
+            if frame[0] == "armed":
+                limit = frame[1]
+                frame = worker.recv(wall_s)
+        except TimeoutError:
+            status, cpu = worker.end(kill=True)
+            self._replace()
+            if limit is not None and cpu >= limit:  # SIGXCPU should have come first; the budget is spent either way
+                return Check(content_failure=f"the checker used its {cpu_s:g} CPU seconds", timeout=True,
+                             retried=True)
+            return Check(error=f"wall clock past {wall_s:g}s within the CPU budget ({cpu:.1f} CPU seconds used by "
+                         "the worker: a loaded machine)", timeout=True, retried=True)
+        except (EOFError, OSError):
+            status, cpu = worker.end(kill=False)
+            self._replace()
+            return _death(status, cpu, limit, gold, cpu_s)
+        _, correct, err, fault = frame
+        if fault == "reference":
+            return Check(error=err, retried=True, reference_fault=True)
+        if fault is not None:
+            worker.tainted = True
+            return Check(content_failure=f"the checker raised {err}", retried=True)
+        return Check(correct=bool(correct), retried=True)
 
     def close(self) -> None:
         self.active.kill()
         self.spare.kill()
 
 
+def _death(status: Optional[int], cpu: float, limit: Optional[int], gold: str, cpu_s: float) -> Check:
+    """Why a worker died during a lone run, from its wait status and CPU time;
+    `limit` is None while it was still checking the reference alone."""
+    if status is None:
+        return Check(error="math worker died with an unknown status", retried=True)
+    sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+    out_of_cpu = sig == signal.SIGXCPU or (limit is not None and cpu >= limit)
+    if sig in _OUTSIDE and not out_of_cpu:
+        return Check(error=f"math worker killed from outside ({signal.Signals(sig).name}) with CPU to spare "
+                     f"({cpu:.1f}s used, limit {limit}s)", retried=True)
+    if out_of_cpu:
+        how = f"used its {cpu_s:g} CPU seconds"
+    else:
+        how = f"crashed ({signal.Signals(sig).name if sig is not None else f'exit code {os.WEXITSTATUS(status)}'})"
+    if limit is None:  # the reference alone broke the checker: the dataset's fault
+        return Check(error=f"reference answer {gold[:40]!r} cannot be checked: the checker {how} on it alone",
+                     timeout=out_of_cpu, retried=True, reference_fault=True)
+    return Check(content_failure=f"the checker {how}", timeout=out_of_cpu, retried=True)
+
+
+def math_result(pred: str, check: Check) -> RewardResult:
+    """The reward of a math sample decided by the workers."""
+    if check.content_failure is not None:
+        return content_failure(check.content_failure, timeout=check.timeout, extracted=pred)
+    if check.error is not None:
+        r = failed(check.error, timeout=check.timeout)
+    else:
+        r = math_reward.finish(pred, check.correct)
+    r.details["extracted"] = pred
+    if check.retried:
+        r.details["retried"] = True
+    return r
+
+
 def content_key(sample: Sample) -> str:
-    body = json.dumps([sample.get("kind"), sample.get("response"), sample.get("answer"), sample.get("tests")],
+    answer = sample.get("answer")
+    if isinstance(answer, int):  # json.dumps, like str(), refuses an int of more than 4,300 digits
+        answer = math_reward.reference_text(answer)
+    body = json.dumps([sample.get("kind"), sample.get("response"), answer, sample.get("tests")],
                       sort_keys=True, default=str)
     return hashlib.sha256(body.encode("utf-8", "replace")).hexdigest()
 
 
 class Metrics:
+    """Counts of one replica. `timeouts` and `errors` are masked failures
+    (no reward); `retried` counts items whose check ran a second time, alone,
+    and `content_failures` those of them scored 0 because the response broke
+    its checker again (rewards.types)."""
+
     def __init__(self) -> None:
         self.latencies = collections.deque(maxlen=20000)
         self.items = self.timeouts = self.errors = self.cache_hits = self.fast_path = 0
+        self.retried = self.content_failures = 0
         self.busy_s = 0.0
         self.lock = threading.Lock()
 
@@ -163,7 +338,7 @@ class Metrics:
         with self.lock:
             return {"latencies": list(self.latencies), "items": self.items, "timeouts": self.timeouts,
                     "errors": self.errors, "cache_hits": self.cache_hits, "fast_path": self.fast_path,
-                    "busy_s": self.busy_s}
+                    "retried": self.retried, "content_failures": self.content_failures, "busy_s": self.busy_s}
 
 
 def summarise(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
@@ -173,7 +348,8 @@ def summarise(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     def pct(q: float) -> float:
         return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000.0 if lat else 0.0
 
-    out = {k: sum(s[k] for s in snapshots) for k in ("items", "timeouts", "errors", "cache_hits", "fast_path")}
+    out = {k: sum(s[k] for s in snapshots)
+           for k in ("items", "timeouts", "errors", "cache_hits", "fast_path", "retried", "content_failures")}
     out.update(latency_ms_p50=pct(0.50), latency_ms_p95=pct(0.95), latency_ms_p99=pct(0.99),
                items_per_s=sum(s["items"] / s["busy_s"] for s in snapshots if s["busy_s"] > 0),
                replicas=len(snapshots))
@@ -244,13 +420,9 @@ class Scorer:
                 if i in kind_results:
                     done_at[i] = time.monotonic()
             if slow:
-                verdicts = self.math_pool.verify([(p, g) for _, p, g in slow], self.cfg.timeout_s)
-                for (i, pred, _), (correct, timed_out, err) in zip(slow, verdicts):
-                    r = math_reward.finish(pred, correct)
-                    r.details["timeout"] = timed_out
-                    if err:
-                        r.details["error"] = err
-                    kind_results[i] = r
+                checks = self.math_pool.verify([(p, g) for _, p, g in slow], self.cfg.timeout_s)
+                for (i, pred, _), check in zip(slow, checks):
+                    kind_results[i] = math_result(pred, check)
                     done_at[i] = time.monotonic()
             for i, fut in code_jobs.items():
                 try:
@@ -260,11 +432,11 @@ class Scorer:
                 done_at[i] = time.monotonic()
             for i, r in kind_results.items():
                 results[i] = self._combine(samples[i], r)
-                if keys[i] is not None and not r.details.get("timeout"):
+                if keys[i] is not None and _cacheable(r):
                     self._cache[keys[i]] = _copy(results[i])
                     if len(self._cache) > self.cfg.cache_size:
                         self._cache.popitem(last=False)
-            self._record(results, done_at, t0)
+            self._record(results, done_at, t0, [results[i] for i in kind_results])
             return results  # type: ignore[return-value]
 
     def _format(self, s: Sample) -> RewardResult:
@@ -285,15 +457,18 @@ class Scorer:
         details["terms"] = terms
         return RewardResult(score, details)
 
-    def _record(self, results, done_at, t0) -> None:
+    def _record(self, results, done_at, t0, scored) -> None:
+        """`scored`: the results checked in this call (not from the cache)."""
         now = time.monotonic()
         with self.metrics.lock:
             m = self.metrics
             m.items += len(results)
             m.busy_s += now - t0
             m.latencies.extend(t - t0 for t in done_at)
-            m.timeouts += sum(1 for r in results if r.details.get("timeout"))
-            m.errors += sum(1 for r in results if r.details.get("error") and not r.details.get("timeout"))
+            m.timeouts += sum(1 for r in results if r.mask_reason == "timeout")
+            m.errors += sum(1 for r in results if r.mask_reason == "error")
+            m.retried += sum(1 for r in scored if r.details.get("retried"))
+            m.content_failures += sum(1 for r in scored if r.details.get("checker_failure"))
 
     def _record_judged(self, pending, results: list[RewardResult]) -> None:
         """Judge failures count with the item timeouts/errors."""
@@ -341,6 +516,15 @@ class Scorer:
         if self._math is not None:
             self._math.close()
         self._code.shutdown(wait=False, cancel_futures=True)
+
+
+def _cacheable(r: RewardResult) -> bool:
+    """Verdicts are cached. A masked failure is not (the response did not
+    cause it), nor a wall-clock timeout, which a loaded machine may have
+    caused; a content failure is (its second run had a CPU-seconds limit)."""
+    if r.masked:
+        return False
+    return not r.details.get("timeout") or bool(r.details.get("checker_failure"))
 
 
 def _copy(r: RewardResult) -> RewardResult:

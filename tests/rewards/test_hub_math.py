@@ -57,29 +57,48 @@ def test_no_answer_and_bad_samples(hub):
     assert no_answer.score == 0.0 and "answer" in no_answer.details["error"]
 
 
-def test_pathological_inputs_time_out_while_others_flow(hub):
+def test_pathological_inputs_score_0_unmasked_while_others_flow(hub):
+    """Answers that hang the checker (GMP, sympy) fail twice, the second time
+    alone under a CPU-seconds limit: a verdict of 0 the learner trains on, not
+    a masked sample. Items of the same batch and of other batches still flow."""
     import ray
 
     nested = "(" * 2000 + "1" + ")" * 2000
     tower = "9^{9^{9^{9}}}"
     giant = "+".join(f"x^{{{i}}}" for i in range(800))
     megabyte = "la " * 350_000
-    bad = [_math("1", tower), _math("1", nested), _math("2", giant),
-           {"kind": "math", "response": megabyte, "answer": "1"},
-           _math("1", "1+" * 600_000 + "1")]
-    bad_ref = hub.score_groups_async([[s] for s in bad])
+    hang = [_math("1", tower), _math("1", nested), _math("1", "(10^{10})!"), _math("1", "2^{2^{40}}")]
+    fine = [_math("0.5", r"\frac{1}{2}"), _math("7", "8"), {"kind": "math", "response": megabyte, "answer": "1"},
+            _math("1", "1+" * 600_000 + "1"), _math("2", giant), _math("0.25", r"\frac{1}{4}")]
+    bad_ref = hub.score_groups_async([[s] for s in hang + fine])
     good = [_math(str(n), str(n)) for n in range(40)] + [_math("0.5", r"\frac{1}{2}")]
     good_results = hub.score(good)  # sent while the pathological batch is being killed item by item
     assert [r.score for r in good_results] == [1.0] * len(good)
-    bad_results = [g[0] for g in ray.get(bad_ref)]
-    assert [r.score for r in bad_results] == [0.0] * len(bad)
-    assert bad_results[0].details["timeout"] is True  # GMP power tower: only a kill stops it
-    assert bad_results[3].details["correct"] is False  # a megabyte without an answer
-    assert "longer than" in bad_results[4].details["note"]
-    # the replica that killed its worker still scores, including the slow path
+    results = [g[0] for g in ray.get(bad_ref)]
+    hung, rest = results[:len(hang)], results[len(hang):]
+    for r in hung:
+        assert (r.score, r.masked, r.details["correct"], r.details["retried"]) == (0.0, False, False, True)
+        assert "CPU seconds" in r.details["checker_failure"] and r.details["timeout"] is True
+    # the same batch: verdicts as if the hanging items were not there
+    assert [r.score for r in rest] == [1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    assert not any(r.masked or "retried" in r.details for r in rest)
+    assert rest[2].details["correct"] is False  # a megabyte without an answer
+    assert "longer than" in rest[3].details["note"] and "longer than" in rest[4].details["note"]
+    # the replica that killed its workers still scores, including the slow path
     after = hub.score([_math("0.25", r"\frac{1}{4}"), _math("2", "3")] * 4)
     assert [r.score for r in after] == [1.0, 0.0] * 4
-    assert hub.metrics()["timeouts"] >= 1
+    m = hub.metrics()
+    assert m["retried"] >= len(hang) and m["content_failures"] >= len(hang)
+
+
+def test_a_long_integer_reference_scores_without_crashing_the_batch(hub):
+    """A reference of 4,400 digits is past Python's int/str guard (4,300):
+    compared as digit strings it scores like any other, and the items beside
+    it are scored too."""
+    gold = "7" * 4400
+    wrong_short, beside, slow = hub.score([_math(gold, "7"), _math("12", "12"), _math("0.5", r"\frac{1}{2}")])
+    assert (wrong_short.score, wrong_short.masked, wrong_short.details["correct"]) == (0.0, False, False)
+    assert beside.score == 1.0 and slow.score == 1.0
 
 
 def test_group_terms_and_weights(ray_local):
@@ -133,3 +152,93 @@ def test_hub_inside_another_actor_and_async_groups(hub):
     scores = ray.get(actor.run.remote(groups))  # 160 samples: split over both replicas
     assert scores == [[1.0, 0.0, 1.0, 0.0]] * 40
     ray.kill(actor)
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    """One replica's scorer in this process, its math workers real processes."""
+    from rewards.config import RewardsConfig
+    from rewards.scorer import Scorer
+
+    s = Scorer(RewardsConfig(timeout_s=3.0, cache_size=0, max_answer_chars=10_000))
+    s.math_pool.active.wait_ready()
+    s.math_pool.spare.wait_ready()
+    yield s
+    s.close()
+
+
+def test_a_worker_killed_from_outside_masks_its_item(scorer):
+    """A kill the response did not cause (SIGKILL from outside, CPU to spare)
+    is masked, on the first run and on the lone second run alike; the item
+    after it in the batch is scored."""
+    import os
+    import signal
+    import threading
+    import time
+
+    pool = scorer.math_pool
+    killed: list[int] = []
+
+    def killer() -> None:  # kill each worker that works on the batch, a second after it starts
+        while len(killed) < 2:
+            pid = pool.active.proc.pid
+            if pid not in killed:
+                time.sleep(1.0)
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.02)
+
+    before = dict(retried=scorer.metrics.retried, errors=scorer.metrics.errors,
+                  content_failures=scorer.metrics.content_failures)
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    hung, beside = scorer.score_items([_math("1", "(10^{10})!"), _math("0.5", r"\frac{1}{2}")])
+    thread.join(timeout=30)
+    assert len(killed) == 2 and killed[0] != killed[1]
+    assert hung.masked and hung.mask_reason == "error" and hung.details["retried"] is True
+    assert "killed from outside (SIGKILL) with CPU to spare" in hung.details["error"]
+    assert "checker_failure" not in hung.details
+    assert beside.score == 1.0 and not beside.masked
+    m = scorer.metrics
+    assert (m.retried - before["retried"], m.errors - before["errors"],
+            m.content_failures - before["content_failures"]) == (1, 1, 0)
+    # the pool carries on with fresh workers
+    assert [r.score for r in scorer.score_items([_math("0.25", r"\frac{1}{4}"), _math("2", "3")])] == [1.0, 0.0]
+
+
+def test_long_integers_score_like_short_ones(scorer):
+    """4,400 digits, past Python's int/str guard, as reference and as answer
+    (max_answer_chars raised): right 1, wrong 0, whether the reference is a
+    string or an int; the slow path (math-verify in the worker) reads them too."""
+    digits = "7" * 4400
+    as_int = 7 * (10**4400 - 1) // 9
+    power = "1" + "0" * 4400
+    results = scorer.score_items([
+        _math(digits, digits), _math(digits, digits[:-1] + "8"), _math(digits, "7"), _math(digits, "0" + digits),
+        _math(as_int, digits), _math(as_int, digits + "7"),
+        _math(power, "10^{4400}"), _math(power, "10^{4399}"),
+    ])
+    assert [r.score for r in results] == [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0]
+    assert not any(r.masked for r in results)
+
+
+def test_a_reference_at_fault_is_masked_not_blamed_on_the_response(scorer):
+    """The dataset's fault, not the response's: a reference math-verify cannot
+    parse is masked at once; one that hangs every comparison (checked alone on
+    the second run, against "0") is masked, and the other samples of the same
+    reference are masked without a second run of their own."""
+    hang = "9^{9^{9^9}}"
+    before = scorer.metrics.retried
+    unparsed, first, second, good = scorer.score_items(
+        [_math("}{", "x+1"), _math(hang, "1234"), _math(hang, "x+1"), _math("0.5", r"\frac{1}{2}")])
+    assert unparsed.masked and "reference answer '}{' cannot be parsed" in unparsed.details["error"]
+    assert "retried" not in unparsed.details
+    assert first.mask_reason == "timeout" and first.details["retried"] is True
+    assert f"reference answer {hang!r} cannot be checked: the checker used its 3 CPU seconds" in first.details["error"]
+    assert second.mask_reason == "timeout" and second.details["error"] == first.details["error"]
+    assert "retried" not in second.details and "checker_failure" not in second.details
+    assert good.score == 1.0
+    assert scorer.metrics.retried - before == 1
+    # a later batch: no run at all for the known reference
+    (again,) = scorer.score_items([_math(hang, "5")])
+    assert again.details["error"] == first.details["error"]

@@ -22,6 +22,14 @@ def test_config_rejects_unknown_keys_and_terms():
         RewardsConfig(overlong={"max_len": 10, "cache_len": 20})
     with pytest.raises(ValidationError, match="regex"):
         RewardsConfig(answer_pattern="(unclosed")
+    # valid for Python's re, but RE2 (which runs it on responses, in linear time) cannot run it
+    unsupported = ((r"(\d)\1", r"invalid escape sequence: \\1"), (r"(?=\d)(\d+)", r"invalid perl operator: \(\?="))
+    for pattern, reason in unsupported:
+        with pytest.raises(ValidationError, match="answer_pattern: RE2, which reads answers in linear time, cannot "
+                           "run this regex \\(" + reason) as err:
+            RewardsConfig(answer_pattern=pattern)
+        assert "\n" not in err.value.errors()[0]["msg"]  # one line for the CLI
+    assert RewardsConfig(answer_pattern=r"Answer:\s*(\S+)").answer_pattern == r"Answer:\s*(\S+)"
     cfg = RewardsConfig()
     assert cfg.terms == {"math": 1.0} and cfg.replicas == 1 and cfg.kimi_length == 0.0
 
@@ -32,6 +40,10 @@ def test_answer_extraction():
     assert last_boxed(r"\boxed{unclosed") is None
     assert last_boxed("x" * 1_000_000) is None
     assert extract_answer("Answer: 12\nAnswer: 42", r"Answer:\s*(\S+)") == "42"
+    assert extract_answer("Answer: é\nAnswer: 4€2 ok", r"Answer:\s*(\S+)") == "4€2"  # UTF-8 inside RE2, str out
+    assert extract_answer("no group: 7 and 8", r"\d") == "8"
+    assert extract_answer("a\nb: 3", r"a.b: (\d)") == "3"  # '.' matches a newline, as with re.DOTALL
+    assert extract_answer("nothing here", r"Answer: (\d+)") is None
     assert fast_compare("1234", "1234") is True
     assert fast_compare(" 12 ", "13") is False
     assert fast_compare("3.0", "3") is True

@@ -162,23 +162,28 @@ def scorer():
 
 
 def test_a_real_checker_timeout_is_masked_and_counted(scorer):
-    """`9^{9^{9^9}}` hangs math-verify inside GMP: the scorer kills its worker
-    at timeout_s; the result reaches the sample as no reward, counted as a timeout."""
-    items = [{"kind": "math", "response": "so \\boxed{9^{9^{9^9}}}", "answer": "2"},
+    """`9^{9^{9^9}}` hangs math-verify inside GMP. As a response, it is its own
+    fault: after a second run alone under a CPU limit it scores 0, unmasked
+    (rewards.types' rule). As the reference answer, it is not the response's
+    fault: the sample gets no reward and is counted as a timeout."""
+    tower = "9^{9^{9^9}}"
+    items = [{"kind": "math", "response": f"so \\boxed{{{tower}}}", "answer": "2"},
+             {"kind": "math", "response": "\\boxed{2}", "answer": tower},
              {"kind": "math", "response": "\\boxed{12}", "answer": "12"},
              {"kind": "bogus", "response": "\\boxed{1}", "answer": "1"}]
     results = scorer.score_items(items)
-    assert [r.mask_reason for r in results] == ["timeout", None, "error"]
-    assert scorer.metrics.timeouts == 1 and scorer.metrics.errors == 1
+    assert [r.mask_reason for r in results] == [None, "timeout", None, "error"]
+    assert [r.score for r in results[:3]] == [0.0, 0.0, 1.0] and results[0].details["checker_failure"]
+    assert (scorer.metrics.timeouts, scorer.metrics.errors, scorer.metrics.content_failures) == (1, 1, 1)
     # the copy into the sample (rollout.jobs.JobRun.group), on finished samples
-    job = Job(job_id="j", step=0, prompts=[{"prompt": "x", "answer": "2"}], prompt_ids=[[5]], n=3,
+    job = Job(job_id="j", step=0, prompts=[{"prompt": "x", "answer": "2"}], prompt_ids=[[5]], n=4,
               temperature=1.0, max_tokens=4)
     run = JobRun(job, tokenizer=None, context=16, version=0)
-    run.slots = [[_sample(0.0) for _ in range(3)]]
+    run.slots = [[_sample(0.0) for _ in range(4)]]
     group = run.group(0, results)
-    assert [s.reward for s in group.samples] == [None, 1.0, None]
-    assert [s.reward_masked for s in group.samples] == ["timeout", None, "error"]
-    assert [s.trainable_mask() for s in group.samples] == [[False, False], [True, True], [False, False]]
+    assert [s.reward for s in group.samples] == [0.0, None, 1.0, None]
+    assert [s.reward_masked for s in group.samples] == [None, "timeout", None, "error"]
+    assert [s.trainable_mask() for s in group.samples] == [[True, True], [False, False], [True, True], [False, False]]
     out = reward_failures([group])
     assert (out["reward/masked"], out["reward/timeouts"], out["reward/errors"]) == (2, 1, 1)
 

@@ -2,15 +2,19 @@
 
 `hub serve` starts the Ray-backed hub and its HTTP front. `reward score`
 scores a JSONL file offline with the same Scorer a replica uses, in this
-process (no Ray start-up for a file): each output line is the input plus
-`reward` and `details`; a bad line gets an error in its details and the
-other lines are still scored. Lines sharing a `group` value form one group
-for the length terms; other lines are groups of one.
+process (no Ray start-up for a file, unless the config names
+`rewards.judge`: then a local Ray and the judge engines are started for the
+file and stopped after it): each output line is the input plus `reward` and
+`details`; a bad line gets an error in its details and the other lines are
+still scored. Lines sharing a `group` value form one group for the length
+terms and the GRM sets; other lines are groups of one.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import sys
 
 from rl.errors import UserError
@@ -121,6 +125,43 @@ def read_samples(lines) -> tuple[list, list[str | None]]:
     return samples, errors
 
 
+@contextlib.contextmanager
+def judge_engines(cfg):
+    """The judge engines `cfg.judge` names (rewards.judge.pool.start_judges),
+    on a Ray instance started here for them and stopped after (or the one this
+    process already runs); None when the config names no judge. Ray's CPUs
+    are declared as at least the engines ask for: they share this machine's
+    cores, as the scorer does."""
+    if cfg.judge is None:
+        yield None
+        return
+    import os
+
+    import ray
+
+    from rewards.judge.pool import start_judges
+
+    jc = cfg.judge
+    started = not ray.is_initialized()
+    if started:
+        cpus = max(os.cpu_count() or 1, math.ceil(jc.replicas * jc.cpus_per_replica))
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    pool = None
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if jc.gpus_per_replica * jc.replicas > gpus:
+            raise UserError(f"rewards.judge: {jc.replicas} engine(s) of {jc.gpus_per_replica:g} GPU need "
+                            f"{jc.gpus_per_replica * jc.replicas:g} GPUs, this machine has {gpus:g}")
+        print(f"asymptote: starting {jc.replicas} judge engine(s) ({jc.model or 'the tiny judge'})", file=sys.stderr)
+        pool = start_judges(jc)
+        yield pool
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        if started:
+            ray.shutdown()
+
+
 def score_handler(args: argparse.Namespace) -> int:
     from rewards.scorer import Scorer
 
@@ -135,12 +176,13 @@ def score_handler(args: argparse.Namespace) -> int:
         key = ("group", json.dumps(s.get("group"))) if errors[i] is None and "group" in s else ("line", i)
         groups.setdefault(key, []).append(i)
     order = list(groups.values())
-    scorer = Scorer(cfg)
-    try:
-        todo = [[samples[i] if errors[i] is None else None for i in idxs] for idxs in order]
-        results = scorer.score_groups(todo)
-    finally:
-        scorer.close()
+    with judge_engines(cfg) as judges:
+        scorer = Scorer(cfg, judges)
+        try:
+            todo = [[samples[i] if errors[i] is None else None for i in idxs] for idxs in order]
+            results = scorer.score_groups(todo)
+        finally:
+            scorer.close()
     by_index = {}
     for idxs, rs in zip(order, results):
         for i, r in zip(idxs, rs):

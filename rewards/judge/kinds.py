@@ -7,11 +7,25 @@ flight), then score: `plan(...)` returns the requests and a `finish(outputs)`
 that maps the engines' answers back to {flat sample index: RewardResult}.
 The RewardResult's score is the kind's unweighted reward in [0, 1]; a sample
 whose judge could not give one is `rewards.types.failed(reason, timeout=...)`
-with `details["judge"]` = the kind.
+with `details["judge"]` = the kind and `details["failure"]` = why, in the
+terms of rewards.types' rule for checker failures:
+
+- "content": at least one judgement came back and what the judge wrote about
+  this response could not be read (no Yes/No, no or malformed scores, cut at
+  its token limit); rewards.judge.terms asks once more alone, and a second
+  such failure is a verdict of 0 (`content_failure`);
+- "engine": none came back readable for a reason the response cannot cause
+  (a timeout, an engine error or a dead engine, a prompt over the context,
+  no log-probs); asked once more alone, then masked;
+- "input": no request could be sent (no question, a judge whose tokenizer
+  cannot give P(Yes)); masked without a retry.
 
 - `genrm`: one verification per response (V text verdicts with log-probs off).
 - `grm`: a group's responses in sets of `responses_per_prompt`, each set
   judged k times, each time in a seeded shuffled order.
+
+`attempt` (0 first, 1 for the retry) enters every seed, so a retry draws
+fresh judgements; attempt 0's seeds are those of a plan without it.
 """
 from __future__ import annotations
 
@@ -27,9 +41,10 @@ from rewards.types import RewardResult, Sample, failed
 Finish = Callable[[list[dict]], dict[int, RewardResult]]
 
 
-def judge_failure(kind: str, reason: str, timeout: bool = False) -> RewardResult:
+def judge_failure(kind: str, reason: str, timeout: bool = False, failure: str = "input") -> RewardResult:
     r = failed(reason, timeout=timeout)
     r.details["judge"] = kind
+    r.details["failure"] = failure
     return r
 
 
@@ -49,20 +64,40 @@ def question_of(sample: Sample) -> tuple[Optional[str], Optional[str], Optional[
     return q, r, None
 
 
-def _request(prompt: str, max_tokens: int, temperature: float, seed: int, deadline: float, **extra) -> dict:
+def _request(prompt: str, max_tokens: int, temperature: float, seed: int, deadline: float, attempt: int,
+             **extra) -> dict:
+    if attempt:
+        extra["retry"] = True  # counted by the engine (judge_retries)
     return dict(prompt=prompt, max_tokens=max_tokens, temperature=temperature, seed=seed, deadline=deadline,
                 **extra)
 
 
-def _failure_of(kind: str, reasons: list[tuple[str, bool]]) -> RewardResult:
-    """The failure of a sample none of whose judgements counted: a timeout only
-    when every one timed out."""
-    timeout = all(t for _, t in reasons)
-    return judge_failure(kind, reasons[0][0], timeout=timeout)
+def _attempt(attempt: int) -> tuple:
+    """The seed parts of an attempt: none for the first, so its seeds are unchanged."""
+    return ("retry", attempt) if attempt else ()
+
+
+# (reason, timed out, content: the judge wrote something unreadable about this response)
+Reason = tuple[str, bool, bool]
+
+
+def _engine_reason(out: dict) -> Reason:
+    return out["error"], bool(out.get("timeout")), False
+
+
+def _failure_of(kind: str, reasons: list[Reason]) -> RewardResult:
+    """The failure of a sample none of whose judgements counted: "content"
+    when any judgement came back unreadable (its reason is the one given),
+    else "engine"; a timeout only when every one timed out."""
+    timeout = all(t for _, t, _ in reasons)
+    content = [why for why, _, c in reasons if c]
+    if content:
+        return judge_failure(kind, content[0], timeout=False, failure="content")
+    return judge_failure(kind, reasons[0][0], timeout=timeout, failure="engine")
 
 
 def plan_genrm(items: list[tuple[int, Sample]], cfg: JudgeConfig, info: dict,
-               deadline: float) -> tuple[list[dict], Finish]:
+               deadline: float, attempt: int = 0) -> tuple[list[dict], Finish]:
     g = cfg.genrm
     requests: list[dict] = []
     owners: list[int] = []  # flat index of each request
@@ -77,12 +112,13 @@ def plan_genrm(items: list[tuple[int, Sample]], cfg: JudgeConfig, info: dict,
             if info.get("yes_no_ids") is None:
                 early[idx] = judge_failure("genrm", f"genrm logprobs: {info.get('yes_no_error')}")
                 continue
-            requests.append(_request(prompt, 1, 1.0, _seed(cfg.seed, prompt), deadline,
-                                     token_ids=list(info["yes_no_ids"])))
+            requests.append(_request(prompt, 1, 1.0, _seed(cfg.seed, prompt, *_attempt(attempt)), deadline,
+                                     attempt, token_ids=list(info["yes_no_ids"])))
             owners.append(idx)
         else:
             for v in range(g.verifications):
-                requests.append(_request(prompt, 4, g.temperature, _seed(cfg.seed, v, prompt), deadline))
+                requests.append(_request(prompt, 4, g.temperature, _seed(cfg.seed, v, prompt, *_attempt(attempt)),
+                                         deadline, attempt))
                 owners.append(idx)
 
     def finish(outs: list[dict]) -> dict[int, RewardResult]:
@@ -94,18 +130,18 @@ def plan_genrm(items: list[tuple[int, Sample]], cfg: JudgeConfig, info: dict,
             values, reasons = [], []
             for out in got:
                 if "error" in out:
-                    reasons.append((out["error"], bool(out.get("timeout"))))
+                    reasons.append(_engine_reason(out))
                 elif g.logprobs:
                     yes, no = info["yes_no_ids"]
                     lps = out.get("token_logprobs") or {}
                     if yes in lps and no in lps:
                         values.append(aggregate.p_yes(lps[yes], lps[no], g.normalise))
                     else:
-                        reasons.append(("judge engine returned no log-probs for the Yes/No tokens", False))
+                        reasons.append(("judge engine returned no log-probs for the Yes/No tokens", False, False))
                 else:
                     v, why = parse.verdict(out["text"])
                     if why:
-                        reasons.append((why, False))
+                        reasons.append((why, False, True))
                     else:
                         values.append(float(v))
             if not values:
@@ -120,7 +156,7 @@ def plan_genrm(items: list[tuple[int, Sample]], cfg: JudgeConfig, info: dict,
 
 
 def plan_grm(groups: list[list[tuple[int, Sample]]], cfg: JudgeConfig, info: dict,
-             deadline: float) -> tuple[list[dict], Finish]:
+             deadline: float, attempt: int = 0) -> tuple[list[dict], Finish]:
     g = cfg.grm
     requests: list[dict] = []
     sets: list[tuple[list[int], list[list[int]], int]] = []  # (flat indices, perms, first request)
@@ -139,13 +175,13 @@ def plan_grm(groups: list[list[tuple[int, Sample]]], cfg: JudgeConfig, info: dic
             perms = []
             first = len(requests)
             for j in range(g.k):
-                rng = random.Random(_seed(cfg.seed, j, question, responses))
+                rng = random.Random(_seed(cfg.seed, j, question, responses, *_attempt(attempt)))
                 perm = list(range(len(chunk)))
                 rng.shuffle(perm)
                 perms.append(perm)
                 prompt = grm_prompt(question, [responses[p] for p in perm], cfg.max_response_chars)
                 requests.append(_request(prompt, g.max_tokens,
-                                         g.temperature, rng.randrange(1 << 31), deadline,
+                                         g.temperature, rng.randrange(1 << 31), deadline, attempt,
                                          logprobs=g.meta_rm == "logprob"))
             sets.append(([idx for idx, _, _ in chunk], perms, first))
 
@@ -156,11 +192,11 @@ def plan_grm(groups: list[list[tuple[int, Sample]]], cfg: JudgeConfig, info: dic
             for j, perm in enumerate(perms):
                 out = outs[first + j]
                 if "error" in out:
-                    reasons.append((out["error"], bool(out.get("timeout"))))
+                    reasons.append(_engine_reason(out))
                     continue
                 scores, why = parse.grm_scores(out["text"], len(perm), out.get("finish_reason", "stop"))
                 if why:
-                    reasons.append((why, False))
+                    reasons.append((why, False, True))
                     continue
                 valid.append(aggregate.unshuffle(scores, perm))
                 quality.append(out.get("mean_logprob") or 0.0)

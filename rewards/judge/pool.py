@@ -18,7 +18,8 @@ import ray
 from rewards.actors import close_and_kill
 from rewards.judge.config import JudgeConfig
 
-USAGE_KEYS = ("requests", "completed", "timeouts", "errors", "overflows", "prompt_tokens", "generated_tokens")
+USAGE_KEYS = ("requests", "completed", "timeouts", "errors", "overflows", "retries", "prompt_tokens",
+              "generated_tokens")
 
 
 class JudgePool:

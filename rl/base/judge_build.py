@@ -3,8 +3,9 @@ reward model with real signal on CPU, served by the reward hub's judge.
 
 `build_judge("tiny-judge")` samples the tiny-arith base (real policy
 responses), writes the judging corpus (`rl.base.judge_data`: correct traces,
-near misses, judge-fooling and cut-off responses, the base's samples, every
-one labelled by the math verifier), trains a fresh Qwen2 model on it with
+near misses, judge-fooling and cut-off responses, responses carrying fake
+judge turns, the base's samples, every one labelled by the math verifier on
+the text the judge is shown), trains a fresh Qwen2 model on it with
 TRL's `SFTTrainer` (prompt-completion rows, loss on the completion only),
 measures it on held-out items against the verifier (`rl.base.judge_eval`,
 written to `judge_eval.json`) and saves it in the standard Hugging Face
@@ -32,7 +33,9 @@ from rl.errors import UserError
 
 # Bump when a code change alters the weights a spec produces (corpus, formats,
 # training loop) or the files saved beside them (the tokenizer): every cached judge is then rebuilt.
-BUILD_VERSION = "2"  # 2: byte-level tokenizer files (AutoTokenizer read the WordLevel ones without spaces)
+# 2: byte-level tokenizer files (AutoTokenizer read the WordLevel ones without spaces);
+# 3: quoted, neutralised responses cut at the head, and fake judge turns in the corpus.
+BUILD_VERSION = "3"
 EVAL_FILE = "judge_eval.json"
 EVAL_ITEMS_FILE = "judge_eval_items.json"  # the held-out items measured, with the verifier's verdicts
 SPEC_FILE = "judge_spec.json"

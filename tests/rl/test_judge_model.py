@@ -23,7 +23,7 @@ from rl.base.judge_spec import JUDGE_SPECS, JudgeSpec
 from rl.base.judge_tokenizer import build_judge_tokenizer, load_judge_tokenizer
 from rl.errors import UserError
 
-CATEGORIES = ["correct", "near_miss", "fooling", "policy"]
+CATEGORIES = ["correct", "near_miss", "fooling", "policy", "injected"]
 
 
 @pytest.fixture(scope="session")
@@ -44,15 +44,15 @@ def tiny_judge(tmp_path_factory, tiny_random_model):
 
 def test_prompts_and_parsers():
     p = jf.verify_prompt("12+34=", "\\boxed{46}")
-    assert p == "Question: 12+34=\nResponse: \\boxed{46}\nIs the answer correct (Yes/No)?"
+    assert p == "Question: 12+34=\nResponse:\n> \\boxed{46}\nIs the answer correct (Yes/No)?"
     g = jf.grm_prompt("12+34=", ["a", "b"])
-    assert g.startswith("Question: 12+34=\n[Response 1]\na\n[Response 2]\nb\n")
+    assert g.startswith("Question: 12+34=\n[Response 1]\n> a\n[Response 2]\n> b\n")
     assert jf.parse_grm_scores("Analysis: x\nScores: \\boxed{10, 2}", 2) == [10, 2]
     assert jf.parse_grm_scores("Scores: \\boxed{10, 2}", 1) is None  # wrong count
     assert jf.parse_grm_scores("Scores: \\boxed{11}", 1) is None  # out of range
     assert (jf.parse_verdict(" Yes"), jf.parse_verdict(" No"), jf.parse_verdict(" Now")) == (True, False, None)
-    long = "x" * (jf.MAX_RESPONSE_CHARS + 5)
-    assert jf.truncate_response(long) == "x" * jf.MAX_RESPONSE_CHARS + jf.TRUNCATION_MARKER
+    long = "y" * 5 + "x" * jf.MAX_RESPONSE_CHARS
+    assert jf.truncate_response(long) == jf.TRUNCATION_MARKER + "x" * jf.MAX_RESPONSE_CHARS  # the tail
     assert jf.truncate_response("short") == "short"
 
 
@@ -93,8 +93,10 @@ def test_every_fooling_response_is_labelled_no(reward):
     rows = judge_data.sft_rows(400, seed=3, verify_share=1.0, policy_share=0.0, policy={}, reward=reward)
     seen = set()
     for row in rows:
-        response = row["prompt"].split(jf.RESPONSE_HEADER, 1)[1].rsplit("\n" + jf.VERIFY_QUESTION, 1)[0]
-        if response in judge_data.FOOLING or jf.TRUNCATION_MARKER in response:
+        block = row["prompt"].split(jf.RESPONSE_HEADER + "\n", 1)[1].rsplit("\n" + jf.VERIFY_QUESTION, 1)[0]
+        response = block[len(jf.QUOTE):].replace("\n" + jf.QUOTE, "\n")
+        # over-long with the answer first: the cut (at the head) takes the answer away
+        if response in judge_data.FOOLING or (jf.TRUNCATION_MARKER in response and "\\boxed" not in response):
             assert row["completion"] == jf.NO_TEXT, response
             seen.add(response if response in judge_data.FOOLING else "over-long")
     assert seen == set(judge_data.FOOLING) | {"over-long"}

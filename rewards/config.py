@@ -51,8 +51,12 @@ class SandboxConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    wall_s: float = Field(5.0, gt=0, le=600, description="Wall-clock limit of one run, enforced by the hub killing the process tree.")
-    cpu_s: int = Field(4, gt=0, le=600, description="CPU seconds per process (RLIMIT_CPU).")
+    wall_s: float = Field(
+        5.0, gt=0, le=600, description="Wall-clock limit of one stdin/stdout test run, and of one assert-style test "
+        "(the verdict process waits no longer for the program's answers); enforced from outside the program.")
+    cpu_s: int = Field(
+        4, gt=0, le=600, description="CPU seconds per process (RLIMIT_CPU); the program and verdict processes of a "
+        "sample with n assert-style tests get n times this (at most 600).")
     memory_mb: int = Field(
         512, ge=64, description="Memory of one run in MiB: each process's address space (RLIMIT_AS) and, with a "
         "memory cgroup, everything the run holds at once (processes, shared memory, memfds, pipes, kernel memory); "
@@ -99,7 +103,9 @@ class RewardsConfig(BaseModel):
     timeout_s: float = Field(
         5.0, gt=0, le=600, description="Per-item time limit. A math check past it (or one that raises or dies) runs "
         "again alone with this many CPU seconds: failing again scores 0 unmasked with details.checker_failure, "
-        "unless the failure is not the response's doing (then it is masked).")
+        "unless the failure is not the response's doing (then it is masked). A code sample's tests share this "
+        "budget; a test that runs out of time runs again on fresh sandboxes, and a second timeout is its verdict "
+        "(details.timeout, unmasked).")
     max_batch: int = Field(64, ge=1, description="Most samples one replica call carries; larger requests are split.")
     cache_size: int = Field(10000, ge=0, description="Results kept per replica in an LRU keyed by content hash (0 disables).")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Limits of the code sandbox.")

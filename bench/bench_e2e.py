@@ -323,7 +323,7 @@ def main() -> None:
         ap.error("--variant needs a label and at least one KEY=VALUE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from rl.base.build import resolve_base
-    from rl.errors import UserError
+    from core.errors import UserError
 
     model = model_overrides(args.model) + dtype_overrides(args.dtype)
     rows = ([] if args.skip_ours else [("ours", tuple(args.overrides))]) + \

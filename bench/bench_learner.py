@@ -214,7 +214,7 @@ def main() -> None:
     from pathlib import Path
 
     from rl.base.build import resolve_base
-    from rl.errors import UserError
+    from core.errors import UserError
     from rl.recipe import load_recipe
 
     try:

@@ -218,7 +218,7 @@ def main() -> None:
     if args.side:
         child(args)
         return
-    from rl.errors import UserError
+    from core.errors import UserError
     from rl.recipe import load_recipe
     try:
         load_recipe(args.recipe, args.set)  # a bad recipe or override is one line here, not two tracebacks

@@ -17,7 +17,7 @@ import json
 import math
 import sys
 
-from rl.errors import UserError
+from core.errors import UserError
 
 
 def register(subparsers) -> None:

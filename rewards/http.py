@@ -63,7 +63,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rl.errors import UserError
+from core.errors import UserError
 
 TOKEN_ENV = "ASYMPTOTE_HUB_TOKEN"
 MAX_BODY = 64 << 20

@@ -60,7 +60,7 @@ class RewardReplica:
         """(Ray worker id of this process, core-seconds this process and its
         math workers have used). The id changes when Ray restarts the replica;
         unlike a PID it is unique across nodes."""
-        from rl.monitor.ledger import process_tree_core_seconds
+        from core.clocks import process_tree_core_seconds
 
         return ray.get_runtime_context().get_worker_id(), process_tree_core_seconds()
 

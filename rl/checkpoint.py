@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from rl.errors import UserError
+from core.errors import UserError
 
 MANIFEST = "manifest.json"
 _PARTIAL = ".partial-"

@@ -49,7 +49,7 @@ from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 from torch.distributed.checkpoint.filesystem import _StorageInfo
 from torch.distributed.checkpoint.metadata import BytesStorageMetadata, Metadata, TensorStorageMetadata
 
-from rl.errors import UserError
+from core.errors import UserError
 
 _META = "torch.distributed.checkpoint.metadata"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from rl.checkpoint import CheckpointStore
-from rl.errors import error_line
+from core.errors import error_line
 from rl.learner.group import LearnerFailure
 
 # Test hook: seconds to pause after the learner's shards are written and

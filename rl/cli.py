@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from rl.errors import RunStopped, UserError
+from core.errors import RunStopped, UserError
 
 # Each module has `register(subparsers)`; it adds its verbs with
 # `set_defaults(func=handler)` where `handler(args) -> int`.

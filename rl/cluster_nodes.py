@@ -9,7 +9,7 @@ import sys
 def alive_nodes(address: str) -> int:
     import ray
 
-    from rl.errors import UserError
+    from core.errors import UserError
     from rl.ray_address import check_reachable, use_token_if_available
 
     try:  # a closed GCS port answers at once; ray.init would retry for a minute

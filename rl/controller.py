@@ -39,13 +39,14 @@ from rl.checkpoint import CheckpointStore
 from rl.checkpoint_writer import CheckpointWriter
 from rl.data.datasets import load_splits, render_prompt
 from rl.data.sampler import PromptSampler
-from rl.errors import RunStopped, error_line
+from core.errors import RunStopped, error_line
 from rl.evaluation import Evaluator
 from rl.fleet import Fleet, RolloutFailed
 from rl.learner.dist import resolve_backend
 from rl.learner.group import LearnerFailure, LearnerGroup
 from rl.metrics_log import MetricsLog
-from rl.monitor.ledger import ComputeLedger, ThreadClock
+from core.clocks import ThreadClock
+from rl.monitor.ledger import ComputeLedger
 from rl.monitor.utilisation import UtilisationProbe, step_flops
 from rl.monitor.judge_compute import JudgeMeter
 from rl.monitor.live import LiveFitter

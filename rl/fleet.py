@@ -44,8 +44,8 @@ from typing import Any, Callable, Optional
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from rl.errors import error_line
-from rl.gather import DEATHS, ActorDied, gather
+from core.errors import error_line
+from core.gather import DEATHS, ActorDied, gather
 from rl.learner.group import LearnerFailure
 from rollout.types import Group, RolloutBatch
 from rollout.worker import Job, RolloutWorker

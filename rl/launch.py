@@ -77,7 +77,7 @@ def launch(args: argparse.Namespace) -> int:
         changed = _changes(saved, recipe)
         finished = _steps_done(run_dir, finished_only=True)
         if not (finished is not None and finished >= recipe.run.steps and not changed) and not args.resume:
-            from rl.errors import UserError
+            from core.errors import UserError
 
             done = _steps_done(run_dir) or 0
             state = f"a finished run (with {', '.join(changed[:3])} changed)" if finished is not None \
@@ -89,7 +89,7 @@ def launch(args: argparse.Namespace) -> int:
 
 
 def resume(args: argparse.Namespace) -> int:
-    from rl.errors import UserError
+    from core.errors import UserError
     from rl.recipe import load_recipe
 
     run_dir = Path(args.run_dir)
@@ -194,7 +194,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def _check_resumable(changed: list[str], run_dir: Path) -> None:
-    from rl.errors import UserError
+    from core.errors import UserError
 
     refused = [k for k in changed if not any(k == a or (a.endswith(".") and k.startswith(a)) for a in RESUMABLE)]
     if refused:

@@ -31,7 +31,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from rl.errors import UserError
+from core.errors import UserError
 
 PLACE_TIMEOUT_S = 120.0  # how long `place` waits for Ray to reserve the bundles
 

@@ -19,7 +19,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from rl.errors import UserError
+from core.errors import UserError
 
 CONNECT_TIMEOUT_S = 5.0
 

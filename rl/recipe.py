@@ -17,7 +17,7 @@ from rewards.config import RewardsConfig
 from rl.algo.config import AlgoConfig
 from rl.base.config import ModelConfig
 from rl.data.config import DataConfig
-from rl.errors import UserError
+from core.errors import UserError
 from rl.learner.config import LearnerConfig
 from rl.monitor.config import MonitorConfig
 from rl.run_config import ClusterConfig, EvalConfig, RunConfig

@@ -30,7 +30,7 @@ import os
 import sys
 from pathlib import Path
 
-from rl.errors import UserError
+from core.errors import UserError
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 EXCLUDES = [".venv/", "runs/", ".cache/", ".git/", "wandb/", "*.egg-info/", "__pycache__/", ".pytest_cache/"]

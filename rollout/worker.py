@@ -109,7 +109,7 @@ class RolloutWorker:
         return self._on_engine(lambda engine: (self._version, engine.score(prompt_ids, completion_ids, temperature)))
 
     def cpu_seconds(self) -> float:
-        from rl.monitor.ledger import process_tree_core_seconds
+        from core.clocks import process_tree_core_seconds
         return process_tree_core_seconds()
 
     def generated_tokens(self) -> int:
@@ -122,7 +122,7 @@ class RolloutWorker:
 
     def peak_rss_gb(self) -> float:
         """This process's peak resident memory since the last call (GiB)."""
-        from rl.monitor.ledger import peak_rss_bytes
+        from core.clocks import peak_rss_bytes
         return peak_rss_bytes(reset=True) / 2**30
 
     def stop(self) -> None:

@@ -187,7 +187,7 @@ class JudgeEngine:
     def usage(self) -> dict[str, Any]:
         """Counters since start, this process's Ray worker id (new after a
         restart) and core-seconds of this actor and its engine-core child."""
-        from rl.monitor.ledger import process_tree_core_seconds
+        from core.clocks import process_tree_core_seconds
 
         busy = self.busy_s + (time.monotonic() - self._busy_since if self._active else 0.0)
         return dict(self.counts, worker=ray.get_runtime_context().get_worker_id(),

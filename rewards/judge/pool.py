@@ -114,7 +114,7 @@ def start_judges(cfg: JudgeConfig, ready_timeout_s: float = 600.0) -> JudgePool:
         t0 = time.monotonic()
         for pg in groups:
             if not pg.wait(max(1.0, ready_timeout_s - (time.monotonic() - t0))):
-                from rl.errors import UserError
+                from core.errors import UserError
 
                 raise UserError(f"rewards.judge: cannot place {cfg.replicas} judge engine(s) of {bundle} "
                                 "on this cluster (lower judge.replicas or cpus/gpus_per_replica)")

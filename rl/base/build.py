@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from rl.base.spec import SPECS, BaseSpec
-from rl.errors import UserError
+from core.errors import UserError
 
 # Bump when a code change alters the weights a spec produces (corpus format,
 # training loop) or the files saved beside them (the tokenizer): every cached base is then rebuilt.

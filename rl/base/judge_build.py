@@ -29,7 +29,7 @@ from pathlib import Path
 
 from rl.base.build import default_cache_dir, resolve_base
 from rl.base.judge_spec import JUDGE_SPECS, JudgeSpec
-from rl.errors import UserError
+from core.errors import UserError
 
 # Bump when a code change alters the weights a spec produces (corpus, formats,
 # training loop) or the files saved beside them (the tokenizer): every cached judge is then rebuilt.

@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 
 from rl.data.config import DataConfig
-from rl.errors import UserError
+from core.errors import UserError
 
 REQUIRED = ("prompt", "answer")
 OPTIONAL = ("kind", "tests", "meta")

@@ -56,7 +56,7 @@ import random
 from typing import Any, Optional
 
 from rl.data.config import DataConfig
-from rl.errors import UserError
+from core.errors import UserError
 
 _WINDOW = ("retired", "all_correct", "none_correct")  # counted since the last metrics()
 

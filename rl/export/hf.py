@@ -54,7 +54,7 @@ from typing import Callable, Optional
 
 from rl.base.build import resolve_base
 from rl.checkpoint import Checkpoint, CheckpointStore
-from rl.errors import UserError
+from core.errors import UserError
 
 EXPORT_FILE = "export.json"
 _MODEL = "model."  # the DCP prefix of the model's entries (the rest is "optim.")

@@ -13,7 +13,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rl.algo.batch import TrainBatch
 from rl.algo.config import AlgoConfig
-from rl.gather import ActorDied, gather
+from core.gather import ActorDied, gather
 from rl.learner.config import LearnerConfig
 from rl.learner.rank import LearnerRank
 

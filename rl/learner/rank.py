@@ -335,7 +335,7 @@ class LearnerRank:
             return self.token_logprobs(input_ids_bt).cpu()
 
     def cpu_seconds(self) -> float:
-        from rl.monitor.ledger import process_tree_core_seconds
+        from core.clocks import process_tree_core_seconds
         return process_tree_core_seconds()
 
     def busy_seconds(self) -> float:
@@ -344,7 +344,7 @@ class LearnerRank:
 
     def peak_rss_gb(self) -> float:
         """This process's peak resident memory since the last call (GiB)."""
-        from rl.monitor.ledger import peak_rss_bytes
+        from core.clocks import peak_rss_bytes
         return peak_rss_bytes(reset=True) / 2**30
 
     def shutdown(self) -> None:

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rl.errors import UserError
+from core.errors import UserError
 
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
 DEFAULT_LEVELS = (0.5, 0.8, 0.9)

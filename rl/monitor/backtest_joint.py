@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.monitor.backtest import Cut, RunBacktest, monitor_settings
 
 # the joint fit has no Laplace approximation: where bootstrap 0 asks for one, its intervals take

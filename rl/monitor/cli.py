@@ -80,7 +80,7 @@ def _fit_kw(args) -> dict:
 
 def _load_all(args):
     """Points of every source, on one x axis (or one line saying which differ)."""
-    from rl.errors import UserError
+    from core.errors import UserError
     from rl.monitor.sources import load_points
 
     if not 0.0 < args.interval < 1.0:
@@ -96,7 +96,7 @@ def _load_all(args):
 
 def _writable(path: Path) -> Path:
     """PATH itself, once its folder exists and can be written (else one line)."""
-    from rl.errors import UserError
+    from core.errors import UserError
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def _writable(path: Path) -> Path:
 
 
 def _plotting(fn, *a, **kw):
-    from rl.errors import UserError
+    from core.errors import UserError
 
     try:
         return fn(*a, **kw)
@@ -157,7 +157,7 @@ def _run_points(points, label: str):
 def extrapolate(args) -> int:
     import numpy as np
 
-    from rl.errors import UserError
+    from core.errors import UserError
 
     loaded = _load_all(args)
     if args.fit_upto is not None:

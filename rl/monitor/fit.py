@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.monitor.fit_diagnose import FEW_POINTS, diagnose
 from rl.monitor.fit_intervals import bootstrap_counts, bootstrap_residuals, laplace, percentile_interval
 from rl.monitor.fit_model import B_BOUNDS, BPrior, Problem, bounds, sigmoid

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.monitor.fit_intervals import percentile_interval
 from rl.monitor.fit_model import BPrior, Problem, sigmoid
 from rl.monitor.fit_noise import EvalCounts

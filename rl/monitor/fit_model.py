@@ -25,7 +25,7 @@ import math
 import numpy as np
 from scipy import optimize
 
-from rl.errors import UserError
+from core.errors import UserError
 
 B_BOUNDS = (0.1, 10.0)
 

@@ -34,7 +34,7 @@ import dataclasses
 
 import numpy as np
 
-from rl.errors import UserError
+from core.errors import UserError
 
 RESAMPLE = ("samples", "prompts")
 

@@ -92,7 +92,7 @@ def calibrate(shape: tuple[float, float, float], scenario: Scenario, reps: int, 
     y_end (what a backtest scores against) gives cov_end_curve and cov_end_eval, the fraction of
     curve intervals and of bands for an evaluation (FitResult.predicted_eval_interval) that hold it.
     """
-    from rl.errors import UserError
+    from core.errors import UserError
     from rl.monitor.fit import fit_sigmoid
 
     C_mid, B, A = shape

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 from scipy import optimize
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.monitor.fit_model import B_BOUNDS, Problem
 
 GRID_A_STEP = 0.005

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.monitor.fit_noise import EvalCounts
 
 DEFAULT_Y = "eval/pass_rate"

@@ -4,7 +4,7 @@ engines and the learner were, and FLOPs from the step's real lengths.
 Each reading is a metric in metrics.jsonl (`mem/<role>_peak_gb`,
 `time/engine_idle`, `time/learner_idle`); a failed read is a warning and no
 metric, never a stopped run. Memory is each process's peak resident set
-(VmHWM) since the previous step (`rl.monitor.ledger.peak_rss_bytes`); idle is
+(VmHWM) since the previous step (`core.clocks.peak_rss_bytes`); idle is
 1 - busy seconds / wall seconds between two reads (one read per step, so
 a step's evaluation and checkpoint count in the next step's window), where an engine is busy while its
 thread steps, loads weights or scores, and the learner (rank 0) while it
@@ -17,7 +17,8 @@ import time
 
 import ray
 
-from rl.monitor.ledger import flops_per_token, peak_rss_bytes
+from core.clocks import peak_rss_bytes
+from rl.monitor.ledger import flops_per_token
 
 log = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ def register(subparsers) -> None:
 
 
 def _check_bootstrap(n: int | None) -> None:
-    from rl.errors import UserError
+    from core.errors import UserError
 
     if n is not None and (n < 0 or 0 < n < 20):
         raise UserError(f"--bootstrap {n}: use 0 (Laplace) or at least 20 refits")

@@ -20,7 +20,7 @@ import datetime
 import os
 from pathlib import Path
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.report import sections_fit, sections_run
 from rl.report.html import page
 from rl.report.runs import load_run

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rl.errors import UserError
+from core.errors import UserError
 
 
 @dataclasses.dataclass

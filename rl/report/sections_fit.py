@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.report import figures
 from rl.report.html import Cell, esc, figure, interval, note, num, section, table, warnings
 

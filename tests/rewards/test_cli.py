@@ -44,7 +44,7 @@ def test_reward_score_file(tmp_path, capsys):
 def test_bad_config_is_one_line_user_error(tmp_path):
     import pytest
 
-    from rl.errors import UserError
+    from core.errors import UserError
 
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("rewards:\n  replicas: 1\n  colour: blue\n")

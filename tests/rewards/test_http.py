@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from rl.errors import UserError
+from core.errors import UserError
 
 TOKEN = "test-token-" + "x" * 16
 MARGIN_S = 10.0  # slack on every deadline for a loaded 2-core CI box

@@ -18,7 +18,7 @@ from rl.base.cli import build_handler, register
 from rl.base.config import ArchConfig
 from rl.base.spec import SPECS, BaseSpec
 from rl.base.tokenizer import BOXED, THINK_CLOSE, THINK_OPEN, build_tokenizer
-from rl.errors import UserError
+from core.errors import UserError
 
 TINY = BaseSpec(name="test-tiny", arch=ArchConfig(hidden_size=32, num_layers=1, num_heads=2,
                                                    num_kv_heads=2, ffn_size=64, max_positions=64),

@@ -10,7 +10,7 @@ from rl.base.tokenizer import build_tokenizer
 from rl.data import arith
 from rl.data.config import DataConfig
 from rl.data.datasets import arith_difficulty, load_prompts, load_splits, render_prompt
-from rl.errors import UserError
+from core.errors import UserError
 
 
 def test_clean_working_boxes_the_true_sum():

@@ -238,7 +238,7 @@ def test_a_checkpoint_without_the_tied_head_exports_the_same_weights(exported, f
 
 def test_a_tied_head_that_differs_from_the_embedding_is_refused(finished_run, tmp_path):
     from rl.base.build import resolve_base
-    from rl.errors import UserError
+    from core.errors import UserError
     from rl.export.hf import load_policy, read_run_config
 
     def perturb(m):

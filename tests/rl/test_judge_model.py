@@ -21,7 +21,7 @@ from rl.base.judge_eval import rates
 from rl.base.judge_build import EVAL_FILE, EVAL_ITEMS_FILE, build_judge, judge_folder, judge_path
 from rl.base.judge_spec import JUDGE_SPECS, JudgeSpec
 from rl.base.judge_tokenizer import build_judge_tokenizer, load_judge_tokenizer
-from rl.errors import UserError
+from core.errors import UserError
 
 CATEGORIES = ["correct", "near_miss", "fooling", "policy", "injected"]
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from rl.monitor.ledger import ThreadClock, peak_rss_bytes, process_tree_core_seconds
+from core.clocks import ThreadClock, peak_rss_bytes, process_tree_core_seconds
 
 BURN = """
 import time
@@ -28,7 +28,7 @@ def replica_like(ray_local):
 
             from rewards.config import SandboxConfig
             from rewards.sandbox import run_python
-            from rl.monitor.ledger import process_tree_core_seconds
+            from core.clocks import process_tree_core_seconds
 
             def own():
                 ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -47,7 +47,7 @@ def replica_like(ray_local):
 
             import psutil
 
-            from rl.monitor.ledger import process_tree_core_seconds
+            from core.clocks import process_tree_core_seconds
 
             def own():
                 ru = resource.getrusage(resource.RUSAGE_SELF)

@@ -193,7 +193,7 @@ def _killer(run_dir, plan, ctrl):
 def test_actor_deaths_are_recovered_and_a_learner_death_stops_resumably(ray_local, tmp_path):
     from rl.checkpoint import CheckpointStore
     from rl.controller import Controller
-    from rl.errors import RunStopped
+    from core.errors import RunStopped
     from rl.recipe import load_recipe
 
     d = tmp_path / "faults"
@@ -241,7 +241,7 @@ def test_an_engine_error_is_retried_on_a_new_worker_then_stops_resumably(ray_loc
     naming the worker and the error, and the run resumes from its checkpoint."""
     from rl.checkpoint import CheckpointStore
     from rl.controller import Controller
-    from rl.errors import RunStopped
+    from core.errors import RunStopped
     from rl.fleet import Fleet
     from rl.recipe import load_recipe
 

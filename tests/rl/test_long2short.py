@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.export.long2short import card
 from rl.export.long2short.config import EvalSettings, MergeSettings, RLSettings, SampleSettings, TrainSettings
 from rl.export.long2short.merge import pick_alpha

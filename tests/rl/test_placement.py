@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rl.cli import main
-from rl.errors import UserError
+from core.errors import UserError
 from rl.placement import Node, place, plan_resources
 from rl.recipe import load_recipe
 

@@ -21,7 +21,7 @@ import torch
 
 from rl.algo.batch import build_train_batch
 from rl.algo.config import AlgoConfig
-from rl.errors import UserError
+from core.errors import UserError
 from rl.learner.group import LearnerGroup
 from rl.recipe import validate
 from rollout.types import Group, Sample

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from rl.cli import main
-from rl.errors import UserError
+from core.errors import UserError
 from rl.recipe import load_recipe
 
 

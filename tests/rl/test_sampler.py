@@ -9,7 +9,7 @@ import pytest
 
 from rl.data.config import DataConfig
 from rl.data.sampler import PromptSampler
-from rl.errors import UserError
+from core.errors import UserError
 from rl.recipe import validate
 
 

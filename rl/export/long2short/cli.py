@@ -44,7 +44,7 @@ def register(formats) -> None:
 def settings_from_args(args: argparse.Namespace):
     from pydantic import ValidationError
 
-    from rl.errors import UserError
+    from core.errors import UserError
     from rl.export.long2short.config import (EvalSettings, MergeSettings, PairSettings, RLSettings,
                                              SampleSettings, TrainSettings)
     from rl.export.long2short.export import Settings
@@ -70,7 +70,7 @@ def settings_from_args(args: argparse.Namespace):
 def long2short_handler(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rl.errors import UserError
+    from core.errors import UserError
     from rl.export.long2short.export import export_long2short
 
     if args.overrides and args.method != "rl":

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.export.long2short import card
 from rl.export.long2short.config import (METHODS, EvalSettings, MergeSettings, PairSettings, RLSettings,
                                          SampleSettings, TrainSettings)

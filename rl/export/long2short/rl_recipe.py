@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.export.long2short.config import RLSettings
 
 ROOT = Path(__file__).resolve().parents[3]

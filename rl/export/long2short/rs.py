@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.export.long2short import trainers
 from rl.export.long2short.bench import Bench
 from rl.export.long2short.config import SampleSettings, TrainSettings

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from rl.errors import UserError
+from core.errors import UserError
 
 
 @dataclass(frozen=True)

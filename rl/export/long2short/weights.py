@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from rl.errors import UserError
+from core.errors import UserError
 
 # config.json keys that say nothing about the weights' shape or meaning
 _IGNORED = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "use_cache",

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from rl.cli import main
-from rl.errors import UserError
+from core.errors import UserError
 from rl.metrics_log import read_rows
 from rl.monitor.backtest import (Cut, RunBacktest, backtest_run, calibration, format_text, mean_abs_error,
                                  require_fitted)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.monitor import cli
 from rl.monitor.fit import sigmoid
 

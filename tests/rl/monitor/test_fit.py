@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.monitor.fit import fit_sigmoid, sigmoid
 from rl.monitor.fit_simulate import TABLE1  # ScaleRL Table 1 (C_mid, B, A)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rl.errors import UserError
+from core.errors import UserError
 from rl.monitor.fit_noise import EvalCounts
 from rl.monitor.fit_simulate import simulate_evals
 

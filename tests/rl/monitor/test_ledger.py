@@ -5,7 +5,8 @@ import pytest
 from pydantic import ValidationError
 
 from rl.monitor.config import MonitorConfig
-from rl.monitor.ledger import ComputeLedger, DeviceClock, flops_per_token, process_core_seconds
+from core.clocks import process_core_seconds
+from rl.monitor.ledger import ComputeLedger, DeviceClock, flops_per_token
 
 
 def _step(ledger, k=1):

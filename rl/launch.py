@@ -15,7 +15,9 @@ the shape of the saved state (model, data, algorithm, optimizer, sampling,
 seed, learner world size) is refused with the key named. A different learner
 world size is refused rather than resharded: DCP could reshard the model and
 optimizer, but each rank's RNG state and the micro-batch split would not
-carry over, and "resumed" would no longer mean "the same run".
+carry over, and "resumed" would no longer mean "the same run". Each config
+field says whether a resume may change it (core.config_marks); the keys are
+`rl.recipe.RESUMABLE`.
 """
 from __future__ import annotations
 
@@ -23,21 +25,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-# Keys (dotted prefixes) a resume may change.
-RESUMABLE = (
-    "run.steps", "run.checkpoint_every", "run.keep_checkpoints", "run.checkpoint_checksums", "run.max_restarts",
-    "run.async_checkpoint", "run.wandb_mode", "run.wandb_project", "run.progress", "run.name",
-    "eval.every", "eval.interleave", "monitor.", "cluster.",
-    "rollout.workers", "rollout.cpus_per_worker", "rollout.gpus_per_worker", "rollout.resources",
-    "rollout.resources.", "rollout.restart_wait_s", "learner.resources", "learner.resources.",
-    "rollout.engine.kv_cache_gib", "rollout.engine.threads_bind", "rollout.engine.enforce_eager",
-    "rollout.engine.gpu_memory_utilization", "rollout.engine.max_num_seqs",
-    "pipeline.weight_transport", "pipeline.weight_sync_timeout_s",
-    "learner.cpus_per_rank", "learner.gpus_per_rank", "learner.threads_per_rank", "learner.micro_batch_tokens",
-    "rewards.replicas", "rewards.replica_cpus", "rewards.replica_max_restarts", "rewards.max_batch",
-)
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("launch", help="run a recipe on Ray (an embedded local cluster by default)")
@@ -194,9 +181,11 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def _check_resumable(changed: list[str], run_dir: Path) -> None:
+    from core.config_marks import covers
     from core.errors import UserError
+    from rl.recipe import RESUMABLE
 
-    refused = [k for k in changed if not any(k == a or (a.endswith(".") and k.startswith(a)) for a in RESUMABLE)]
+    refused = [k for k in changed if not covers(RESUMABLE, k)]
     if refused:
         why = "learner world size (refused, not resharded)" if "learner.ranks" in refused else "what the run learns"
         raise UserError(f"{run_dir}: resuming with '{refused[0]}' changed would corrupt the run ({why}); "

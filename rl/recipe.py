@@ -13,15 +13,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.config_marks import marked_keys
+from core.errors import UserError
 from rewards.config import RewardsConfig
 from rl.algo.config import AlgoConfig
 from rl.base.config import ModelConfig
 from rl.data.config import DataConfig
-from core.errors import UserError
 from rl.learner.config import LearnerConfig
 from rl.monitor.config import MonitorConfig
-from rl.run_config import ClusterConfig, EvalConfig, RunConfig
-from rollout.config import PipelineConfig, RolloutConfig
+from rl.run_config import ClusterConfig, EvalConfig, PipelineConfig, RunConfig
+from rollout.config import RolloutConfig
 
 
 class Recipe(BaseModel):
@@ -65,6 +66,13 @@ class Recipe(BaseModel):
         if getattr(self.rollout, "partial_segment_tokens", None):
             raise ValueError("rollout.partial_segment_tokens works with pipeline.mode 'pipeline' only")
         return self
+
+
+# Read off the fields' marks (core.config_marks): the keys `asymptote resume` may
+# change, and the keys that do not separate recipes (seeds, bookkeeping) for
+# `compare` and `backtest`, each a dotted key or a 'section.' prefix.
+RESUMABLE = marked_keys(Recipe, resume=True)
+SEED_KEYS = marked_keys(Recipe, recipe=False)
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:

@@ -8,9 +8,11 @@ length controls (forced interruption, partial rollouts; docs/rollout.md).
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.config_marks import Mark, not_recipe, resumable
 
 # ScaleRL's forced-interruption text (Khatri et al. 2025, "The Art of Scaling
 # RL Compute"): it closes the thinking block so that an answer follows.
@@ -21,25 +23,26 @@ class EngineConfig(BaseModel):
     """How one vLLM engine is built (one per rollout worker process)."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
     max_model_len: int = Field(256, gt=0, description="Longest prompt + completion in tokens.")
-    max_num_seqs: int = Field(128, gt=0, description="Sequences decoded together in one engine step.")
-    kv_cache_gib: int = Field(
+    max_num_seqs: Annotated[int, resumable] = Field(128, gt=0, description="Sequences decoded together in one engine step.")
+    kv_cache_gib: Annotated[int, resumable] = Field(
         1, gt=0,
         description="CPU only: KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE; vLLM reads an integer). "
                     "On CUDA the cache is sized by gpu_memory_utilization instead.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Weight/activation dtype: float32 for tiny CPU models, bfloat16 on GPU.")
-    enforce_eager: bool = Field(
+    enforce_eager: Annotated[bool, resumable] = Field(
         True, description="Skip torch.compile / CUDA graphs: faster start, slower decode. "
                           "Turn off on GPU for long runs.")
-    seed: int = Field(0, description="Engine seed; requests without their own seed draw from it.")
-    threads_bind: str = Field(
+    seed: Annotated[int, not_recipe] = Field(0, description="Engine seed; requests without their own seed draw from it.")
+    threads_bind: Annotated[str, resumable] = Field(
         "auto",
         description="CPU only: VLLM_CPU_OMP_THREADS_BIND. 'auto' (one thread per physical core of "
                     "NUMA node 0), 'nobind' (leave OpenMP alone; best on a shared machine), or a "
                     "core list such as '0-1'.")
-    gpu_memory_utilization: float = Field(
+    gpu_memory_utilization: Annotated[float, resumable] = Field(
         0.5, gt=0.0, le=1.0, description="CUDA only: fraction of GPU memory vLLM may take (weights + KV).")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="'auto' picks cuda when torch sees a GPU, else cpu (resolved at engine start).")
@@ -79,6 +82,7 @@ class InterruptionConfig(BaseModel):
     answer_tokens, which the engine's max_model_len must hold with the prompt."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
     text: str = Field(
         SCALERL_INTERRUPTION, min_length=1,
@@ -102,15 +106,16 @@ class RolloutConfig(BaseModel):
     """How many rollout workers, and what each training step generates."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
-    workers: int = Field(1, ge=1, description="Rollout worker actors, each owning one vLLM engine.")
-    cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPUs reserved for each worker.")
-    gpus_per_worker: float = Field(0.0, ge=0, description="Ray GPUs reserved for each worker (0 on CPU machines).")
-    resources: dict[str, float] = Field(
+    workers: Annotated[int, resumable] = Field(1, ge=1, description="Rollout worker actors, each owning one vLLM engine.")
+    cpus_per_worker: Annotated[float, resumable] = Field(1.0, gt=0, description="Ray CPUs reserved for each worker.")
+    gpus_per_worker: Annotated[float, resumable] = Field(0.0, ge=0, description="Ray GPUs reserved for each worker (0 on CPU machines).")
+    resources: Annotated[dict[str, float], resumable] = Field(
         default_factory=dict,
         description="Custom Ray resources each worker's bundle reserves, e.g. {rollout_node: 1}: ties the "
                     "workers to nodes started with ray start --resources '{\"rollout_node\": N}'.")
-    restart_wait_s: float = Field(
+    restart_wait_s: Annotated[float, resumable] = Field(
         60.0, gt=0,
         description="How long a replacement for a dead worker may wait for room (a lost node's bundles are "
                     "moved by Ray when another node has the resources); then the run stops with a checkpoint.")
@@ -136,27 +141,3 @@ class RolloutConfig(BaseModel):
             raise ValueError(f"rollout.partial_segment_tokens ({self.partial_segment_tokens}) must be "
                              f"< rollout.max_new_tokens ({self.max_new_tokens}), or it never cuts a response")
         return self
-
-
-class PipelineConfig(BaseModel):
-    """The generation -> train -> weight-sync pipeline."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_off_policy_steps: int = Field(
-        1, ge=0,
-        description="k: generators run at most k learner steps ahead; no sample is older than k policy versions. 0 = synchronous on-policy.")
-    mode: Literal["pipeline", "ppo"] = Field(
-        "pipeline",
-        description="'pipeline': PipelineRL-k, generation runs up to max_off_policy_steps ahead and new weights "
-                    "enter generations in flight. 'ppo': PPO-off-policy, one job generates ppo_minibatches steps' "
-                    "prompts with one set of weights, then the learner takes one step per minibatch (ScaleRL's "
-                    "comparison; needs max_off_policy_steps=0).")
-    ppo_minibatches: int = Field(
-        4, ge=1, description="mode 'ppo': learner steps (minibatches of prompts_per_step prompts) per generated batch.")
-    weight_transport: Literal["broadcast", "safetensors"] = Field(
-        "broadcast", description="'broadcast': a collective group (gloo on CPU, nccl on GPU) from learner rank 0 to the workers; 'safetensors': bytes through Ray's object store.")
-    weight_sync_timeout_s: float = Field(
-        120.0, gt=0,
-        description="Longest wait for one weight push (and the weight group's collective timeout): a peer "
-                    "that hangs is given up on after this, a peer that dies is noticed at once.")

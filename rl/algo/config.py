@@ -19,10 +19,12 @@ with fresh prompts; its overlong penalty is a reward term, not a loss switch.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
+
+from core.config_marks import Mark
 
 LossName = Literal["grpo", "dapo", "dr_grpo", "gspo", "cispo", "kimi"]
 # 'grpo' and 'mean_only' are the earlier names of 'group_std' and 'no_std'
@@ -34,6 +36,7 @@ class AlgoConfig(BaseModel):
     """Policy-gradient loss, advantage normalisation and token aggregation."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
     loss: LossName = Field(
         "cispo",

@@ -1,8 +1,9 @@
 """Config of a tiny base model the project builds itself (no hub is reachable).
 
 A base is named in a recipe either by the name of a built-in spec (for example
-`tiny-arith`, built and cached by `asymptote base build tiny-arith`) or by a
-path to any local Hugging Face model folder.
+`tiny-arith`: its committed weights in rl/base/weights, or built and cached by
+`asymptote base build tiny-arith`) or by a path to any local Hugging Face
+model folder.
 
 `ModelConfig.fp32_lm_head` is the one recipe switch for the LM head's
 precision on both sides (learner and rollout engines): it lives with the model
@@ -11,9 +12,11 @@ disagree. See docs/precision.md.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.config_marks import Mark
 
 if TYPE_CHECKING:
     from rollout.config import EngineConfig
@@ -45,8 +48,9 @@ class ModelConfig(BaseModel):
     """Which base model a recipe starts from."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
-    base: str = Field("tiny-arith", min_length=1, description="A built-in base name (built and cached on first use) or a local Hugging Face model folder.")
+    base: str = Field("tiny-arith", min_length=1, description="A built-in base name (the committed base in rl/base/weights when its spec hash matches, else built and cached on first use) or a local Hugging Face model folder.")
     fp32_lm_head: bool = Field(
         False,
         description="Compute the LM head's matmul (the logits) in float32 on the learner and on every "

@@ -13,10 +13,12 @@ Imports only pydantic, so a recipe validates without torch.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
+
+from core.config_marks import Mark, not_recipe
 
 SamplingName = Literal["uniform", "prioritised", "curriculum"]
 
@@ -33,6 +35,7 @@ class DataConfig(BaseModel):
     """Training and validation prompts, and how training prompts are drawn."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
     task: Literal["arith", "file"] = Field(
         "arith", description="'arith': built-in addition task; 'file': prompts from train_path/val_path.")
@@ -41,11 +44,13 @@ class DataConfig(BaseModel):
     val_path: str | None = Field(
         None, description="JSONL or Parquet file of validation prompts (task='file'); "
                           "when absent, val_size rows are held out of train_path after a seeded shuffle.")
-    val_size: int = Field(200, gt=0, description="Number of held-out validation prompts.")
+    val_size: int = Field(
+        200, gt=0, description="Number of validation prompts (task='file' with val_path: its first val_size rows).")
     train_size: int = Field(
         20000, gt=0, description="Number of distinct training prompts generated (task='arith').")
-    seed: int = Field(
-        0, ge=0, description="Seed of the generated prompts (task='arith') or of the held-out split (task='file'); "
+    seed: Annotated[int, not_recipe] = Field(
+        0, ge=0, description="Seed of the generated training prompts (task='arith'; its validation prompts are a fixed "
+                             "set) or of the held-out split (task='file' without val_path); "
                              "the draw order follows run.seed.")
     digits_min: int = Field(2, ge=1, le=9, description="Fewest digits of an operand (task='arith').")
     digits_max: int = Field(4, ge=1, le=9, description="Most digits of an operand (task='arith').")

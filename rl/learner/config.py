@@ -2,21 +2,24 @@
 the compute precision, and the optimizer."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from core.config_marks import Mark, resumable
 
 
 class LearnerConfig(BaseModel):
     """FSDP2 learner ranks and their optimizer (AdamW with linear warm-up)."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
     ranks: int = Field(2, ge=1, description="Learner processes in one torch.distributed group (FSDP2 data-parallel shard axis).")
     backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="Collective backend: 'auto' = nccl with GPUs, gloo on CPU.")
-    cpus_per_rank: float = Field(1.0, gt=0, description="Ray CPUs reserved for each rank.")
-    gpus_per_rank: float = Field(0.0, ge=0, description="Ray GPUs reserved for each rank (0 on CPU machines).")
-    resources: dict[str, float] = Field(
+    cpus_per_rank: Annotated[float, resumable] = Field(1.0, gt=0, description="Ray CPUs reserved for each rank.")
+    gpus_per_rank: Annotated[float, resumable] = Field(0.0, ge=0, description="Ray GPUs reserved for each rank (0 on CPU machines).")
+    resources: Annotated[dict[str, float], resumable] = Field(
         default_factory=dict,
         description="Custom Ray resources each rank's bundle reserves, e.g. {learner_node: 1}: ties the "
                     "ranks to nodes started with ray start --resources '{\"learner_node\": N}'.")
@@ -26,11 +29,11 @@ class LearnerConfig(BaseModel):
                     "gathered in bfloat16, gradients reduced in float32), float32 master weights and "
                     "AdamW state; log-probs are computed in float32 either way. The LM head follows "
                     "model.fp32_lm_head.")
-    threads_per_rank: int = Field(1, ge=1, description="torch intra-op threads per rank on CPU.")
+    threads_per_rank: Annotated[int, resumable] = Field(1, ge=1, description="torch intra-op threads per rank on CPU.")
     lr: float = Field(1e-4, gt=0, description="AdamW peak learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay.")
     betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW betas.")
     adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon (ScaleRL uses 1e-15).")
     warmup_steps: int = Field(5, ge=0, description="Linear warm-up steps from 0 to lr; constant after.")
     grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this value.")
-    micro_batch_tokens: int = Field(4096, gt=0, description="Gradient accumulation by token budget: padded tokens per micro-batch per rank.")
+    micro_batch_tokens: Annotated[int, resumable] = Field(4096, gt=0, description="Gradient accumulation by token budget: padded tokens per micro-batch per rank.")

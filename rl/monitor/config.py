@@ -4,9 +4,11 @@ Imports only pydantic and the standard library so a recipe validates fast.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.config_marks import Mark
 
 X_AXES = ("device_hours", "device_seconds", "flops", "tokens")
 
@@ -15,6 +17,7 @@ class MonitorConfig(BaseModel):
     """How the controller fits R(C) after each evaluation."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=True, recipe=False)  # the fit and its warnings: nothing that is trained
 
     enabled: bool = Field(True, description="Refit the sigmoid after every evaluation.")
     x_axis: Literal["device_hours", "device_seconds", "flops", "tokens"] = Field(

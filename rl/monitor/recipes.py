@@ -3,16 +3,13 @@
 `compare` fits such runs jointly and `backtest` backtests them jointly
 (rl/monitor/fit_joint.py). Two runs are seeds of one recipe when their
 config.yaml agree on every key both have, leaving out the keys that differ
-between seeds or do not change what is trained (SEED_KEYS); a key only one
-config has is a setting added since the other run started, at its default.
+between seeds or do not change what is trained (`rl.recipe.SEED_KEYS`, read
+off the config fields' marks); a key only one config has is a setting added
+since the other run started, at its default.
 """
 from __future__ import annotations
 
 from pathlib import Path
-
-# config.yaml keys that differ between seeds of one recipe, or do not change what is trained
-SEED_KEYS = {"run.seed", "data.seed", "rollout.engine.seed", "run.wandb_mode", "run.wandb_project", "run.progress",
-             "run.async_checkpoint"}
 
 
 def recipe_of(run_dir: Path | None) -> dict | None:
@@ -20,6 +17,9 @@ def recipe_of(run_dir: Path | None) -> dict | None:
     if run_dir is None:
         return None
     import yaml
+
+    from core.config_marks import covers
+    from rl.recipe import SEED_KEYS
 
     try:
         cfg = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
@@ -33,7 +33,7 @@ def recipe_of(run_dir: Path | None) -> dict | None:
             key = f"{prefix}{k}"
             if isinstance(v, dict):
                 yield from flat(v, key + ".")
-            elif key not in SEED_KEYS:
+            elif not covers(SEED_KEYS, key):
                 yield key, v
 
     return dict(flat(cfg))

@@ -8,6 +8,11 @@ file and stopped after it): each output line is the input plus `reward` and
 `details`; a bad line gets an error in its details and the other lines are
 still scored. Lines sharing a `group` value form one group for the length
 terms and the GRM sets; other lines are groups of one.
+
+A config whose `rewards.judge` names no model gets its judge from the caller
+of `register` (`default_judge`, a function returning the judge's folder):
+the `asymptote` command passes one that builds the project's tiny judge, so
+this package never imports the learner side and serving never trains a model.
 """
 from __future__ import annotations
 
@@ -16,11 +21,16 @@ import contextlib
 import json
 import math
 import sys
+from typing import Callable, Optional
 
 from core.errors import UserError
 
+DefaultJudge = Optional[Callable[[], object]]  # () -> the judge's folder (a str or Path)
 
-def register(subparsers) -> None:
+
+def register(subparsers, default_judge: DefaultJudge = None) -> None:
+    """Add `hub serve` and `reward score`; `default_judge` resolves the judge's
+    folder for a config whose `rewards.judge.model` is unset."""
     hub = subparsers.add_parser("hub", help="the reward hub service")
     hub_sub = hub.add_subparsers(dest="hub_verb", required=True, metavar="VERB")
     serve = hub_sub.add_parser("serve", help="serve POST /v1/score and GET /healthz")
@@ -37,7 +47,7 @@ def register(subparsers) -> None:
                        help="seconds to send a request body whole, then 408 (default 30)")
     serve.add_argument("--max-connections", type=int, default=None, metavar="N",
                        help="open connections served at once, then 503 (default 64)")
-    serve.set_defaults(func=serve_handler)
+    serve.set_defaults(func=serve_handler, default_judge=default_judge)
 
     reward = subparsers.add_parser("reward", help="score rewards offline")
     reward_sub = reward.add_subparsers(dest="reward_verb", required=True, metavar="VERB")
@@ -45,7 +55,7 @@ def register(subparsers) -> None:
     score.add_argument("--input", required=True, help="JSONL, one sample per line")
     score.add_argument("--output", default=None, help="JSONL to write (default: stdout)")
     score.add_argument("--config", default=None, help="YAML/JSON file with a rewards: section or a RewardsConfig")
-    score.set_defaults(func=score_handler)
+    score.set_defaults(func=score_handler, default_judge=default_judge)
 
 
 def load_config(path):
@@ -76,6 +86,14 @@ def load_config(path):
         raise UserError(f"--config {path}: rewards.{loc}: {first['msg']}") from None
 
 
+def judge_model(cfg, default_judge: DefaultJudge) -> Optional[str]:
+    """The judge folder to pass down: None when `cfg` starts no judge, names
+    its own `rewards.judge.model` or no default resolver was given."""
+    if cfg.judge is None or cfg.judge.model is not None or default_judge is None:
+        return None
+    return str(default_judge())
+
+
 def serve_handler(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -97,8 +115,9 @@ def serve_handler(args: argparse.Namespace) -> int:
 
     from rewards.hub import start_hub
 
+    model = judge_model(cfg, args.default_judge)
     ray.init(address=args.address, include_dashboard=False)
-    hub = start_hub(cfg)
+    hub = start_hub(cfg, model)
     print(f"asymptote: reward hub on http://{args.host}:{args.port} ({cfg.replicas} replicas)", file=sys.stderr)
     try:
         serve(hub, args.host, args.port, token, limits)
@@ -126,7 +145,7 @@ def read_samples(lines) -> tuple[list, list[str | None]]:
 
 
 @contextlib.contextmanager
-def judge_engines(cfg):
+def judge_engines(cfg, default_judge: DefaultJudge = None):
     """The judge engines `cfg.judge` names (rewards.judge.pool.start_judges),
     on a Ray instance started here for them and stopped after (or the one this
     process already runs); None when the config names no judge. Ray's CPUs
@@ -139,9 +158,10 @@ def judge_engines(cfg):
 
     import ray
 
-    from rewards.judge.pool import start_judges
+    from rewards.judge.pool import resolve_model, start_judges
 
     jc = cfg.judge
+    model = resolve_model(jc, judge_model(cfg, default_judge))
     started = not ray.is_initialized()
     if started:
         cpus = max(os.cpu_count() or 1, math.ceil(jc.replicas * jc.cpus_per_replica))
@@ -152,8 +172,8 @@ def judge_engines(cfg):
         if jc.gpus_per_replica * jc.replicas > gpus:
             raise UserError(f"rewards.judge: {jc.replicas} engine(s) of {jc.gpus_per_replica:g} GPU need "
                             f"{jc.gpus_per_replica * jc.replicas:g} GPUs, this machine has {gpus:g}")
-        print(f"asymptote: starting {jc.replicas} judge engine(s) ({jc.model or 'the tiny judge'})", file=sys.stderr)
-        pool = start_judges(jc)
+        print(f"asymptote: starting {jc.replicas} judge engine(s) ({model})", file=sys.stderr)
+        pool = start_judges(jc, model)
         yield pool
     finally:
         if pool is not None:
@@ -176,7 +196,7 @@ def score_handler(args: argparse.Namespace) -> int:
         key = ("group", json.dumps(s.get("group"))) if errors[i] is None and "group" in s else ("line", i)
         groups.setdefault(key, []).append(i)
     order = list(groups.values())
-    with judge_engines(cfg) as judges:
+    with judge_engines(cfg, args.default_judge) as judges:
         scorer = Scorer(cfg, judges)
         try:
             todo = [[samples[i] if errors[i] is None else None for i in idxs] for idxs in order]

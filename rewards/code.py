@@ -36,7 +36,7 @@ from typing import Any, Optional
 
 from rewards.code_tests import run_tests
 from rewards.sandbox import run_python
-from rewards.types import RewardResult, Sample, register_reward
+from rewards.types import RewardResult, Sample
 
 # The line that opens a fenced block: ``` then an optional language word, blanks
 # bounded so that one fence costs O(1) to classify, then the newline.
@@ -192,10 +192,3 @@ def score_code(sample: Sample, cfg) -> RewardResult:
         details["note"] = "output limit"
     return RewardResult(score, details)
 
-
-@register_reward("code")
-def make_code_reward(cfg):
-    def code_reward(sample: Sample) -> RewardResult:
-        return score_code(sample, cfg)
-
-    return code_reward

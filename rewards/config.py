@@ -17,13 +17,15 @@ sample may also have one as its own kind. They need `judge:` (the engines).
 from __future__ import annotations
 
 import re
-from typing import Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.config_marks import Mark, resumable
 from rewards.judge.config import JUDGE_KINDS, JudgeConfig
+from rewards.registry import KINDS  # the kinds themselves are standard-library modules
 
-ITEM_KINDS = ("math", "code", "format") + JUDGE_KINDS
+ITEM_KINDS = tuple(KINDS)
 
 
 class OverlongConfig(BaseModel):
@@ -31,6 +33,7 @@ class OverlongConfig(BaseModel):
     linear ramp to -1 at max_len: clip((max_len - L) / cache_len - 1, -1, 0)."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
     max_len: int = Field(..., gt=0, description="L_max: response length (tokens) at which the penalty reaches -1.")
     cache_len: int = Field(..., gt=0, description="L_cache: width of the linear ramp before max_len.")
@@ -50,6 +53,7 @@ class SandboxConfig(BaseModel):
     process that judges its assert-style tests)."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
     wall_s: float = Field(
         5.0, gt=0, le=600, description="Wall-clock limit of one stdin/stdout test run, and of one assert-style test "
@@ -79,6 +83,7 @@ class RewardsConfig(BaseModel):
     """The reward hub and the reward recipe it scores with."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
     terms: dict[str, float] = Field(
         default_factory=lambda: {"math": 1.0},
@@ -95,9 +100,9 @@ class RewardsConfig(BaseModel):
         "RE2 syntax, run by RE2 in time linear in the response (no backreferences or lookaround; \\d, \\w, \\s "
         "are ASCII; '.' matches newlines).")
     max_answer_chars: int = Field(4096, ge=1, description="Longer extracted math answers score 0 without being parsed.")
-    replicas: int = Field(1, ge=1, le=256, description="Number of hub replicas (Ray actors).")
-    replica_cpus: float = Field(0.5, ge=0, description="CPUs Ray reserves per replica.")
-    replica_max_restarts: int = Field(
+    replicas: Annotated[int, resumable] = Field(1, ge=1, le=256, description="Number of hub replicas (Ray actors).")
+    replica_cpus: Annotated[float, resumable] = Field(0.5, ge=0, description="CPUs Ray reserves per replica.")
+    replica_max_restarts: Annotated[int, resumable] = Field(
         3, ge=0, description="Times Ray may restart one replica whose process died; its pending calls are re-run "
         "on the new process. Past this the replica is dead and its calls raise RayActorError.")
     timeout_s: float = Field(
@@ -106,7 +111,7 @@ class RewardsConfig(BaseModel):
         "unless the failure is not the response's doing (then it is masked). A code sample's tests share this "
         "budget; a test that runs out of time runs again on fresh sandboxes, and a second timeout is its verdict "
         "(details.timeout, unmasked).")
-    max_batch: int = Field(64, ge=1, description="Most samples one replica call carries; larger requests are split.")
+    max_batch: Annotated[int, resumable] = Field(64, ge=1, description="Most samples one replica call carries; larger requests are split.")
     cache_size: int = Field(10000, ge=0, description="Results kept per replica in an LRU keyed by content hash (0 disables).")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Limits of the code sandbox.")
     judge: Optional[JudgeConfig] = Field(

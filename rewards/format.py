@@ -4,7 +4,7 @@ followed by an answer (the configured `answer_pattern`, else a `\\boxed{}`),
 from __future__ import annotations
 
 from rewards.math import extract_answer
-from rewards.types import RewardResult, Sample, register_reward
+from rewards.types import RewardResult, Sample, failed
 
 
 def format_ok(response: str, answer_pattern=None) -> bool:
@@ -18,13 +18,11 @@ def format_ok(response: str, answer_pattern=None) -> bool:
     return bool(answer and answer.strip())
 
 
-@register_reward("format")
-def make_format_reward(cfg):
-    def format_reward(sample: Sample) -> RewardResult:
-        response = sample.get("response")
-        if not isinstance(response, str):
-            return RewardResult(0.0, {"correct": None, "timeout": False, "error": "sample needs a string 'response'"})
-        ok = format_ok(response, cfg.answer_pattern)
-        return RewardResult(1.0 if ok else 0.0, {"correct": None, "timeout": False})
-
-    return format_reward
+def format_reward(sample: Sample, cfg) -> RewardResult:
+    """The `format` reward of one sample under `cfg` (a RewardsConfig): the
+    score of a `format` sample, and the term added to every sample when
+    `format` is listed in `terms`."""
+    response = sample.get("response")
+    if not isinstance(response, str):
+        return failed("sample needs a string 'response'")
+    return RewardResult(float(format_ok(response, cfg.answer_pattern)), {"correct": None, "timeout": False})

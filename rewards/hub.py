@@ -182,9 +182,10 @@ class RewardHub:
             self.judges = None
 
 
-def start_hub(cfg: RewardsConfig) -> RewardHub:
+def start_hub(cfg: RewardsConfig, judge_model: Optional[str] = None) -> RewardHub:
     """Start `cfg.replicas` replicas (initialising Ray locally if needed) and
-    wait until each has a warm math worker.
+    wait until each has a warm math worker. `judge_model`: the judge's folder
+    when `cfg.judge` names none (rewards.judge.pool.resolve_model).
 
     Each replica may be restarted `replica_max_restarts` times. Its calls are
     retried without a count of their own (max_task_retries=-1): a call is only
@@ -197,7 +198,7 @@ def start_hub(cfg: RewardsConfig) -> RewardHub:
     if cfg.judge is not None:
         from rewards.judge.pool import start_judges
 
-        judges = start_judges(cfg.judge)
+        judges = start_judges(cfg.judge, judge_model)
     cfg_json = cfg.model_dump_json()
     options = dict(num_cpus=cfg.replica_cpus, max_restarts=cfg.replica_max_restarts, max_task_retries=-1)
     replicas = [RewardReplica.options(**options).remote(cfg_json, judges) for _ in range(cfg.replicas)]

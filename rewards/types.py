@@ -1,5 +1,6 @@
-"""The one reward interface: a reward function is a plain callable
-`(sample: dict) -> RewardResult`, built per config and registered by kind.
+"""The types every reward shares: a reward function is a plain callable
+`(sample: dict, cfg: RewardsConfig) -> RewardResult`; rewards.registry says,
+per kind, which function scores it and how the hub runs it.
 
 A sample is a plain dict: {"kind", "response", "answer" (math), "tests"
 (code), "length" (optional token count)}; other keys are carried along.
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 Sample = dict[str, Any]
-RewardFn = Callable[[Sample], "RewardResult"]
+RewardFn = Callable[[Sample, Any], "RewardResult"]  # (sample, RewardsConfig)
 
 
 @dataclass
@@ -82,37 +83,3 @@ def content_failure(reason: str, *, timeout: bool = False, **details: Any) -> Re
     out.update(details)
     return RewardResult(0.0, out)
 
-
-# kind -> factory(cfg) -> RewardFn. Filled by the kind modules on import.
-_FACTORIES: dict[str, Callable[[Any], RewardFn]] = {}
-
-
-def register_reward(kind: str):
-    """Decorator: `@register_reward("math") def make(cfg) -> RewardFn`."""
-
-    def wrap(factory):
-        if kind in _FACTORIES:
-            raise ValueError(f"reward kind {kind!r} registered twice")
-        _FACTORIES[kind] = factory
-        return factory
-
-    return wrap
-
-
-def build_reward(kind: str, cfg) -> RewardFn:
-    """The reward function of `kind` for config `cfg` (a RewardsConfig)."""
-    import rewards.code  # noqa: F401  (registration side effects)
-    import rewards.format  # noqa: F401
-    import rewards.math  # noqa: F401
-
-    if kind not in _FACTORIES:
-        raise KeyError(f"unknown reward kind {kind!r} (known: {', '.join(sorted(_FACTORIES))})")
-    return _FACTORIES[kind](cfg)
-
-
-def registered_kinds() -> list[str]:
-    import rewards.code  # noqa: F401
-    import rewards.format  # noqa: F401
-    import rewards.math  # noqa: F401
-
-    return sorted(_FACTORIES)

@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from core.errors import RunStopped, UserError
+from rewards.cli import register as register_rewards
 
 # Each module has `register(subparsers)`; it adds its verbs with
 # `set_defaults(func=handler)` where `handler(args) -> int`.
@@ -22,8 +23,7 @@ VERB_MODULES = (
     "rl.base.cli",  # base build
     "rl.monitor.cli",  # extrapolate, compare
     "rl.report.cli",  # backtest, report
-    "rewards.cli",  # hub serve, reward score
-)
+)  # then rewards.cli (hub serve, reward score), given the default judge: see build_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name in VERB_MODULES:
         importlib.import_module(name).register(sub)
+    register_rewards(sub, default_judge=_default_judge)
     return parser
+
+
+def _default_judge():
+    """The judge of a reward config naming no `rewards.judge.model`: the
+    project's tiny judge, built first when not cached. Resolved on this side
+    (rewards/ never imports rl/); imported on use to keep `--help` fast."""
+    from rl.base.judge_build import judge_path
+
+    return judge_path()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Generative reward models served by the hub (issue #9).
+"""Generative reward models served by the hub: the `genrm` and `grm` kinds.
 
 config.py   JudgeConfig (pydantic only; a recipe's `rewards.judge:`)
 engine.py   JudgeEngine, a Ray actor running vLLM's AsyncLLM

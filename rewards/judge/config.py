@@ -1,15 +1,18 @@
 """Config of the generative reward models the hub serves (`rewards.judge:`).
 
 Pydantic and the standard library only, so a recipe validates without Ray or
-vLLM. The judge is any Hugging Face causal LM folder (`model`); None is the
-project's tiny CPU judge (rl.base.judge_build.judge_path, built on first use).
+vLLM. The judge is any Hugging Face causal LM folder (`model`); None leaves
+the folder to whoever starts the hub: a recipe's controller and `asymptote
+reward score` pass the project's tiny CPU judge (built on first use).
 The prompts both kinds send are rewards.judge_format's.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.config_marks import Mark, not_recipe, resumable
 
 JUDGE_KINDS = ("genrm", "grm")
 
@@ -18,6 +21,7 @@ class GenRMConfig(BaseModel):
     """GenRM verification (Zhang et al. 2025, arXiv 2504.01005)."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
     verifications: int = Field(
         1, ge=1, le=64,
@@ -36,6 +40,7 @@ class GRMConfig(BaseModel):
     """DeepSeek-GRM pointwise scoring (Liu et al. 2025, arXiv 2504.02495)."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
     k: int = Field(4, ge=1, le=64, description="Judgements sampled per set of responses (voting@k).")
     temperature: float = Field(0.5, gt=0, description="Sampling temperature of the judgements (the paper: 0.5).")
@@ -53,13 +58,14 @@ class JudgeConfig(BaseModel):
     """The judge engines (Ray actors running vLLM's async engine) and the two kinds."""
 
     model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
     model: Optional[str] = Field(
-        None, description="Hugging Face folder of the judge (e.g. /models/Qwen2.5-7B-Instruct); None builds/uses "
-        "the project's tiny judge.")
-    replicas: int = Field(1, ge=1, le=64, description="Judge engines, each a Ray actor in its own placement group.")
-    cpus_per_replica: float = Field(1.0, gt=0, description="CPUs in each engine's placement-group bundle.")
-    gpus_per_replica: float = Field(
+        None, description="Hugging Face folder of the judge (e.g. /models/Qwen2.5-7B-Instruct); None: the "
+        "project's tiny judge, which a recipe's run builds on first use and passes to the hub.")
+    replicas: Annotated[int, resumable] = Field(1, ge=1, le=64, description="Judge engines, each a Ray actor in its own placement group.")
+    cpus_per_replica: Annotated[float, resumable] = Field(1.0, gt=0, description="CPUs in each engine's placement-group bundle.")
+    gpus_per_replica: Annotated[float, resumable] = Field(
         0.0, ge=0, description="GPUs in each engine's bundle (0 on CPU); at least tensor_parallel on GPU.")
     tensor_parallel: int = Field(1, ge=1, le=64, description="vLLM tensor_parallel_size of each engine.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -67,19 +73,21 @@ class JudgeConfig(BaseModel):
     max_model_len: Optional[int] = Field(
         None, gt=0, description="Longest prompt + judgement in tokens; None is the model's own limit. A prompt "
         "that does not fit (after truncating responses) fails with a context-overflow reason.")
-    max_num_seqs: int = Field(64, ge=1, description="Sequences one engine decodes together (continuous batching).")
-    kv_cache_gib: int = Field(1, ge=1, description="CPU only: KV-cache GiB per engine.")
-    gpu_memory_utilization: float = Field(0.8, gt=0, le=1, description="CUDA only: memory fraction vLLM may take.")
-    enforce_eager: bool = Field(True, description="Skip CUDA graphs / torch.compile (faster start).")
-    threads_bind: str = Field(
+    max_num_seqs: Annotated[int, resumable] = Field(64, ge=1, description="Sequences one engine decodes together (continuous batching).")
+    kv_cache_gib: Annotated[int, resumable] = Field(1, ge=1, description="CPU only: KV-cache GiB per engine.")
+    gpu_memory_utilization: Annotated[float, resumable] = Field(0.8, gt=0, le=1, description="CUDA only: memory fraction vLLM may take.")
+    enforce_eager: Annotated[bool, resumable] = Field(True, description="Skip CUDA graphs / torch.compile (faster start).")
+    threads_bind: Annotated[str, resumable] = Field(
         "nobind", description="CPU only: VLLM_CPU_OMP_THREADS_BIND ('nobind' leaves OpenMP alone on a shared box).")
     timeout_s: float = Field(
         60.0, gt=0, le=3600, description="Per-request deadline from when the hub sends it; a request past it is "
-        "aborted in the engine and its sample fails with details.timeout.")
+        "aborted in the engine and its judgement does not count. A sample none of whose judgements counted is asked "
+        "once more alone with a fresh deadline; timing out again masks it (details.timeout; "
+        "rewards.types has the rule).")
     max_response_chars: int = Field(
         160, ge=16, description="A judged response longer than this is cut to it and marked truncated in the "
         "prompt (160 fits the tiny judge's 512 positions; raise it for a real judge's context).")
-    seed: int = Field(0, description="Seed of the response shuffles and of the judges' sampling.")
+    seed: Annotated[int, not_recipe] = Field(0, description="Seed of the response shuffles and of the judges' sampling.")
     genrm: GenRMConfig = Field(default_factory=GenRMConfig, description="The 'genrm' kind.")
     grm: GRMConfig = Field(default_factory=GRMConfig, description="The 'grm' kind.")
 

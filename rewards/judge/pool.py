@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import ray
 
+from core.errors import UserError
 from rewards.actors import close_and_kill
 from rewards.judge.config import JudgeConfig
 
@@ -86,25 +87,27 @@ class JudgePool:
         self.engines, self.groups = [], []
 
 
-def resolve_model(cfg: JudgeConfig) -> str:
-    """The judge's folder: `cfg.model`, or the project's tiny judge (built
-    and cached on first use)."""
+def resolve_model(cfg: JudgeConfig, judge_model: Optional[str] = None) -> str:
+    """The judge's folder: `cfg.model`, else `judge_model` (the default the
+    caller resolved: the learner side builds the project's tiny judge; the
+    hub never trains one)."""
     if cfg.model is not None:
         return cfg.model
-    from rl.base.judge_build import judge_path
+    if judge_model is not None:
+        return judge_model
+    raise UserError("rewards.judge.model is not set: name the judge's model folder")
 
-    return str(judge_path())
 
-
-def start_judges(cfg: JudgeConfig, ready_timeout_s: float = 600.0) -> JudgePool:
+def start_judges(cfg: JudgeConfig, judge_model: Optional[str] = None, ready_timeout_s: float = 600.0) -> JudgePool:
     """Start `cfg.replicas` engines, each in a placement group of one bundle
-    ({CPU, GPU}) that also holds whatever vLLM starts inside it."""
+    ({CPU, GPU}) that also holds whatever vLLM starts inside it; they serve
+    `resolve_model(cfg, judge_model)`."""
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     from rewards.judge.engine import JudgeEngine
 
-    model = resolve_model(cfg)
+    model = resolve_model(cfg, judge_model)
     bundle = {"CPU": cfg.cpus_per_replica}
     if cfg.gpus_per_replica:
         bundle["GPU"] = cfg.gpus_per_replica
@@ -114,8 +117,6 @@ def start_judges(cfg: JudgeConfig, ready_timeout_s: float = 600.0) -> JudgePool:
         t0 = time.monotonic()
         for pg in groups:
             if not pg.wait(max(1.0, ready_timeout_s - (time.monotonic() - t0))):
-                from core.errors import UserError
-
                 raise UserError(f"rewards.judge: cannot place {cfg.replicas} judge engine(s) of {bundle} "
                                 "on this cluster (lower judge.replicas or cpus/gpus_per_replica)")
         cfg_json = cfg.model_dump_json()

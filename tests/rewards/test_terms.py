@@ -8,7 +8,8 @@ from rewards.config import RewardsConfig
 from rewards.length import kimi_length_rewards, overlong_penalty, sample_length
 from rewards.math import extract_answer, fast_compare, last_boxed
 from rewards.code import last_python_block, normalise_tests
-from rewards.types import build_reward
+from rewards.format import format_reward
+from rewards.registry import KINDS
 
 
 def test_config_rejects_unknown_keys_and_terms():
@@ -51,12 +52,51 @@ def test_answer_extraction():
 
 
 def test_format_reward():
-    fmt = build_reward("format", RewardsConfig())
-    assert fmt({"response": r"<think>12+34</think> \boxed{46}"}).score == 1.0
-    assert fmt({"response": r"\boxed{46}"}).score == 0.0
-    assert fmt({"response": r"<think>a</think><think>b</think>\boxed{1}"}).score == 0.0
-    assert fmt({"response": r"<think>a</think> no answer"}).score == 0.0
-    assert fmt({"response": r"<think>\boxed{1}</think>"}).score == 0.0  # the answer must follow the thinking
+    cfg = RewardsConfig()
+
+    def fmt(response):
+        return format_reward({"response": response}, cfg)
+
+    assert fmt(r"<think>12+34</think> \boxed{46}").score == 1.0
+    assert fmt(r"\boxed{46}").score == 0.0
+    assert fmt(r"<think>a</think><think>b</think>\boxed{1}").score == 0.0
+    assert fmt(r"<think>a</think> no answer").score == 0.0
+    assert fmt(r"<think>\boxed{1}</think>").score == 0.0  # the answer must follow the thinking
+    assert fmt(None).masked and fmt(None).details["error"] == "sample needs a string 'response'"
+
+
+def test_scorer_dispatches_through_the_registry():
+    """The registry's keys are the kinds: a `format` sample and the `format`
+    term both come from format_reward; any other kind is one masked line
+    naming the registered kinds. No math worker starts (no math sample)."""
+    from rewards.scorer import Scorer
+
+    assert list(KINDS) == ["math", "code", "format", "genrm", "grm"]
+    scorer = Scorer(RewardsConfig(terms={"math": 1.0, "format": 0.5}))
+    try:
+        good, bare, unknown, listed = scorer.score_items([
+            {"kind": "format", "response": r"<think>a</think> \boxed{1}"}, {"kind": "format", "response": "x"},
+            {"kind": "maths", "response": "x"}, {"kind": ["math"], "response": "x"}])
+    finally:
+        scorer.close()
+    assert (good.score, good.details["terms"]) == (0.5, {"format": 1.0})
+    assert (bare.score, bare.masked) == (0.0, False)
+    assert unknown.masked and unknown.details["error"] == "unknown kind 'maths' (known: code, format, genrm, grm, math)"
+    assert listed.details["error"] == "unknown kind ['math'] (known: code, format, genrm, grm, math)"
+    assert scorer._runners["math"]._pool is None
+
+
+def test_judge_folder_comes_from_the_config_or_the_caller():
+    """rewards/ never builds a judge: with no `rewards.judge.model` and no
+    folder passed down, starting the judges is a one-line user error."""
+    from core.errors import UserError
+    from rewards.judge.config import JudgeConfig
+    from rewards.judge.pool import resolve_model
+
+    assert resolve_model(JudgeConfig(model="/m"), "/default") == "/m"
+    assert resolve_model(JudgeConfig(), "/default") == "/default"
+    with pytest.raises(UserError, match="^rewards.judge.model is not set"):
+        resolve_model(JudgeConfig())
 
 
 def test_length_terms_hand_computed():

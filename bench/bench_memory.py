@@ -5,7 +5,7 @@ the same bytes measured in the same invocation.
 - model: Qwen2.5-0.5B's shape (hidden 896, 24 layers, 14 heads, 2 KV heads,
   FFN 4864, tied embeddings), random init, float32, saved as a local folder
   (`model.base=<folder>`). `--vocab 151936` (default) is Qwen's vocabulary
-  size: 494M parameters, 1.98 GB, as in issue #12; the project's tokenizer
+  size: 494M parameters, 1.98 GB (a Qwen2.5-0.5B shape); the project's tokenizer
   uses only its first ids. `--vocab 0` keeps the tiny tokenizer's vocabulary
   (358M parameters).
 - ours: `recipes/tiny-arith.yaml` through `Controller` with that base
@@ -83,7 +83,8 @@ def _raw_rank(rank: int, world: int, port: int, nbytes: int, bucket: int, repeat
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    store = dist.TCPStore("127.0.0.1", port, world, is_master=False)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
     sizes = [min(bucket, nbytes - o) for o in range(0, nbytes, bucket)]
     times = []
     for _ in range(repeats + 1):
@@ -105,12 +106,13 @@ def raw_broadcast(nbytes: int, bucket: int = 256 << 20, receivers: int = 1, repe
     `bucket`-byte buffers: the best of `repeats` after one untimed pass."""
     import torch.multiprocessing as mp
 
-    from rollout.weights import free_port
+    from core.ports import host_store
 
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    port = free_port()
     world = 1 + receivers
+    store = host_store("127.0.0.1", world)  # held here, on a port the OS picked, until the ranks finish
+    port = store.port
     procs = [ctx.Process(target=_raw_rank, args=(r, world, port, nbytes, bucket, repeats, q)) for r in range(world)]
     for p in procs:
         p.start()

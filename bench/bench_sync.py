@@ -2,20 +2,21 @@
 the same bytes, measured in the same invocation.
 
 - ours, `broadcast`: `LearnerGroup` (FSDP2 ranks over gloo, `--ranks`) ->
-  `--receivers` Ray actors, through `LearnerRank.push_weights("broadcast")`:
-  every rank sends its own FSDP shard of each parameter over its own gloo
-  group, each receiver consuming `BroadcastTransport.recv_stream()`, which
-  takes every rank's rows at once straight into the full tensor (touching
-  every tensor, as the engine's load would; vLLM's load itself is not in
-  this number: bench_memory.py measures the whole path).
+  `--receivers` Ray actors, through the transport's sender and receiver
+  (rollout.weights): every rank sends its own FSDP shard of each parameter
+  over its own gloo group, each receiver consuming the stream, which takes
+  every rank's rows at once straight into the full tensor (touching every
+  tensor, as the engine's load would; vLLM's load itself is not in this
+  number: bench_memory.py measures the whole path).
 - ours, `safetensors`: rank 0 gathers the whole state dict and packs it; each
   receiver unpacks the bytes it gets through Ray's object store.
 - baseline: a 1 + `--receivers` process gloo group broadcasting the same
   number of bytes in 256 MB buckets from one sender (no gather, no packing).
   Ours sends from `--ranks` processes, the learner ranks it has anyway.
 
-Each is timed warm: the best of `--repeats` after one untimed pass. Target
-(issue #12): broadcast >= 0.8 of the baseline's bandwidth.
+Each is timed warm: the best of `--repeats` after one untimed pass (all of
+one transport's passes, then the other's: the learner holds one sender at a
+time). Target: broadcast >= 0.8 of the baseline's bandwidth.
 
     python bench/bench_sync.py [--model tiny|qwen05] [--ranks 2] [--receivers 1] [--repeats 3] [--json]
 """
@@ -30,27 +31,56 @@ from pathlib import Path
 def _receiver_cls(ray):
     @ray.remote(num_cpus=0)
     class Receiver:
-        def connect(self, host, port, rank, world, sources):
-            from rollout.weights import BroadcastTransport
-            self.t = BroadcastTransport("gloo", host, port, rank=rank, world_size=world, sources=sources,
-                                        timeout_s=600)
-            self.t.connect()
+        def connect(self, transport, group, rank):
+            from rollout.weights import make_transport
+            self.r = make_transport(transport).receiver(group, rank)
             return True
 
-        def recv(self):
+        def receive(self, payload=None):
+            got = self.r.receive(payload)
             n = 0
-            for _, tensor in self.t.recv_stream():
+            for _, tensor in got.items() if isinstance(got, dict) else got:
                 n += int(tensor.reshape(-1)[:1].numel())  # touch it
             return n
 
-        def unpack(self, payload):
-            from rollout.weights import SafetensorsTransport
-            return len(SafetensorsTransport().unpack(payload))
-
         def close(self):
-            self.t.close()
+            self.r.close()
 
     return Receiver
+
+
+def _connect(group, recv: list, transport: str, ranks: int) -> None:
+    """A sender on every learner rank and a receiver in every actor; for
+    the broadcast, learner rank 0 hosts the group's store."""
+    import ray
+
+    from rollout.weights import make_transport
+    weights = None
+    if make_transport(transport).collective:
+        weights = group.host_weight_group("gloo", ranks + len(recv), 600.0)
+    refs = [r.connect.remote(transport, weights, ranks + i) for i, r in enumerate(recv)]
+    group.wait(group.connect_weights_refs(transport, weights))
+    ray.get(refs)
+
+
+def _time_pushes(group, recv: list, transport: str, repeats: int) -> list[float]:
+    import ray
+
+    from rollout.weights import make_transport
+    collective = make_transport(transport).collective
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        if collective:
+            got = [r.receive.remote() for r in recv]
+            group.wait(group.push_weights_refs())
+            ray.get(got)
+        else:
+            payload = group.wait(group.push_weights_refs())[0]
+            ray.get([r.receive.remote(payload) for r in recv])
+            del payload
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def run_ours(model: str, ranks: int, receivers: int, repeats: int) -> dict:
@@ -65,24 +95,11 @@ def run_ours(model: str, ranks: int, receivers: int, repeats: int) -> dict:
     recv = [_receiver_cls(ray).remote() for _ in range(receivers)]
     try:
         nbytes = sum(s.nbytes for s in ray.get(group.actors[0].weight_specs.remote()))
-        host, port = ray.get(group.actors[0].master_address.remote())
-        world = ranks + receivers
-        refs = [r.connect.remote(host, port, ranks + i, world, ranks) for i, r in enumerate(recv)]
-        group.wait([a.connect_weight_broadcast.remote("gloo", host, port, world, 600.0) for a in group.actors])
-        ray.get(refs)
-        times = {"broadcast": [], "safetensors": []}
-        for _ in range(repeats + 1):
-            t0 = time.perf_counter()
-            got = [r.recv.remote() for r in recv]
-            group.wait(group.push_weights_refs("broadcast"))
-            ray.get(got)
-            times["broadcast"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            payload = group.wait(group.push_weights_refs("safetensors"))[0]
-            ray.get([r.unpack.remote(payload) for r in recv])
-            del payload
-            times["safetensors"].append(time.perf_counter() - t0)
-        ray.get([r.close.remote() for r in recv])
+        times = {}
+        for transport in ("broadcast", "safetensors"):
+            _connect(group, recv, transport, ranks)
+            times[transport] = _time_pushes(group, recv, transport, repeats)
+            ray.get([r.close.remote() for r in recv])
     finally:
         group.shutdown()
         for r in recv:

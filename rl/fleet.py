@@ -3,16 +3,16 @@
 
 A worker that dies is replaced, in its own placement-group bundle, and the
 fleet recovers by itself: the new engine receives the current weights (for
-the broadcast transport the whole weight group is rebuilt, since a collective
+a collective transport the whole weight group is rebuilt, since a collective
 group cannot take a new member), then every job part the dead worker held is
 resubmitted to the new one. A resubmitted part carries its original seed, so
 it draws the same random numbers; its samples come from the current weights,
 which never breaks the staleness bound (they are newer, not older).
 
 A death is noticed wherever a call to the worker fails: collecting a job,
-pushing weights (the learner's side of a broadcast then fails at once, gloo
-reports the closed connection, or after `weight_sync_timeout_s`), scoring,
-or reading CPU time. Each replacement is reported through `on_restart`.
+pushing weights (the learner's side of a collective push then fails at
+once, gloo reports the closed connection, or after `weight_sync_timeout_s`),
+scoring, or reading CPU time. Each replacement is reported through `on_restart`.
 
 A job part that raises (the engine hit an error of its own, a bug rather
 than a death) is treated the same way once: its traceback is logged, the
@@ -48,6 +48,7 @@ from core.errors import error_line
 from core.gather import DEATHS, ActorDied, gather
 from rl.learner.group import LearnerFailure
 from rollout.types import Group, RolloutBatch
+from rollout.weights import make_transport
 from rollout.worker import Job, RolloutWorker
 
 log = logging.getLogger(__name__)
@@ -100,15 +101,14 @@ class Fleet:
                  on_restart: Callable[[int], None] = lambda i: None):
         self.recipe, self.model_path, self.hub, self.pg, self.learner = recipe, model_path, hub, pg, learner
         self.backend, self.on_restart = backend, on_restart
-        self.transport = recipe.pipeline.weight_transport
+        self.transport = make_transport(recipe.pipeline.weight_transport)
         self.version = 0  # weights every live engine holds (or is loading)
         self._parts: dict[str, Part] = {}  # job part id -> part, until collected
         self.acks: list[list[int]] = [[] for _ in range(recipe.rollout.workers)]
         self._cls = ray.remote(max_concurrency=32)(RolloutWorker)
         self.workers = [self._new_worker(i) for i in range(recipe.rollout.workers)]
         ray.get([w.version.remote() for w in self.workers])  # engines are up
-        if self.transport == "broadcast":
-            self._connect_broadcast()
+        self._connect()
 
     # ---- jobs -------------------------------------------------------------------
     def submit(self, job_id: str, step: int, prompts: list[dict], prompt_ids: list[list[int]], n: int,
@@ -183,21 +183,22 @@ class Fleet:
             self.replace(err.index)  # pushes `version` to the new worker
 
     def _push(self, targets: list[int]) -> None:
-        """Learner -> workers[targets]; worker deaths raise ActorDied(worker
-        index), learner deaths LearnerFailure."""
-        refs = self.learner.push_weights_refs(self.transport)
+        """Learner -> workers[targets] (a collective push: every worker);
+        worker deaths raise ActorDied(worker index), learner deaths
+        LearnerFailure."""
+        refs = self.learner.push_weights_refs()
         timeout = self.recipe.pipeline.weight_sync_timeout_s
-        if self.transport == "safetensors":
+        if not self.transport.collective:  # rank 0's bytes, handed to each worker
             payload = self.learner.wait(refs)[0]
             try:
-                acked = gather([self.workers[i].receive_weights.remote(payload, self.version) for i in targets],
+                acked = gather([self.workers[i].receive_weights.remote(self.version, payload) for i in targets],
                                timeout=timeout)
             except ActorDied as err:  # report the worker's index, as the docstring promises
                 raise ActorDied(targets[err.index], err.cause) from None
             for i, v in zip(targets, acked):
                 self.acks[i].append(v)
             return
-        worker_refs = [self.workers[i].receive_broadcast.remote(self.version) for i in range(len(self.workers))]
+        worker_refs = [self.workers[i].receive_weights.remote(self.version) for i in range(len(self.workers))]
         try:
             gather(worker_refs, timeout=timeout)
         except ActorDied:
@@ -205,38 +206,33 @@ class Fleet:
                 self.learner.wait(refs)
             except LearnerFailure:
                 raise
-            except Exception:  # noqa: BLE001 - its peer died mid-broadcast; the caller rebuilds the group
+            except Exception:  # noqa: BLE001 - its peer died mid-push; the caller rebuilds the group
                 pass
             raise
         self.learner.wait(refs)
         for i, ref in enumerate(worker_refs):
             self.acks[i].append(ray.get(ref))
 
-    def _connect_broadcast(self, attempts: int = 3) -> None:
-        """(Re)build the weight group. Its port is picked free a moment before
-        learner rank 0 binds it, so another process can take it first; every
-        side is waited on at once (a failed bind shows at once, not after the
-        workers' connect timeout) and the rendezvous is retried on a new port."""
+    def _connect(self) -> None:
+        """(Re)build the weight path: a sender on every learner rank, a
+        receiver in every worker and, for a collective transport, a new group
+        for them to meet in, whose store learner rank 0 binds on a port the OS
+        picks before anyone connects. Every side is waited on at once, so a
+        death shows at once, not after the others' connect timeout."""
         timeout = self.recipe.pipeline.weight_sync_timeout_s
-        for attempt in range(1, attempts + 1):
-            host, port = ray.get(self.learner.actors[0].master_address.remote())
-            sources = len(self.learner.actors)  # every learner rank sends its shards
-            world = sources + len(self.workers)
-            refs = [w.connect_weight_broadcast.remote(self.backend, host, port, sources + i, world, timeout, sources)
-                    for i, w in enumerate(self.workers)]
-            refs += self.learner.connect_weight_broadcast_refs(self.backend, host, port, world, timeout)
-            try:
-                gather(refs, timeout=timeout)
-                return
-            except ActorDied as err:
-                if err.index >= len(self.workers):
-                    raise LearnerFailure(err.index - len(self.workers), err.cause) from None
-                raise
-            except Exception as err:  # noqa: BLE001 - a lost port race: try a new port
-                if attempt == attempts:
-                    raise
-                log.warning("weight group rendezvous on port %d failed (%s); retrying on a new port",
-                            port, error_line(err))
+        sources = len(self.learner.actors)  # every learner rank sends its shards
+        group = None
+        if self.transport.collective:
+            group = self.learner.host_weight_group(self.backend, sources + len(self.workers), timeout)
+        name = self.transport.name
+        refs = [w.connect_weights.remote(name, group, sources + i) for i, w in enumerate(self.workers)]
+        refs += self.learner.connect_weights_refs(name, group)
+        try:
+            gather(refs, timeout=timeout)
+        except ActorDied as err:
+            if err.index >= len(self.workers):
+                raise LearnerFailure(err.index - len(self.workers), err.cause) from None
+            raise
 
     # ---- recovery -------------------------------------------------------------------
     def replace(self, i: int, why: str = "died") -> None:
@@ -248,8 +244,8 @@ class Fleet:
         self._restart(i, why)
         while True:
             try:
-                if self.transport == "broadcast":
-                    self._connect_broadcast()
+                self._connect()
+                if self.transport.collective:
                     self._push(list(range(len(self.workers))))
                 elif self.version > 0:
                     self._push(fresh)

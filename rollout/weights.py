@@ -1,37 +1,41 @@
 """Weight transports: how the learner's new weights reach the rollout engines.
 
-One small interface, `WeightTransport`, with two implementations picked by a
-config name (`transport: "broadcast" | "safetensors"`, see `make_transport`):
+A transport is a pair chosen once, by its config name (`make_transport`): a
+`WeightSender` on every learner rank and a `WeightReceiver` in every rollout
+worker. Nothing outside this module asks which transport it has; the caller
+reads one property, `collective`, which says how a push flows:
 
-- `SafetensorsTransport`: `send(state)` packs a state dict into safetensors
-  bytes, `recv(payload)` unpacks them. The caller moves the bytes (through
-  Ray's object store). Simple, no rendezvous, one copy per receiver.
-- `BroadcastTransport`: process groups of their own, built straight from a
+- `safetensors` (not collective): rank 0 gathers the whole state dict and
+  packs it into safetensors bytes; the caller hands the bytes (a Ray object)
+  to each receiver, which unpacks them. Simple, no rendezvous, one copy per
+  receiver.
+- `broadcast` (collective): senders and receivers meet in a weight group
+  (`WeightGroup`), process groups of their own built straight from a
   `TCPStore` and `ProcessGroupGloo` / `ProcessGroupNCCL`, never the default
   process group (the learner processes already own a default gloo group for
   FSDP). Ranks 0..S-1 are sources (the learner's ranks), ranks S..S+W-1 the
-  rollout workers; each source has a group of its own with every worker.
-  `send(state)` (one source) sends a pickled table of contents (names,
-  dtypes, shapes, the bytes of each tensor this source holds), then each
-  tensor's bytes; `recv()` returns the same dict. Both sides must call at
-  the same time.
+  rollout workers; each source has a group of its own with every worker
+  (`BroadcastLink`). Every receiver takes part in every push, and a group
+  cannot take a new member: a replaced worker means a new group. Learner
+  rank 0 hosts the group's store on a port the OS picks (core.ports) and
+  publishes it, so no port is picked free and bound later.
 
-Streaming, sharded (the path the learner and the workers use): every learner
-rank is a source and sends only its own FSDP2 shard of each parameter
-(`send_stream(specs, pieces)`: a Shard(0) shard is a block of the tensor's
-leading rows, so it is contiguous bytes of the whole). A worker posts one
-receive per source straight into its slice of the full tensor, so the
-sources' pieces arrive at once, over S connections, and no rank gathers,
-packs or copies (verl and OpenRLHF gather each parameter on rank 0 first).
-`recv_stream()` yields (name, tensor) as each tensor lands, so the engine
-loads one tensor while no other exists. Each side's peak above its own model
-copy is then about the largest tensor, not a second copy of the model.
-(Posting the next tensor's receive before yielding one, to overlap the
-transfer with vLLM's load, was measured at 0.5B: no gain on two cores, 0.2
-GiB more at the worker's peak; not kept.) The CPU path (gloo) and the GPU
-path (nccl) are the same code with a different backend name; only gloo is
-tested here, nccl is untested (it also needs each process to have picked its
-CUDA device).
+Streaming, sharded (the broadcast path): every learner rank is a source and
+sends only its own FSDP2 shard of each parameter (`weight_pieces`: a Shard(0)
+shard is a block of the tensor's leading rows, so it is contiguous bytes of
+the whole), after a pickled table of contents (names, dtypes, shapes, the
+bytes of each tensor this source holds). A worker posts one receive per
+source straight into its slice of the full tensor, so the sources' pieces
+arrive at once, over S connections, and no rank gathers, packs or copies
+(verl and OpenRLHF gather each parameter on rank 0 first). The receiver
+yields (name, tensor) as each tensor lands, so the engine loads one tensor
+while no other exists. Each side's peak above its own model copy is then
+about the largest tensor, not a second copy of the model. (Posting the next
+tensor's receive before yielding one, to overlap the transfer with vLLM's
+load, was measured at 0.5B: no gain on two cores, 0.2 GiB more at the
+worker's peak; not kept.) The CPU path (gloo) and the GPU path (nccl) are the
+same code with a different backend name; only gloo is tested here, nccl is
+untested (it also needs each process to have picked its CUDA device).
 
 Bit-exactness: tensors travel as raw bytes (viewed as uint8), so every dtype,
 bfloat16 included, arrives unchanged.
@@ -39,15 +43,16 @@ bfloat16 included, arrives unchanged.
 from __future__ import annotations
 
 import pickle
-import socket
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import torch
 
 State = dict[str, torch.Tensor]
+Weights = Union[State, Iterator[tuple[str, torch.Tensor]]]  # what a receiver hands the engine
 
 
 class TensorSpec(NamedTuple):
@@ -69,76 +74,144 @@ def specs_of(state: State) -> list[TensorSpec]:
     return [TensorSpec(k, v.dtype, tuple(v.shape)) for k, v in state.items()]
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (pick it on rank 0's host)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+# ---- the learner's weights, as the senders read them ------------------------------
+def weight_items(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The model's named tensors, each storage once (a tied LM head is the
+    embedding; the engines re-add it)."""
+    seen, out = set(), []
+    for name, t in model.state_dict(keep_vars=True).items():
+        if id(t) not in seen:  # the same Parameter object on every rank
+            seen.add(id(t))
+            out.append((name, t))
+    return out
 
 
-class WeightTransport(ABC):
-    """Sender calls `send(state)`, receivers call `recv(payload)`.
+def weight_specs(model: torch.nn.Module) -> list[TensorSpec]:
+    """Names, dtypes and full shapes of the weights, from metadata alone."""
+    return [TensorSpec(name, t.dtype, tuple(t.shape)) for name, t in weight_items(model)]
 
-    A transport that needs the caller to carry bytes (safetensors) returns
-    them from `send` and takes them in `recv`; a collective transport
-    (broadcast) returns None from `send` and ignores `payload`.
-    """
 
-    name: str
+def weight_pieces(model: torch.nn.Module, rank: int) -> Iterator[Optional[torch.Tensor]]:
+    """Collective generator, in `weight_specs()` order: this rank's piece of
+    each weight, a block of its leading rows (its Shard(0) shard, as is: a
+    view, no copy) or the whole tensor on rank 0 and None elsewhere
+    (anything else, gathered: held until sent, see `send_stream`; the
+    learner's fully_shard makes none); every rank must consume it whole."""
+    from torch.distributed.tensor import DTensor, Shard
+    for _, t in weight_items(model):
+        t = t.detach()
+        if isinstance(t, DTensor) and tuple(t.placements) == (Shard(0),):
+            yield t.to_local()
+            continue
+        full = t.full_tensor() if isinstance(t, DTensor) else t
+        yield full if rank == 0 else None
+
+
+# ---- the two ends of a transport ------------------------------------------------------
+class WeightSender(ABC):
+    """A learner rank's end. Every rank calls `send(model)` at the same time
+    (a send may gather over the learner's own process group)."""
 
     @abstractmethod
-    def send(self, state: State) -> bytes | None: ...
-
-    @abstractmethod
-    def recv(self, payload: bytes | None = None) -> State: ...
+    def send(self, model: torch.nn.Module) -> Any:
+        """Ship `model`'s weights; returns what the transport says it returns."""
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections (no-op where there are none)."""
 
 
-class SafetensorsTransport(WeightTransport):
-    """State dict <-> safetensors bytes; the caller ships the bytes."""
+class WeightReceiver(ABC):
+    """A rollout worker's end."""
 
-    name = "safetensors"
+    @abstractmethod
+    def receive(self, payload: Optional[bytes] = None) -> Weights:
+        """The weights of one push, as a dict or a (name, tensor) stream that
+        must be consumed whole; `payload` is what the sender returned
+        (a transport that moves no bytes through the caller ignores it)."""
 
-    def pack(self, state: State) -> bytes:
-        from safetensors.torch import save
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release connections (no-op where there are none)."""
 
-        return save({k: v.detach().contiguous().cpu() for k, v in state.items()})
 
-    def unpack(self, payload: bytes) -> State:
-        from safetensors.torch import load
+@dataclass(frozen=True)
+class WeightGroup:
+    """Where a collective transport's senders and receivers meet: ranks
+    0..sources-1 send, sources..world-1 receive; rank 0 hosts the store."""
 
-        return load(payload)
+    backend: str  # "gloo" | "nccl"
+    host: str
+    port: int
+    world: int
+    sources: int
+    timeout_s: float = 300.0
 
-    def send(self, state: State) -> bytes:
-        return self.pack(state)
 
-    def recv(self, payload: bytes | None = None) -> State:
+def host_weight_group(backend: str, host: str, world: int, sources: int, timeout_s: float):
+    """Rank 0: bind a new weight group's store on a port the OS picks.
+    Returns the group, to publish to the others, and the store, which rank 0
+    holds and hands to its own end of the transport."""
+    from core.ports import host_store
+
+    store = host_store(host, world, timeout_s)
+    return WeightGroup(backend, host, store.port, world, sources, timeout_s), store
+
+
+# ---- safetensors: bytes through the caller ---------------------------------------------
+def pack(state: State) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.detach().contiguous().cpu() for k, v in state.items()})
+
+
+def unpack(payload: bytes) -> State:
+    from safetensors.torch import load
+
+    return load(payload)
+
+
+class SafetensorsSender(WeightSender):
+    """Every rank joins the gather of the whole state dict; rank 0 returns
+    its safetensors bytes (the others None)."""
+
+    def __init__(self, rank: int):
+        self.rank = rank
+
+    def send(self, model: torch.nn.Module) -> Optional[bytes]:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.rank != 0:
+            return None
+        names = {name for name, _ in weight_items(model)}  # a tied head once (one rank's dict shares it)
+        return pack({k: v for k, v in state.items() if k in names})
+
+
+class SafetensorsReceiver(WeightReceiver):
+    def receive(self, payload: Optional[bytes] = None) -> State:
         if payload is None:
-            raise ValueError("SafetensorsTransport.recv needs the bytes that send() returned")
-        return self.unpack(payload)
+            raise ValueError("the safetensors receiver needs the bytes its sender returned")
+        return unpack(payload)
 
 
-class BroadcastTransport(WeightTransport):
-    """Sources 0..S-1 stream their pieces of each tensor to receivers
-    S..S+W-1 over process groups that are not the default one."""
+# ---- broadcast: a weight group of its own ---------------------------------------------
+class BroadcastLink:
+    """One member's connection to a weight group: a source streams its
+    pieces of each tensor (`send_stream`) to the receivers, which assemble
+    them (`recv_stream`), over process groups that are not the default one."""
 
-    name = "broadcast"
-
-    def __init__(self, backend: Literal["gloo", "nccl"], host: str, port: int, rank: int,
-                 world_size: int, *, sources: int = 1, timeout_s: float = 300.0):
-        if backend not in ("gloo", "nccl"):
-            raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside world of {world_size}")
-        if not 1 <= sources <= world_size:
-            raise ValueError(f"{sources} sources in a world of {world_size}")
-        self.backend, self.host, self.port = backend, host, port
-        self.rank, self.world_size, self.sources = rank, world_size, sources
-        self.timeout = timedelta(seconds=timeout_s)
-        self.device = torch.device("cuda" if backend == "nccl" else "cpu")
-        self._store = None
+    def __init__(self, group: WeightGroup, rank: int, store=None):
+        """`store`: the group's store, on the rank that hosts it
+        (`host_weight_group`); the others connect to `group.host:port`."""
+        if group.backend not in ("gloo", "nccl"):
+            raise ValueError(f"backend must be 'gloo' or 'nccl', got {group.backend!r}")
+        if not 0 <= rank < group.world:
+            raise ValueError(f"rank {rank} outside world of {group.world}")
+        if not 1 <= group.sources <= group.world:
+            raise ValueError(f"{group.sources} sources in a world of {group.world}")
+        self.group, self.rank, self.sources = group, rank, group.sources
+        self.timeout = timedelta(seconds=group.timeout_s)
+        self.device = torch.device("cuda" if group.backend == "nccl" else "cpu")
+        self._store = store
         self._pgs: list = []  # a source: its own group; a receiver: one per source
 
     @property
@@ -147,14 +220,15 @@ class BroadcastTransport(WeightTransport):
 
     def connect(self) -> None:
         """Rendezvous (blocks until every rank has called it). Idempotent;
-        `send`/`recv` call it on first use."""
+        `send_stream`/`recv_stream` call it on first use."""
         if self._pgs:
             return
         import torch.distributed as dist
 
-        self._store = dist.TCPStore(self.host, self.port, self.world_size,
-                                    is_master=self.rank == 0, timeout=self.timeout)
-        size = 1 + self.world_size - self.sources  # one source and every receiver
+        g = self.group
+        if self._store is None:
+            self._store = dist.TCPStore(g.host, g.port, g.world, is_master=False, timeout=self.timeout)
+        size = 1 + g.world - self.sources  # one source and every receiver
         if self.is_source:
             self._pgs = [self._group(self.rank, 0, size)]
         else:
@@ -164,7 +238,7 @@ class BroadcastTransport(WeightTransport):
         import torch.distributed as dist
 
         store = dist.PrefixStore(f"asymptote-weights/{source}", self._store)
-        if self.backend == "gloo":
+        if self.group.backend == "gloo":
             return dist.ProcessGroupGloo(store, rank, size, self.timeout)
         from torch.distributed import ProcessGroupNCCL  # absent on CPU builds
 
@@ -178,9 +252,6 @@ class BroadcastTransport(WeightTransport):
                 except Exception:  # shutting down is best effort
                     pass
         self._pgs, self._store = [], None
-
-    def send(self, state: State) -> None:
-        self.send_stream(specs_of(state), iter(state.values()))
 
     def send_stream(self, specs: list[TensorSpec], pieces: Iterator[torch.Tensor | None]) -> int:
         """Send this source's piece of each tensor in `specs`, taken from
@@ -211,9 +282,6 @@ class BroadcastTransport(WeightTransport):
                 sent += f.numel()
             flat[i] = None  # a gathered piece is dropped once sent
         return sent
-
-    def recv(self, payload: bytes | None = None) -> State:
-        return dict(self.recv_stream())
 
     def recv_stream(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Receive one send from every source, yielding (name, tensor) as each
@@ -268,10 +336,66 @@ def _flat_bytes(spec: TensorSpec, piece: torch.Tensor | None, whole: bool) -> to
     return piece.detach().contiguous().reshape(-1).view(torch.uint8)
 
 
-def make_transport(name: Literal["broadcast", "safetensors"], **kwargs) -> WeightTransport:
-    """Build a transport by its config name (kwargs go to BroadcastTransport)."""
-    if name == "safetensors":
-        return SafetensorsTransport()
-    if name == "broadcast":
-        return BroadcastTransport(**kwargs)
-    raise ValueError(f"unknown weight transport {name!r} (broadcast | safetensors)")
+class BroadcastSender(WeightSender):
+    """Each learner rank streams its own shard of every weight to the group
+    (no gather; a weight that is not a Shard(0) DTensor goes whole from
+    rank 0); `send` returns the bytes this rank sent."""
+
+    def __init__(self, group: WeightGroup, rank: int, store=None):
+        self.rank = rank
+        self.link = BroadcastLink(group, rank, store)
+        self.link.connect()
+
+    def send(self, model: torch.nn.Module) -> int:
+        pieces = weight_pieces(model, self.rank)
+        try:
+            return self.link.send_stream(weight_specs(model), pieces)
+        finally:  # a piece refused part-way through still lets this rank join any gather the others are in
+            for _ in pieces:
+                pass
+
+    def close(self) -> None:
+        self.link.close()
+
+
+class BroadcastReceiver(WeightReceiver):
+    """Yields each tensor as its pieces land (`BroadcastLink.recv_stream`)."""
+
+    def __init__(self, group: WeightGroup, rank: int):
+        self.link = BroadcastLink(group, rank)
+        self.link.connect()
+
+    def receive(self, payload: Optional[bytes] = None) -> Iterator[tuple[str, torch.Tensor]]:
+        return self.link.recv_stream()
+
+    def close(self) -> None:
+        self.link.close()
+
+
+# ---- the registry ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Transport:
+    """A sender/receiver pair. `collective`: the two ends meet in a
+    `WeightGroup`, built before the first push (rank 0 hosts it:
+    `host_weight_group`) and rebuilt whenever a member changes, and every
+    receiver takes part in every push; otherwise there is no group (None)
+    and the caller hands rank 0's `send` result to each receiver."""
+
+    name: str
+    collective: bool
+    sender: Callable[[Optional[WeightGroup], int, Any], WeightSender]  # (group, rank, hosted store)
+    receiver: Callable[[Optional[WeightGroup], int], WeightReceiver]  # (group, rank)
+
+
+TRANSPORTS = {t.name: t for t in (
+    Transport("broadcast", True, BroadcastSender, BroadcastReceiver),
+    Transport("safetensors", False, lambda group, rank, store: SafetensorsSender(rank),
+              lambda group, rank: SafetensorsReceiver()),
+)}
+
+
+def make_transport(name: str) -> Transport:
+    """The transport a config names (the recipe validates the name)."""
+    if name not in TRANSPORTS:
+        raise ValueError(f"unknown weight transport {name!r} ({' | '.join(TRANSPORTS)})")
+    return TRANSPORTS[name]

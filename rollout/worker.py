@@ -51,7 +51,7 @@ class RolloutWorker:
         self._stop = False
         self._ready = threading.Event()
         self._init_error: Optional[BaseException] = None
-        self._transport = None
+        self._receiver = None  # this worker's end of the weight transport (connect_weights)
         self.tokens_generated = 0
         self._busy_s = 0.0  # engine-thread seconds spent stepping, loading weights, scoring
         self._thread = threading.Thread(target=self._loop, name="engine-loop", daemon=True)
@@ -72,27 +72,22 @@ class RolloutWorker:
             raise state.error
         return self._assemble(state)
 
-    def receive_weights(self, payload: bytes, version: int) -> int:
-        from rollout.weights import SafetensorsTransport
-        self._stage(version, SafetensorsTransport().unpack(payload))
-        return version
-
-    def connect_weight_broadcast(self, backend: str, host: str, port: int, rank: int, world: int,
-                                 timeout_s: float = 300.0, sources: int = 1) -> bool:
-        from rollout.weights import BroadcastTransport
-        if self._transport is not None:  # a replaced peer means a new group
-            self._transport.close()
-        self._transport = BroadcastTransport(backend, host, port, rank=rank, world_size=world, sources=sources,
-                                             timeout_s=timeout_s)
-        self._transport.connect()
+    def connect_weights(self, transport: str, group, rank: int) -> bool:
+        """(Re)build this worker's receiver, joining `group` as `rank` (None
+        for a transport without one; a replaced peer means a new group)."""
+        from rollout.weights import make_transport
+        if self._receiver is not None:
+            self._receiver.close()
+        self._receiver = make_transport(transport).receiver(group, rank)
         return True
 
-    def receive_broadcast(self, version: int) -> int:
-        """Take part in the learner's broadcast. The engine thread loads the
-        weights tensor by tensor as they arrive (it generates nothing
-        meanwhile), so no second copy of the model is ever held here; returns
-        once they are loaded."""
-        self._stage(version, self._transport.recv_stream())
+    def receive_weights(self, version: int, payload: Optional[bytes] = None) -> int:
+        """Load the weights of one push (`payload`: what the learner's sender
+        returned, for a transport that moves its bytes through the caller).
+        A streamed push is loaded by the engine thread tensor by tensor as
+        they arrive (it generates nothing meanwhile), so no second copy of
+        the model is held here; returns once they are loaded."""
+        self._stage(version, self._receiver.receive(payload))
         return version
 
     def set_version(self, version: int) -> int:

@@ -30,13 +30,6 @@ def resolve_backend(name: str) -> str:
     return "nccl" if torch.cuda.is_available() else "gloo"
 
 
-def open_store(host: str, world: int) -> dist.TCPStore:
-    """Rank 0's rendezvous store, on a port the OS picks as it binds (its
-    `.port`): a port picked free beforehand can be taken by another process
-    before it is bound (it was, once, under load: EADDRINUSE)."""
-    return dist.TCPStore(host, 0, world, is_master=True, wait_for_workers=False)
-
-
 def init_parallel(dims: ParallelDims, master_addr: str, master_port: int,
                   store: dist.TCPStore | None = None) -> DeviceMesh:
     """Join the process group at rank 0's store (`store` on rank 0 itself)."""

@@ -75,14 +75,23 @@ class LearnerGroup:
         ref = ray.put(input_ids_bt)
         return [a.score_tokens.remote(ref) for a in self.actors]
 
-    def push_weights_refs(self, transport: str) -> list:
-        """Start the weight push on every rank; the first ref resolves to the
-        payload ('safetensors'), each to the bytes that rank sent ('broadcast')."""
-        return [a.push_weights.remote(transport) for a in self.actors]
+    def host_weight_group(self, backend: str, world: int, timeout_s: float):
+        """Rank 0 binds a new weight group's store; returns where it is."""
+        return self.wait([self.actors[0].host_weight_group.remote(backend, world, timeout_s)])[0]
 
-    def connect_weight_broadcast_refs(self, backend: str, host: str, port: int, world: int,
-                                      timeout_s: float = 300.0) -> list:
-        return [a.connect_weight_broadcast.remote(backend, host, port, world, timeout_s) for a in self.actors]
+    def connect_weights_refs(self, transport: str, group=None) -> list:
+        """Start (re)building every rank's sender, joining `group` (None for a
+        transport without one); the receivers must join at the same time."""
+        return [a.connect_weights.remote(transport, group) for a in self.actors]
+
+    def connect_weights(self, transport: str) -> None:
+        """Give every rank a sender of a transport without a group."""
+        self.wait(self.connect_weights_refs(transport))
+
+    def push_weights_refs(self) -> list:
+        """Start the weight push on every rank; each ref resolves to what
+        that rank's sender returned (rollout.weights)."""
+        return [a.push_weights.remote() for a in self.actors]
 
     def save_checkpoint(self, path: str, background: bool = False) -> None:
         self._all("save_checkpoint", path, background)

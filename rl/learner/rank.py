@@ -35,9 +35,7 @@ from typing import Any, Optional
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions, get_model_state_dict, get_state_dict, set_state_dict,
-)
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from rl.algo.batch import TrainBatch, plan_microbatches
@@ -45,7 +43,7 @@ from rl.algo.config import AlgoConfig
 from rl.algo.losses import LossInputs, clipped_mask, policy_loss
 from rl.checkpoint_read import read_dcp, read_rng_state, set_rng_state, write_rng_state
 from rl.learner.config import LearnerConfig
-from rl.learner.dist import ParallelDims, init_parallel, open_store
+from rl.learner.dist import ParallelDims, init_parallel
 
 
 class LearnerRank:
@@ -56,8 +54,9 @@ class LearnerRank:
         self.cfg, self.algo, self.fp32_lm_head = cfg, algo, fp32_lm_head
         self.model_path, self.temperature, self.seed = model_path, temperature, seed
         self.version = 0  # optimizer steps taken = policy version of the weights
-        self.weight_transport = None
+        self.weight_sender = None  # this rank's end of the weight transport (connect_weights)
         self._store = None  # rank 0's rendezvous store (open_rendezvous)
+        self._weight_store = None  # rank 0: the weight group's store, until connect_weights takes it
         self.busy_s = 0.0  # seconds spent training and pushing weights
         self._saving = None  # (path, future, error) of a checkpoint written in the background
         self._ckpt_group = None  # the gloo group DCP's background writes coordinate over
@@ -67,19 +66,13 @@ class LearnerRank:
             torch.use_deterministic_algorithms(True)
 
     # ---- set-up -----------------------------------------------------------
-    def master_address(self) -> tuple[str, int]:
-        import ray
-
-        from rollout.weights import free_port
-        host = ray.util.get_node_ip_address()
-        return host, free_port(host)
-
     def open_rendezvous(self) -> tuple[str, int]:
-        """Rank 0: bind the learner group's store and say where it is."""
+        """Rank 0: bind the learner group's store (core.ports) and say where it is."""
         import ray
 
+        from core.ports import host_store
         host = ray.util.get_node_ip_address()
-        self._store = open_store(host, self.dims.world)
+        self._store = host_store(host, self.dims.world)
         return host, self._store.port
 
     def setup(self, master_addr: str, master_port: int) -> int:
@@ -139,81 +132,40 @@ class LearnerRank:
         return _metrics(sums, float(grad_norm), self.optim.param_groups[0]["lr"],
                         self.version, time.perf_counter() - t0)
 
-    # ---- weights out ------------------------------------------------------
-    def full_state_dict(self) -> dict[str, torch.Tensor]:
-        """Collective: every rank must call; rank 0 gets the full CPU dict."""
-        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_model_state_dict(self.model, options=opts)
+    # ---- weights out (rollout.weights: what each transport sends) -------------
+    def host_weight_group(self, backend: str, world: int, timeout_s: float):
+        """Rank 0, before `connect_weights` of a collective transport: bind a
+        new weight group's store and say where it is (a `WeightGroup`).
+        `world` counts the learner's ranks, every one a source, and the workers."""
+        import ray
 
-    def connect_weight_broadcast(self, backend: str, host: str, port: int, world: int,
-                                 timeout_s: float = 300.0) -> bool:
-        """(Re)build this rank's weight group with the rollout workers (every
-        rank is a source; a replaced worker means new groups). `world` counts
-        the learner's ranks and the workers."""
-        from rollout.weights import BroadcastTransport
-        if self.weight_transport is not None:
-            self.weight_transport.close()
-        self.weight_transport = BroadcastTransport(backend, host, port, rank=self.dims.rank, world_size=world,
-                                                   sources=self.dims.world, timeout_s=timeout_s)
-        self.weight_transport.connect()
+        from rollout.weights import host_weight_group
+        group, self._weight_store = host_weight_group(backend, ray.util.get_node_ip_address(), world,
+                                                      self.dims.world, timeout_s)
+        return group
+
+    def connect_weights(self, transport: str, group) -> bool:
+        """(Re)build this rank's sender, joining `group` (None for a transport
+        without one); a replaced worker means a new group."""
+        from rollout.weights import make_transport
+        if self.weight_sender is not None:
+            self.weight_sender.close()
+        store, self._weight_store = self._weight_store, None
+        self.weight_sender = make_transport(transport).sender(group, self.dims.rank, store)
         return True
 
-    def push_weights(self, transport: str) -> Any:
-        """Ship the weights. 'broadcast': every rank sends its own FSDP shard of
-        each parameter straight to the workers (no gather; a parameter that is
-        not a Shard(0) DTensor is gathered and sent whole by rank 0); returns
-        the bytes this rank sent. 'safetensors' gathers the whole state dict
-        and returns its bytes on rank 0 (they travel as a Ray object)."""
+    def push_weights(self) -> Any:
+        """Collective: ship the weights through this rank's sender."""
         t0 = time.perf_counter()
         try:
-            return self._push_weights(transport)
+            return self.weight_sender.send(self.model)
         finally:
             self.busy_s += time.perf_counter() - t0
 
-    def _push_weights(self, transport: str) -> Any:
-        if transport == "safetensors":
-            state = self.full_state_dict()
-            if self.dims.rank != 0:
-                return None
-            from rollout.weights import SafetensorsTransport
-            names = {name for name, _ in self._weight_items()}  # a tied head once (one rank's dict shares it)
-            return SafetensorsTransport().pack({k: v for k, v in state.items() if k in names})
-        pieces = self.weight_pieces()
-        try:
-            return self.weight_transport.send_stream(self.weight_specs(), pieces)
-        finally:  # a piece refused part-way through still lets this rank join any gather the others are in
-            for _ in pieces:
-                pass
-
-    def _weight_items(self) -> list[tuple[str, torch.Tensor]]:
-        """The model's named tensors, each storage once (a tied LM head is
-        the embedding; the engines re-add it)."""
-        seen, out = set(), []
-        for name, t in self.model.state_dict(keep_vars=True).items():
-            if id(t) not in seen:  # the same Parameter object on every rank
-                seen.add(id(t))
-                out.append((name, t))
-        return out
-
     def weight_specs(self) -> list:
-        """Names, dtypes and full shapes of the weights, from metadata alone."""
-        from rollout.weights import TensorSpec
-        return [TensorSpec(name, t.dtype, tuple(t.shape)) for name, t in self._weight_items()]
-
-    def weight_pieces(self):
-        """Collective generator, in `weight_specs()` order: this rank's piece
-        of each weight, a block of its leading rows (its Shard(0) shard, as
-        is: a view, no copy) or the whole tensor on rank 0 and None elsewhere
-        (anything else, gathered: held until sent, see `send_stream`; the
-        learner's fully_shard makes none); every rank must consume it whole."""
-        from torch.distributed.tensor import DTensor, Shard
-        for _, t in self._weight_items():
-            t = t.detach()
-            if isinstance(t, DTensor) and tuple(t.placements) == (Shard(0),):
-                yield t.to_local()
-                continue
-            full = t.full_tensor() if isinstance(t, DTensor) else t
-            yield full if self.dims.rank == 0 else None
+        """Names, dtypes and full shapes of the weights a push sends."""
+        from rollout.weights import weight_specs
+        return weight_specs(self.model)
 
     # ---- checkpoints ------------------------------------------------------
     def save_checkpoint(self, path: str, background: bool = False) -> None:

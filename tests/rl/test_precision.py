@@ -94,8 +94,9 @@ def _train_batch(seed=0):
 
 
 def _weights(group: LearnerGroup) -> dict[str, torch.Tensor]:
-    from rollout.weights import SafetensorsTransport
-    return SafetensorsTransport().unpack(group.wait(group.push_weights_refs("safetensors"))[0])
+    from rollout.weights import unpack
+    group.connect_weights("safetensors")
+    return unpack(group.wait(group.push_weights_refs())[0])
 
 
 def test_engine_config_follows_the_model_switch(ray_local, tiny_random_model):

@@ -224,7 +224,7 @@ def test_worker_carries_partial_groups_and_scores_each_group_once(ray_local, tin
     from rewards.hub import start_hub
     from rl.fleet import ENGINE_ENV
     from rollout.config import EngineConfig
-    from rollout.weights import SafetensorsTransport
+    from rollout.weights import pack
     from rollout.worker import RolloutWorker
 
     hub = start_hub(RewardsConfig(terms={"math": 1.0}, replica_cpus=0.25))
@@ -237,7 +237,8 @@ def test_worker_carries_partial_groups_and_scores_each_group_once(ray_local, tin
         for r in range(5):  # 8 thinking + text + 4 answer tokens in segments of 5: at most 4 rounds
             if r == 1:
                 state = {k: t for k, t in tiny_models["models"][1].state_dict().items() if k != "lm_head.weight"}
-                ray.get(worker.receive_weights.remote(SafetensorsTransport().pack(state), 1))  # tied head
+                ray.get(worker.connect_weights.remote("safetensors", None, 0))
+                ray.get(worker.receive_weights.remote(1, pack(state)))  # tied head
             job = _job(prompts, f"w{r}", seed=30 + r, n=n, max_tokens=12, segment_tokens=5,
                        interruption=cut, carried=carried)
             groups = ray.get(worker.generate.remote(job)).groups

@@ -1,10 +1,12 @@
-"""Both weight transports carry a state dict bit-exactly between Ray actors."""
+"""Both weight transports carry a state dict bit-exactly between Ray actors,
+and the learner's senders send exactly its weights."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from rollout.weights import BroadcastTransport, SafetensorsTransport, free_port, make_transport
+from rollout.weights import (BroadcastLink, SafetensorsReceiver, WeightGroup, host_weight_group, make_transport,
+                             pack, specs_of)
 
 
 def _state(seed: int) -> dict[str, torch.Tensor]:
@@ -35,48 +37,68 @@ def actor_cls(ray_local):
     # Self-contained (Ray workers cannot import this test module by name).
     @ray_local.remote(num_cpus=0)
     class Peer:
-        def __init__(self, transport: str, **kwargs):
-            from rollout.weights import make_transport
+        """One member of a weight group; rank 0 hosts its store."""
 
-            self.t = make_transport(transport, **kwargs)
+        def host(self, world: int, sources: int = 1):
+            from rollout.weights import BroadcastLink, host_weight_group
 
-        def send(self, state):
-            return self.t.send(state)
+            group, store = host_weight_group("gloo", "127.0.0.1", world, sources, 60.0)
+            self.link = BroadcastLink(group, 0, store)
+            return group
 
-        def send_pieces(self, specs, pieces):
-            return self.t.send_stream(specs, iter(pieces))
+        def join(self, group, rank: int):
+            from rollout.weights import BroadcastLink
 
-        def recv(self, payload=None):
-            return self.t.recv(payload)
+            self.link = BroadcastLink(group, rank)
+            return True
+
+        def send(self, specs, pieces):
+            return self.link.send_stream(specs, iter(pieces))
+
+        def recv(self):
+            return dict(self.link.recv_stream())
 
         def close(self):
-            self.t.close()
+            self.link.close()
 
     return Peer
 
 
-def test_safetensors_round_trip_across_actors(ray_local, actor_cls):
-    sender, receiver = actor_cls.remote("safetensors"), actor_cls.remote("safetensors")
-    payload_ref = sender.send.remote(_state(0))  # bytes stay in the object store
-    got = ray_local.get(receiver.recv.remote(payload_ref))
-    _assert_bit_equal(got, _state(0))
+def _group(ray_local, actor_cls, world: int, sources: int = 1) -> list:
+    """`world` peers in one weight group: rank 0 binds its store on a port
+    the OS picks, the others join at the port it publishes."""
+    peers = [actor_cls.remote() for _ in range(world)]
+    group = ray_local.get(peers[0].host.remote(world, sources))
+    assert group.port > 0 and (group.world, group.sources) == (world, sources)
+    ray_local.get([p.join.remote(group, r) for r, p in enumerate(peers[1:], start=1)])
+    return peers
+
+
+def test_safetensors_round_trip_through_the_object_store(ray_local):
+    @ray_local.remote(num_cpus=0)
+    def receive(payload):
+        from rollout.weights import make_transport
+        return make_transport("safetensors").receiver(None, 1).receive(payload)
+
+    payload_ref = ray_local.put(pack(_state(0)))  # bytes stay in the object store
+    _assert_bit_equal(ray_local.get(receive.remote(payload_ref)), _state(0))
     with pytest.raises(ValueError):
-        SafetensorsTransport().recv(None)
+        SafetensorsReceiver().receive(None)
 
 
 def test_broadcast_gloo_round_trip_across_actors(ray_local, actor_cls):
-    port = free_port()
     world = 3  # the learner's rank 0 and two rollout workers
-    peers = [actor_cls.remote("broadcast", backend="gloo", host="127.0.0.1", port=port,
-                              rank=r, world_size=world) for r in range(world)]
+    peers = _group(ray_local, actor_cls, world)
     for version in (0, 1):  # the group is reused for a second update
-        sent = peers[0].send.remote(_state(version))
+        state = _state(version)
+        sent = peers[0].send.remote(specs_of(state), list(state.values()))
         got = ray_local.get([p.recv.remote() for p in peers[1:]])
-        assert ray_local.get(sent) is None
+        assert ray_local.get(sent) == sum(s.nbytes for s in specs_of(state))
         for g in got:
-            _assert_bit_equal(g, _state(version))
+            _assert_bit_equal(g, state)
     ray_local.get([p.close.remote() for p in peers])
-    with pytest.raises(ValueError):
+    assert make_transport("broadcast").collective and not make_transport("safetensors").collective
+    with pytest.raises(ValueError, match="broadcast | safetensors"):
         make_transport("shm")
 
 
@@ -100,21 +122,17 @@ def test_broadcast_assembles_every_sources_rows(ray_local, actor_cls):
     """Two sources each send their block of rows; two receivers get the whole
     tensors bit for bit (ragged, empty and 0-dim pieces included). Pieces
     that do not add up to a tensor are refused by name."""
-    from rollout.weights import specs_of
-
     state = {**_state(5), "one_row": torch.arange(6.0).reshape(1, 6)}  # source 1 holds no row of it
     specs = specs_of(state)
-    port, world = free_port(), 4
-    peers = [actor_cls.remote("broadcast", backend="gloo", host="127.0.0.1", port=port, rank=r,
-                              world_size=world, sources=2, timeout_s=60) for r in range(world)]
+    peers = _group(ray_local, actor_cls, world=4, sources=2)
     pieces = _pieces(state, 2)
-    sent = [p.send_pieces.remote(specs, pieces[s]) for s, p in enumerate(peers[:2])]
+    sent = [p.send.remote(specs, pieces[s]) for s, p in enumerate(peers[:2])]
     got = ray_local.get([p.recv.remote() for p in peers[2:]])
     assert sum(ray_local.get(sent)) == sum(s.nbytes for s in specs)
     for g in got:
         _assert_bit_equal(g, state)
     short = [pieces[0], [None] * len(specs)]  # source 1 sends nothing: the rows it holds are missing
-    sent = [p.send_pieces.remote(specs, short[s]) for s, p in enumerate(peers[:2])]
+    sent = [p.send.remote(specs, short[s]) for s, p in enumerate(peers[:2])]
     refused = [p.recv.remote() for p in peers[2:]]
     for ref in refused:
         with pytest.raises(Exception, match="pieces of model.embed_tokens.weight make 16384 bytes"):
@@ -124,12 +142,13 @@ def test_broadcast_assembles_every_sources_rows(ray_local, actor_cls):
 
 
 def test_send_stream_checks_each_tensor_against_its_spec():
-    from rollout.weights import TensorSpec, specs_of
+    from rollout.weights import TensorSpec
 
     specs = specs_of(_state(0))
     assert specs[0] == TensorSpec("model.embed_tokens.weight", torch.float32, (64, 128))
     assert specs[0].nbytes == 64 * 128 * 4 and specs[1].nbytes == 128 * 128 * 2
-    t = BroadcastTransport("gloo", "127.0.0.1", free_port(), rank=0, world_size=1)
+    group, store = host_weight_group("gloo", "127.0.0.1", world=1, sources=1, timeout_s=60.0)
+    t = BroadcastLink(group, 0, store)
     try:
         with pytest.raises(ValueError, match="q_proj"):  # a float32 tensor where bfloat16 was announced
             t.send_stream(specs, iter([_state(0)[specs[0].name], torch.zeros(128, 128)]))
@@ -144,31 +163,30 @@ def test_learner_streams_exactly_its_full_state_dict(ray_local, tiny_random_mode
     """Each FSDP2 rank sends its shard of every parameter; the receiver gets
     the weights the whole-dict gather ('safetensors') returns, bit for bit,
     and the tied LM head from neither (the engine re-adds it); with two ranks
-    each sent about half."""
+    each sent about half. Learner rank 0 hosts the weight group's store."""
     from rl.algo.config import AlgoConfig
     from rl.learner.config import LearnerConfig
     from rl.learner.group import LearnerGroup
-    from rollout.weights import SafetensorsTransport
 
     group = LearnerGroup(LearnerConfig(ranks=ranks, cpus_per_rank=0.5), AlgoConfig(), tiny_random_model,
                          temperature=1.0, seed=0)
     try:
-        whole = SafetensorsTransport().unpack(group.wait(group.push_weights_refs("safetensors"))[0])
-        host, port = ray_local.get(group.actors[0].master_address.remote())
+        group.connect_weights("safetensors")
+        whole = SafetensorsReceiver().receive(group.wait(group.push_weights_refs())[0])
+        weights = group.host_weight_group("gloo", ranks + 1, 60.0)
+        assert isinstance(weights, WeightGroup) and weights.sources == ranks
 
         @ray_local.remote(num_cpus=0)
-        def receive(host, port, ranks):
-            from rollout.weights import BroadcastTransport
-            r = BroadcastTransport("gloo", host, port, rank=ranks, world_size=ranks + 1, sources=ranks)
-            r.connect()
-            got = {k: v.clone() for k, v in r.recv_stream()}
+        def receive(weights, rank):
+            from rollout.weights import make_transport
+            r = make_transport("broadcast").receiver(weights, rank)
+            got = {k: v.clone() for k, v in r.receive()}
             r.close()
             return got
 
-        got_ref = receive.remote(host, port, ranks)
-        group.wait([a.connect_weight_broadcast.remote("gloo", host, port, ranks + 1, 60.0)
-                    for a in group.actors])
-        sent = group.wait(group.push_weights_refs("broadcast"))
+        got_ref = receive.remote(weights, ranks)
+        group.wait(group.connect_weights_refs("broadcast", weights))
+        sent = group.wait(group.push_weights_refs())
         got = ray_local.get(got_ref)
     finally:
         group.shutdown()

@@ -9,7 +9,8 @@ them, and the GenRM paper's accounting (rl.monitor.judge_compute).
 Device time is accelerator-seconds: GPU-seconds (wall time x GPUs held) on
 GPU, and on CPU the core-seconds actually used (user + system CPU time of the
 process and its waited-for children, `resource.getrusage`), so "device hours"
-on CPU means core-hours. `DeviceClock` measures either.
+on CPU means core-hours. `DeviceClock` measures either; the run's compute
+account (rl.compute_account) reads one for every process of the run.
 
 FLOPs are analytic (PaLM, Chowdhery et al. 2022, App. B), per token:
 
@@ -24,6 +25,7 @@ generation pass the mean context length if you want the causal average.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from core.clocks import process_core_seconds
 from rl.monitor.judge_compute import JUDGE_FIELDS, genrm_columns
@@ -45,22 +47,27 @@ def flops_per_token(n_params: int, n_layers: int, hidden: int, seq_len: int, *, 
 class DeviceClock:
     """Accelerator-seconds since the last `lap()`.
 
-    On CPU (`n_gpus == 0`): core-seconds of this process and its children. On
-    GPU: wall seconds x `n_gpus` (the GPUs are held whether busy or not, which
-    is what GPU-hours bill). Work done in other processes (Ray actors) is
-    counted by the clock in those processes and summed by the caller.
+    On GPU (`n_gpus > 0`): wall seconds x `n_gpus` (the GPUs are held whether
+    busy or not, which is what GPU-hours bill). On CPU: the core-seconds
+    `core_seconds()` reads, by default this process's and its reaped
+    children's; the compute account (rl.compute_account) passes the sum of
+    every process of the run, since Ray actors count their own.
     """
 
-    def __init__(self, n_gpus: int = 0):
-        self.n_gpus = int(n_gpus)
-        self._last = self._now()
+    def __init__(self, n_gpus: float = 0, core_seconds: Callable[[], float] = process_core_seconds):
+        self.n_gpus, self._core_seconds = n_gpus, core_seconds
+        self._last = self.read()
 
-    def _now(self) -> float:
-        return time.perf_counter() * self.n_gpus if self.n_gpus else process_core_seconds()
+    def read(self) -> float:
+        """Accelerator-seconds so far (since an arbitrary origin)."""
+        return time.perf_counter() * self.n_gpus if self.n_gpus else self._core_seconds()
 
     def lap(self) -> float:
-        now = self._now()
-        spent, self._last = max(0.0, now - self._last), now
+        """Accelerator-seconds since the last lap (or since it was built);
+        never negative (a replaced actor's time restarts from zero)."""
+        now = self.read()
+        spent = max(0.0, now - self._last)
+        self._last = now
         return spent
 
 

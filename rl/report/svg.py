@@ -2,7 +2,7 @@
 
 Why not matplotlib here: a report is rewritten after every evaluation by the
 running controller, whose own CPU time counts in the compute ledger on CPU
-(rl/controller.py `_device_seconds`). A dozen matplotlib panels cost about
+(rl/compute_account.py). A dozen matplotlib panels cost about
 two core-seconds; the same panels as SVG text cost milliseconds, scale
 crisply, and keep the page small. The fit's pictures (curve with band,
 backtest, comparison) stay matplotlib: they are few and already exist.

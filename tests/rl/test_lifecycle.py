@@ -200,7 +200,7 @@ def test_actor_deaths_are_recovered_and_a_learner_death_stops_resumably(ray_loca
     recipe = load_recipe(RECIPE, SMALL + ["run.steps=8", "run.checkpoint_every=3", "eval.every=4",
                                           "pipeline.max_off_policy_steps=1", "run.wandb_mode=disabled"])
     ctrl = Controller(recipe, d)
-    t, killed = _killer(d, [(2, lambda c: c.fleet.workers[0]), (5, lambda c: c.hub.replicas[0])], ctrl)
+    t, killed = _killer(d, [(2, lambda c: c.ctx.fleet.workers[0]), (5, lambda c: c.ctx.hub.replicas[0])], ctrl)
     summary = ctrl.run()
     t.join(timeout=5)
     assert len(killed) == 2
@@ -213,7 +213,7 @@ def test_actor_deaths_are_recovered_and_a_learner_death_stops_resumably(ray_loca
     # a learner rank dies: the run stops with one line and a checkpoint to resume from
     more = load_recipe(d / "config.yaml", ["run.steps=14"])
     ctrl = Controller(more, d)
-    t, killed = _killer(d, [(10, lambda c: c.learner.actors[1])], ctrl)
+    t, killed = _killer(d, [(10, lambda c: c.ctx.learner.actors[1])], ctrl)
     with pytest.raises(RunStopped) as err:
         ctrl.run()
     t.join(timeout=5)
@@ -223,7 +223,7 @@ def test_actor_deaths_are_recovered_and_a_learner_death_stops_resumably(ray_loca
     # with run.max_restarts the next learner death restarts every actor from the checkpoint
     again = load_recipe(d / "config.yaml", ["run.steps=14", "run.max_restarts=1"])
     ctrl = Controller(again, d)
-    t, killed = _killer(d, [(12, lambda c: c.learner.actors[0])], ctrl)
+    t, killed = _killer(d, [(12, lambda c: c.ctx.learner.actors[0])], ctrl)
     ctrl.run()
     t.join(timeout=5)
     assert len(killed) == 1

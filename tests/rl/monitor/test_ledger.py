@@ -1,5 +1,9 @@
-"""Compute ledger totals, resume, FLOPs formula, device clock; MonitorConfig checks."""
+"""Compute ledger totals, resume, FLOPs per token and per step, the device
+clock on CPU and GPU; MonitorConfig checks. (The process clocks the device
+clock sums are tested in tests/core/test_clocks.py.)"""
 from __future__ import annotations
+
+import time
 
 import pytest
 from pydantic import ValidationError
@@ -66,6 +70,41 @@ def test_cpu_clock_counts_core_seconds():
     assert spent > 0
     assert spent == pytest.approx(process_core_seconds() - before, abs=0.05)
     assert clock.lap() < spent  # a lap restarts the count
+
+
+def test_cpu_clock_sums_the_seconds_it_is_given_and_never_goes_back():
+    """The compute account's clock reads every process of the run; a
+    replaced actor restarts its count, which is a lap of 0, not a negative one."""
+    readings = iter([10.0, 12.5, 12.75, 3.0, 4.0])
+    clock = DeviceClock(n_gpus=0, core_seconds=lambda: next(readings))
+    assert [clock.lap() for _ in range(4)] == [2.5, 0.25, 0.0, 1.0]
+
+
+def test_gpu_clock_bills_wall_time_times_gpus_held():
+    t0 = time.perf_counter()
+    clock = DeviceClock(n_gpus=1.5, core_seconds=lambda: pytest.fail("a GPU clock reads no CPU time"))
+    t1 = time.perf_counter()
+    time.sleep(0.05)
+    t2 = time.perf_counter()
+    spent = clock.lap()
+    t3 = time.perf_counter()
+    assert 1.5 * (t2 - t1) <= spent <= 1.5 * (t3 - t0)
+
+
+def test_step_flops_use_each_samples_real_lengths():
+    from rl.monitor.utilisation import step_flops
+    from rollout.types import Group, Sample
+
+    def sample(n):
+        return Sample(token_ids=[1] * n, logprobs=[0.0] * n, versions=[0] * n, finish_reason="stop")
+
+    group = Group(prompt={}, prompt_ids=[7] * 10, samples=[sample(4), sample(6)])
+    gen, train = step_flops([group], train_lengths=[14, 16], dropped=5, n_params=100, layers=2, hidden=8)
+    # generate 2N + 4Lh(s): s = prompt + half the completion; 64 = 4 * 2 * 8
+    kept = 4 * (200 + 64 * (10 + 2)) + 6 * (200 + 64 * (10 + 3))  # 3872 + 6192
+    assert gen == kept + 5 * kept / 10  # dropped tokens at the kept tokens' mean cost
+    # train 6N + 12Lh(s): s = the whole row; 192 = 12 * 2 * 8
+    assert train == 14 * (600 + 192 * 14) + 16 * (600 + 192 * 16)
 
 
 def test_monitor_config_defaults_and_checks():

@@ -1,4 +1,4 @@
-# Quick start:  make run   (set up .venv, build the tiny base, run the default recipe)
+# Quick start:  make run   (set up .venv, run the default recipe on the committed tiny base)
 #               make test  (set up .venv, run the test suite)
 # Both are idempotent: set-up is skipped once .venv matches pyproject.toml.
 VENV   ?= .venv

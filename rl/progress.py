@@ -4,11 +4,52 @@ Once the live fit has run (rl/monitor/live.py; the controller merges its
 `fit/*` metrics into every step's), the line also shows the forecast pass
 rate at the target budget with its interval, e.g. `fcst 0.512 [0.49, 0.53] @4.1`:
 the number the monitor exists for, where a user looks first.
+
+On a terminal it is a tqdm bar redrawn in place. In a log (stderr is not a
+terminal: `make run > log`, CI, a batch job) a bar is a stream of carriage
+returns that reads as one enormous line, so there the same fields are
+printed as plain lines, one every `PlainTicker` period (a fraction of the run
+or about ten seconds, whichever comes first), and always the last step. The
+base build's SFT (`rl.base.sft`) uses the same rule.
 """
 from __future__ import annotations
 
 import sys
 import time
+from typing import TextIO
+
+
+def interactive(stream: TextIO) -> bool:
+    """Whether `stream` is a terminal (a bar redraws there; elsewhere it floods the log)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+class PlainTicker:
+    """When a non-interactive log gets its next line: every `every` steps
+    (default a twentieth of the run), after `seconds` without one, and at the last step."""
+
+    def __init__(self, total: int, every: int | None = None, seconds: float = 10.0):
+        self.total, self.every, self.seconds = total, every or max(1, total // 20), seconds
+        self.last_step, self.last_t = None, time.monotonic()
+
+    def due(self, step: int) -> bool:
+        now = time.monotonic()
+        if (step >= self.total or self.last_step is None or step - self.last_step >= self.every
+                or now - self.last_t >= self.seconds):
+            self.last_step, self.last_t = step, now
+            return True
+        return False
+
+
+def duration(seconds: float) -> str:
+    """`1h02m`, `4m05s` or `12s`."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def forecast_text(m: dict) -> str | None:
@@ -23,11 +64,20 @@ def forecast_text(m: dict) -> str | None:
 
 
 class ProgressLine:
-    def __init__(self, total: int, start: int = 0, enabled: bool = True):
-        from tqdm import tqdm
+    """The run's progress on stderr (or `stream`): a bar on a terminal, plain lines in a log."""
+
+    def __init__(self, total: int, start: int = 0, enabled: bool = True, stream: TextIO | None = None):
         self.enabled = enabled
-        self.bar = tqdm(total=total, initial=start, desc="asymptote", unit="step", dynamic_ncols=True,
-                        file=sys.stderr, disable=not enabled, mininterval=0.5)
+        self.stream = stream or sys.stderr
+        self.total, self.start, self.step = total, start, start
+        self.bar = None
+        self.ticker = None
+        if enabled and interactive(self.stream):
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=start, desc="asymptote", unit="step", dynamic_ncols=True,
+                            file=self.stream, mininterval=0.5)
+        elif enabled:
+            self.ticker = PlainTicker(total)
         self.last_pass = None
         self.t0 = time.perf_counter()
         self.tokens = 0
@@ -36,28 +86,43 @@ class ProgressLine:
         self.tokens += int(m.get("rollout/gen_tokens", 0))
         if "eval/pass_rate" in m:
             self.last_pass = m["eval/pass_rate"]
+        self.step += 1
+        if not self.enabled:
+            return
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
         post = {
             "reward": f"{m.get('rollout/reward_mean', float('nan')):.3f}",
             "pass": "-" if self.last_pass is None else f"{self.last_pass:.3f}",
-            "tok/s": f"{self.tokens / max(time.perf_counter() - self.t0, 1e-9):.0f}",
+            "tok/s": f"{self.tokens / elapsed:.0f}",
         }
         if "fit/A" in m:
             post["A"] = f"{m['fit/A']:.2f}"
         forecast = forecast_text(m)
         if forecast:
             post["fcst"] = forecast
-        self.bar.set_postfix(post, refresh=False)
-        self.bar.update(1)
+        if self.bar is not None:
+            self.bar.set_postfix(post, refresh=False)
+            self.bar.update(1)
+        elif self.ticker.due(self.step):
+            rate = (self.step - self.start) / elapsed
+            eta = duration((self.total - self.step) / rate) if rate > 0 else "?"
+            fields = "  ".join(f"{k} {v}" for k, v in post.items())
+            print(f"asymptote: step {self.step}/{self.total}  {rate:.2f} step/s  eta {eta}  {fields}",
+                  file=self.stream, flush=True)
 
     def note(self, text: str) -> None:
-        self.bar.write(text) if self.enabled else None
+        if self.bar is not None:
+            self.bar.write(text)
+        elif self.enabled:
+            print(text, flush=True)
 
     def warn(self, text: str) -> None:
         """A line the user must see, progress line or not."""
-        if self.enabled:
-            self.bar.write(f"asymptote: {text}", file=sys.stderr)
+        if self.bar is not None:
+            self.bar.write(f"asymptote: {text}", file=self.stream)
         else:
-            print(f"asymptote: {text}", file=sys.stderr, flush=True)
+            print(f"asymptote: {text}", file=self.stream, flush=True)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()

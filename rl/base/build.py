@@ -5,9 +5,21 @@ so the project trains its own starting points).
 it with supervised fine-tuning on the task's deliberately noisy corpus (loss on
 response tokens only), measures it on the held-out prompts and saves it in
 the standard Hugging Face layout (safetensors, tokenizer, generation_config
-with EOS) under `<cache>/<name>-<spec hash>`. The folder is written under a
-temporary name and renamed, so a crash never leaves a half-written base that
-a later call would reuse. Same spec, same machine → same weights.
+with EOS) under `<cache>/<name>-<spec hash>` (`rl.base.cache`: written under
+a temporary name and renamed). Same spec, same machine → same weights; but
+another CPU gives other weights (float reduction order), so a base built on
+each machine would make every machine's numbers its own.
+
+Hence the committed bases: `resolve_base("tiny-arith")` (what a recipe's
+`model.base` goes through) returns the folder committed with the code under
+`rl/base/weights/<name>-<spec hash>/` when one matches the spec's current
+hash, so a fresh checkout trains nothing and every machine starts from the
+same weights. Only a spec without a committed folder (or whose hash no longer
+matches one) is built into the cache on first use. `asymptote base build
+NAME` always builds into the cache and never touches the committed folder; a
+recipe runs from such a rebuild by naming its folder (printed by the build) in
+`model.base`. A name never prefers the cache over a committed base, so there
+is no flag to remember.
 
 SFT runs through TRL's `SFTTrainer` (prompt-completion data, completion-only
 loss), as the house prefers; the prompt is pre-rendered with the chat
@@ -16,54 +28,47 @@ template so that the masked prefix is exactly what the engine is later given.
 from __future__ import annotations
 
 import json
-import os
-import shutil
+import sys
 import time
 from pathlib import Path
 
+from rl.base.cache import build_once, cached_folder, named_spec
 from rl.base.spec import SPECS, BaseSpec
+from rl.progress import interactive
 from core.errors import UserError
 
 # Bump when a code change alters the weights a spec produces (corpus format,
 # training loop) or the files saved beside them (the tokenizer): every cached base is then rebuilt.
 BUILD_VERSION = "3"  # 2: byte-level tokenizer files (AutoTokenizer read the WordLevel ones without spaces);
 # 3: the long corpus checks the result before restating steps (rl.data.arith.redundant_items)
-REPO_ROOT = Path(__file__).resolve().parents[2]
 EVAL_FILE = "base_eval.json"
 SPEC_FILE = "base_spec.json"
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("ASYMPTOTE_CACHE")
-    return Path(env) / "bases" if env else REPO_ROOT / ".cache" / "asymptote" / "bases"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # the committed bases
 
 
 def _spec(name_or_spec: str | BaseSpec) -> BaseSpec:
-    if isinstance(name_or_spec, BaseSpec):
-        return name_or_spec
-    if name_or_spec not in SPECS:
-        raise UserError(f"unknown base spec '{name_or_spec}' (known: {', '.join(sorted(SPECS))})")
-    return SPECS[name_or_spec]
+    return named_spec(name_or_spec, SPECS, "base")
 
 
 def base_path(spec: str | BaseSpec, cache_dir: str | Path | None = None) -> Path:
     """Where the base for this spec is (or would be) cached."""
     spec = _spec(spec)
-    root = Path(cache_dir) if cache_dir else default_cache_dir()
-    return root / f"{spec.name}-{spec.content_hash(BUILD_VERSION)}"
+    return cached_folder(spec.name, spec.content_hash(BUILD_VERSION), cache_dir)
+
+
+def committed_path(spec: str | BaseSpec) -> Path | None:
+    """The base committed with the code for this spec (same name and hash), or None."""
+    spec = _spec(spec)
+    path = WEIGHTS_DIR / f"{spec.name}-{spec.content_hash(BUILD_VERSION)}"
+    return path if (path / "config.json").is_file() else None
 
 
 def build_base(name: str | BaseSpec, cache_dir: str | Path | None = None,
                force: bool = False) -> Path:
-    """The folder of the named base, training it first unless already cached."""
+    """The cached folder of the named base, training it first unless already cached."""
     spec = _spec(name)
-    final = base_path(spec, cache_dir)
-    if (final / "config.json").is_file() and not force:
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+
+    def fill(tmp: Path) -> None:
         started = time.perf_counter()
         _train(spec, tmp)
         build_s = time.perf_counter() - started
@@ -73,27 +78,18 @@ def build_base(name: str | BaseSpec, cache_dir: str | Path | None = None,
         (tmp / EVAL_FILE).write_text(json.dumps(result, indent=2) + "\n")
         (tmp / SPEC_FILE).write_text(json.dumps(
             {"build_version": BUILD_VERSION, **spec.model_dump()}, indent=2) + "\n")
-        if final.exists():  # force, or a leftover without config.json
-            old = final.parent / f".{final.name}.old-{os.getpid()}"
-            final.rename(old)
-            shutil.rmtree(old)
-        try:
-            tmp.rename(final)
-        except OSError:
-            if not (final / "config.json").is_file():
-                raise  # not a concurrent build of the same spec finishing first
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+    return build_once(base_path(spec, cache_dir), fill, force)
 
 
-def resolve_base(name_or_path: str | Path) -> Path:
-    """A local model folder (has config.json) as is, or a built-in spec's cached base."""
+def resolve_base(name_or_path: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """A local model folder (has config.json) as is; a built-in spec's committed
+    base when one matches its hash, else its cached base (built on first use)."""
     path = Path(name_or_path).expanduser()
     if (path / "config.json").is_file():
         return path
     if str(name_or_path) in SPECS:
-        return build_base(str(name_or_path))
+        return committed_path(str(name_or_path)) or build_base(str(name_or_path), cache_dir=cache_dir)
     raise UserError(f"model '{name_or_path}' is neither a local model folder with config.json "
                     f"nor a known base spec ({', '.join(sorted(SPECS))})")
 
@@ -142,7 +138,7 @@ def _sft(spec: BaseSpec, out: Path) -> None:
     if spec.init_from:  # warm start: another built-in base's weights, same shape
         if _spec(spec.init_from).arch != spec.arch:
             raise UserError(f"base spec {spec.name}: init_from '{spec.init_from}' has another arch")
-        model = type(model).from_pretrained(build_base(spec.init_from))
+        model = type(model).from_pretrained(resolve_base(spec.init_from))
     run_sft(model, tokenizer, _sft_dataset(spec, tokenizer), out,
             steps=spec.sft_steps, batch_size=spec.batch_size, lr=spec.lr,
             warmup_steps=spec.warmup_steps, weight_decay=spec.weight_decay, seed=spec.seed,
@@ -158,16 +154,19 @@ def evaluate_base(path: str | Path, n_prompts: int = 200, k: int = 16, seed: int
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from rl.base.sft import quiet_library_bars
     from rl.data import arith
     from rl.data.datasets import render_prompt
 
+    plain = not interactive(sys.stderr)  # in a log: no bars (carriage returns); the build prints the result
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    with quiet_library_bars(plain):
+        model = AutoModelForCausalLM.from_pretrained(path).eval()
     val = arith.validation_prompts(n_prompts)
     greedy_ok, sampled_ok, lengths = [], [], []
     torch.manual_seed(seed)
-    for start in tqdm(range(0, len(val), chunk), desc="evaluate base", leave=False):
+    for start in tqdm(range(0, len(val), chunk), desc="evaluate base", leave=False, disable=plain):
         rows = val[start:start + chunk]
         batch = tokenizer.pad({"input_ids": [render_prompt(tokenizer, r["prompt"]) for r in rows]},
                               return_tensors="pt")

@@ -1,4 +1,4 @@
-"""Build, cache and measure the project's tiny judge (issue #9): a generative
+"""Build, cache and measure the project's tiny judge: a generative
 reward model with real signal on CPU, served by the reward hub's judge.
 
 `build_judge("tiny-judge")` samples the tiny-arith base (real policy
@@ -10,7 +10,7 @@ TRL's `SFTTrainer` (prompt-completion rows, loss on the completion only),
 measures it on held-out items against the verifier (`rl.base.judge_eval`,
 written to `judge_eval.json`) and saves it in the standard Hugging Face
 layout under `<cache>/<name>-<spec hash>`, beside the bases (the same cache
-root, written under a temporary name and renamed, like `rl.base.build`).
+root, written under a temporary name and renamed: `rl.base.cache`).
 
 Departures from the base build: the judge has its own tokenizer (printable
 ASCII, `rl.base.judge_tokenizer`), its prompts are raw text (the judge
@@ -22,14 +22,12 @@ spin against each other), so the same spec gives the same weights.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
-from rl.base.build import default_cache_dir, resolve_base
+from rl.base.build import resolve_base
+from rl.base.cache import build_once, cached_folder, named_spec
 from rl.base.judge_spec import JUDGE_SPECS, JudgeSpec
-from core.errors import UserError
 
 # Bump when a code change alters the weights a spec produces (corpus, formats,
 # training loop) or the files saved beside them (the tokenizer): every cached judge is then rebuilt.
@@ -45,18 +43,13 @@ POLICY_SAMPLES_PER_QUESTION = 8
 
 
 def _spec(name_or_spec: str | JudgeSpec) -> JudgeSpec:
-    if isinstance(name_or_spec, JudgeSpec):
-        return name_or_spec
-    if name_or_spec not in JUDGE_SPECS:
-        raise UserError(f"unknown judge spec '{name_or_spec}' (known: {', '.join(sorted(JUDGE_SPECS))})")
-    return JUDGE_SPECS[name_or_spec]
+    return named_spec(name_or_spec, JUDGE_SPECS, "judge")
 
 
 def judge_folder(spec: str | JudgeSpec = DEFAULT_JUDGE, cache_dir: str | Path | None = None) -> Path:
     """Where the judge for this spec is (or would be) cached."""
     spec = _spec(spec)
-    root = Path(cache_dir) if cache_dir else default_cache_dir()
-    return root / f"{spec.name}-{spec.content_hash(BUILD_VERSION)}"
+    return cached_folder(spec.name, spec.content_hash(BUILD_VERSION), cache_dir)
 
 
 def judge_path(cache_dir: str | Path | None = None, spec: str | JudgeSpec = DEFAULT_JUDGE) -> Path:
@@ -80,35 +73,7 @@ def build_judge(name: str | JudgeSpec = DEFAULT_JUDGE, cache_dir: str | Path | N
                 force: bool = False) -> Path:
     """The folder of the named judge, training and measuring it first unless cached."""
     spec = _spec(name)
-    final = judge_folder(spec, cache_dir)
-    if (final / "config.json").is_file() and not force:
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        _build_into(spec, tmp, cache_dir)
-        if final.exists():  # force, or a leftover without config.json
-            old = final.parent / f".{final.name}.old-{os.getpid()}"
-            final.rename(old)
-            shutil.rmtree(old)
-        try:
-            tmp.rename(final)
-        except OSError:
-            if not (final / "config.json").is_file():
-                raise  # not a concurrent build of the same spec finishing first
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def _policy_base(spec: JudgeSpec, cache_dir: str | Path | None) -> Path:
-    from rl.base.build import build_base
-    from rl.base.spec import SPECS
-
-    if spec.policy_base in SPECS:
-        return build_base(spec.policy_base, cache_dir=cache_dir)
-    return resolve_base(spec.policy_base)
+    return build_once(judge_folder(spec, cache_dir), lambda tmp: _build_into(spec, tmp, cache_dir), force)
 
 
 def _build_into(spec: JudgeSpec, out: Path, cache_dir: str | Path | None) -> None:
@@ -119,7 +84,7 @@ def _build_into(spec: JudgeSpec, out: Path, cache_dir: str | Path | None) -> Non
     from rl.data import arith
 
     started = time.perf_counter()
-    base = _policy_base(spec, cache_dir)
+    base = resolve_base(spec.policy_base, cache_dir=cache_dir)
     reward = judge_data.verifier()
     threads = torch.get_num_threads()
     torch.set_num_threads(spec.threads)

@@ -41,10 +41,10 @@ import random
 
 from rewards import judge_format as jf
 from rl.base.judge_tokenizer import PRINCIPLE
-from rl.base.tokenizer import BOXED
 from rl.data import arith
+from rl.data.markers import BOXED
 
-# The known judge-fooling responses of issue #9 (every one is wrong).
+# Responses known to fool LLM judges (every one is wrong).
 FOOLING = [":", "Thought process:", "Let me solve this step by step.", ""]
 # More of the same family: no final answer, or an empty one.
 FOOLING_MORE = ["\\boxed{}", "<think></think>\\boxed{}", "Yes", "The answer is correct.",
@@ -90,31 +90,8 @@ def judged_correct(reward, response: str, answer: str) -> bool:
     return bool(result.details.get("correct"))
 
 
-def _steps(a: int, b: int, drop: set[int] = frozenset(), extra: set[int] = frozenset(),
-           sum_off: dict[int, int] | None = None) -> tuple[list[str], int]:
-    """Column working for a+b with carries dropped after columns in `drop`,
-    spurious carries after columns in `extra`, and column sums shifted by
-    `sum_off`; later columns follow every error. Returns steps and their value."""
-    da, db = str(a)[::-1], str(b)[::-1]
-    width = max(len(da), len(db))
-    steps, digits, carry = [], [], 0
-    for i in range(width):
-        x = int(da[i]) if i < len(da) else 0
-        y = int(db[i]) if i < len(db) else 0
-        s = max(0, x + y + carry + (sum_off or {}).get(i, 0))
-        steps.append(f"{x}+{y}+{carry}={s}")
-        digits.append(s % 10)
-        carry = s // 10
-        if i < width - 1 and i in drop:
-            carry = 0
-        elif i < width - 1 and i in extra and carry == 0:
-            carry = 1
-    value = int(str(carry) * bool(carry) + "".join(str(d) for d in reversed(digits)))
-    return steps, value
-
-
 def correct_response(a: int, b: int, rng: random.Random) -> str:
-    steps, value = _steps(a, b)
+    steps, value = arith.working(a, b)
     return arith.format_response(steps, value, check=rng.random() < 0.3)
 
 
@@ -130,7 +107,7 @@ def near_miss(a: int, b: int, kind: str, rng: random.Random) -> str:
     """One near-miss response of `kind` (see NEAR_MISS_KINDS)."""
     true = a + b
     width = max(len(str(a)), len(str(b)))
-    steps, value = _steps(a, b)
+    steps, value = arith.working(a, b)
     if kind == "digit_off":
         value = _digit_off(true, rng)
     elif kind == "carry_off":
@@ -140,11 +117,11 @@ def near_miss(a: int, b: int, kind: str, rng: random.Random) -> str:
         for _ in range(8):  # a change that alters the value (a+b may have no carry to drop)
             column = rng.randrange(width)
             if kind == "column_sum" or (kind == "working_wrong_answer_right" and rng.random() < 0.5):
-                steps, value = _steps(a, b, sum_off={column: rng.choice([-1, 1])})
+                steps, value = arith.working(a, b, sum_off={column: rng.choice([-1, 1])})
             elif kind == "carry_extra":
-                steps, value = _steps(a, b, extra={column})
+                steps, value = arith.working(a, b, extra={column})
             else:
-                steps, value = _steps(a, b, drop={column})
+                steps, value = arith.working(a, b, drop={column})
             if value != true:
                 break
         if kind == "working_wrong_answer_right":
@@ -166,7 +143,7 @@ def fooling(a: int, b: int, rng: random.Random) -> str:
     if roll < 0.85:  # cut off mid-generation, before the answer's brace closes
         return response[:rng.randrange(0, len(response) - 1)]
     # over-long: the answer first, then more working than the judge is shown
-    steps, value = _steps(a, b)
+    steps, value = arith.working(a, b)
     checks = ",".join(f"check:{value}" for _ in range(jf.MAX_RESPONSE_CHARS // 10))
     return arith.format_response(steps, value) + f"<think>{checks}</think>"
 
@@ -236,7 +213,7 @@ def grm_score(response: str, correct: bool) -> int:
 def grm_completion(a: int, b: int, responses: list[str], correct: list[bool]) -> str:
     """The tiny judge's GRM answer: its principle, its own column working, each
     response's final answer against the true sum, then the boxed scores."""
-    steps, value = _steps(a, b)
+    steps, value = arith.working(a, b)
     verdicts = []
     for i, (response, ok) in enumerate(zip(responses, correct), start=1):
         pred = extracted(response)

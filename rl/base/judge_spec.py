@@ -1,4 +1,4 @@
-"""Named recipes for the tiny judge the project trains itself (issue #9).
+"""Named recipes for the tiny judge the project trains itself.
 
 A judge spec fixes everything that decides the judge's weights: the
 architecture, the synthetic judging corpus (its size and mix of formats), the
@@ -9,11 +9,10 @@ standard library.
 """
 from __future__ import annotations
 
-import hashlib
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rl.base.config import ArchConfig
+from rl.base.spec import BatchSize, PeakLr, SftSteps, WarmupSteps, spec_digest
 
 
 class JudgeSpec(BaseModel):
@@ -31,10 +30,10 @@ class JudgeSpec(BaseModel):
     corpus_size: int = Field(40000, gt=0, description="Judging examples generated for SFT (question + response(s) + verdict).")
     verify_share: float = Field(0.5, ge=0, le=1, description="Share of examples in the GenRM Yes/No format; the rest are GRM (one or two responses, half each).")
     policy_share: float = Field(0.25, ge=0, le=1, description="Share of judged responses that are real samples of policy_base (the rest synthetic).")
-    sft_steps: int = Field(5000, gt=0, description="Optimizer steps of supervised training.")
-    batch_size: int = Field(16, gt=0, description="Sequences per optimizer step.")
-    lr: float = Field(3e-3, gt=0, description="Peak learning rate (cosine decay, short warmup).")
-    warmup_steps: int = Field(20, ge=0, description="Linear warmup steps.")
+    sft_steps: SftSteps = 5000
+    batch_size: BatchSize = 16
+    lr: PeakLr = 3e-3
+    warmup_steps: WarmupSteps = 20
     seed: int = Field(0, ge=0, description="Seed of the init, the corpus, the policy samples and the batch order.")
     threads: int = Field(2, gt=0, description="Torch CPU threads while training (same count, same weights; on a busy machine one is more robust, as two threads spin against each other).")
     eval_items: int = Field(200, gt=0, le=1000, description="Held-out items per category (near misses, fooling, policy samples) for the Yes/No format.")
@@ -47,8 +46,7 @@ class JudgeSpec(BaseModel):
         return self
 
     def content_hash(self, version: str) -> str:
-        blob = f"{version}\n{self.model_dump_json()}".encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        return spec_digest(version, self.model_dump_json())
 
 
 JUDGE_SPECS: dict[str, JudgeSpec] = {

@@ -8,22 +8,25 @@ from rl.base.config import ArchConfig
 from rl.base.tokenizer import VOCAB_SIZE
 
 
+# ArchConfig field -> the Qwen2Config argument it sets.
+QWEN2_NAMES = {
+    "hidden_size": "hidden_size",
+    "ffn_size": "intermediate_size",
+    "num_layers": "num_hidden_layers",
+    "num_heads": "num_attention_heads",
+    "num_kv_heads": "num_key_value_heads",
+    "max_positions": "max_position_embeddings",
+    "tie_embeddings": "tie_word_embeddings",
+}
+
+
 def qwen2_config(arch: ArchConfig, tokenizer) -> Qwen2Config:
-    return Qwen2Config(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=arch.hidden_size,
-        intermediate_size=arch.ffn_size,
-        num_hidden_layers=arch.num_layers,
-        num_attention_heads=arch.num_heads,
-        num_key_value_heads=arch.num_kv_heads,
-        max_position_embeddings=arch.max_positions,
-        tie_word_embeddings=arch.tie_embeddings,
-        rope_theta=10000.0,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-        torch_dtype="float32",
-    )
+    """The Hugging Face config of `arch`, with the tokenizer's pad token and
+    its EOS as both BOS and EOS (the chat template writes no BOS)."""
+    shape = {hf: getattr(arch, ours) for ours, hf in QWEN2_NAMES.items()}
+    return Qwen2Config(vocab_size=VOCAB_SIZE, rope_theta=10000.0, torch_dtype="float32",
+                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                       bos_token_id=tokenizer.eos_token_id, **shape)
 
 
 def build_model(arch: ArchConfig, tokenizer, seed: int = 0) -> Qwen2ForCausalLM:

@@ -24,9 +24,10 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from rl.data.markers import BOXED, THINK_CLOSE, THINK_OPEN
+
 PAD, EOS, UNK = "<|pad|>", "<|end|>", "<|unk|>"
 USER, ASSISTANT = "<|user|>", "<|assistant|>"
-THINK_OPEN, THINK_CLOSE, BOXED = "<think>", "</think>", "\\boxed{"
 SPECIAL = [PAD, EOS, UNK, USER, ASSISTANT]
 MARKERS = [THINK_OPEN, THINK_CLOSE, BOXED]
 CHARS = list(string.digits + "+-*=,.:;()[]{}/\\ ?" + string.ascii_lowercase)

@@ -10,7 +10,7 @@ digits, the carry in, their sum. The answer's digits are the steps' last
 digits, with the last step's tens digit in front.
 
 The supervised corpus is deliberately imperfect so that RL has room to
-improve (docs: shared/research/tiny-task-notes.md): every true carry is
+improve: every true carry is
 dropped (written as `+0`) with probability `carry_drop`, and the working and
 the boxed answer follow the dropped carry consistently, so the base model
 learns a plausible but often wrong procedure. A fraction `check_rate` of
@@ -34,12 +34,12 @@ from __future__ import annotations
 import random
 
 from rewards.boxed import last_boxed
-from rl.base.tokenizer import BOXED, THINK_CLOSE, THINK_OPEN
+from rl.data.markers import BOXED, THINK_CLOSE, THINK_OPEN
 
 KIND = "math"
 VAL_SEED = 1_000_003  # the validation pool's own seed, never a training seed
 VAL_POOL = 1000  # validation_prompts(n) takes the first n of this fixed pool
-CARRY_DROP = 0.65  # tiny-task-notes: a base with mean@16 ≈ 0.25, pass@16 ≈ 0.65
+CARRY_DROP = 0.65  # chosen for a base with mean@16 ≈ 0.25, pass@16 ≈ 0.65
 CHECK_RATE = 0.30
 
 
@@ -74,12 +74,17 @@ def prompt_text(a: int, b: int) -> str:
     return f"{a}+{b}="
 
 
-def working(a: int, b: int, carry_drop: float = 0.0,
-            rng: random.Random | None = None) -> tuple[list[str], int]:
-    """The column steps for `a+b` and the sum they imply.
+def working(a: int, b: int, carry_drop: float = 0.0, rng: random.Random | None = None, *,
+            drop: frozenset[int] | set[int] = frozenset(), extra: frozenset[int] | set[int] = frozenset(),
+            sum_off: dict[int, int] | None = None) -> tuple[list[str], int]:
+    """The column steps for `a+b` and the sum they imply; later columns follow
+    every error.
 
     With `carry_drop > 0` each true carry is written as 0 with that
-    probability (drawn from `rng`), and later columns follow the error.
+    probability (drawn from `rng`: the corpus noise). The judge's near misses
+    place errors by column instead: the carry after each column in `drop` is
+    dropped, a spurious one follows each column in `extra`, and the column
+    sums are shifted by `sum_off` (column -> offset, floored at 0).
     """
     da, db = str(a)[::-1], str(b)[::-1]
     width = max(len(da), len(db))
@@ -87,11 +92,17 @@ def working(a: int, b: int, carry_drop: float = 0.0,
     for i in range(width):
         x = int(da[i]) if i < len(da) else 0
         y = int(db[i]) if i < len(db) else 0
-        s = x + y + carry
+        s = max(0, x + y + carry + (sum_off or {}).get(i, 0))
         steps.append(f"{x}+{y}+{carry}={s}")
         digits.append(s % 10)
         carry = s // 10
-        if carry and carry_drop and i < width - 1 and rng.random() < carry_drop:
+        if i == width - 1:
+            break
+        if i in drop:
+            carry = 0
+        elif i in extra and carry == 0:
+            carry = 1
+        elif carry and carry_drop and rng.random() < carry_drop:
             carry = 0
     value = int(str(carry) * bool(carry) + "".join(str(d) for d in reversed(digits)))
     return steps, value

@@ -71,7 +71,7 @@ def export_hf(run_dir: str | Path, out_dir: str | Path, step: Optional[int] = No
     config = read_run_config(run_dir)
     _check_out_dir(out, run_dir, force)
     ckpt = pick_checkpoint(run_dir, step, warn)
-    base = resolve_base(config["model"]["base"])  # a built-in spec's cached folder, or a path
+    base = resolve_base(config["model"]["base"])  # a built-in spec's committed or cached folder, or a path
 
     model = load_policy(ckpt.learner, base)
     tokenizer = AutoTokenizer.from_pretrained(base)

@@ -140,3 +140,13 @@ def test_render_prompt_uses_the_chat_template():
     assert ids[0] == tok.convert_tokens_to_ids("<|user|>")
     assert ids[-1] == tok.convert_tokens_to_ids("<|assistant|>")
     assert len(ids) == len("347+2861=") + 2
+
+
+def test_working_with_errors_placed_by_column():
+    """The judge's near misses: a dropped carry, a spurious one, a shifted column sum."""
+    # 347+2861 with the carry out of the tens column dropped: 3+8+0=11, then 0+2+1=3 -> 3108
+    assert arith.working(347, 2861, drop={1}) == (["7+1+0=8", "4+6+0=10", "3+8+0=11", "0+2+1=3"], 3108)
+    steps, value = arith.working(347, 2861, extra={0})
+    assert steps[1] == "4+6+1=11" and value == 3218
+    assert arith.working(347, 2861, sum_off={0: -1}) == (["7+1+0=7", "4+6+0=10", "3+8+1=12", "0+2+1=3"], 3207)
+    assert arith.working(95, 17, drop={1}) == arith.working(95, 17)  # no carry after the last column

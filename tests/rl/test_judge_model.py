@@ -71,9 +71,9 @@ def test_tokenizer_spells_prompts_with_one_token_verdicts():
 
 def test_near_misses_hand_computed(reward):
     # 347+2861 with the carry out of the tens column dropped: 3+8+0=11, then 0+2+1=3 -> 3108
-    steps, value = judge_data._steps(347, 2861, drop={1})
+    steps, value = judge_data.arith.working(347, 2861, drop={1})
     assert steps == ["7+1+0=8", "4+6+0=10", "3+8+0=11", "0+2+1=3"] and value == 3108
-    steps, value = judge_data._steps(347, 2861, extra={0})
+    steps, value = judge_data.arith.working(347, 2861, extra={0})
     assert steps[1] == "4+6+1=11" and value == 3218
     rng = random.Random(0)
     for kind in judge_data.NEAR_MISS_KINDS:

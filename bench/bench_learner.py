@@ -32,7 +32,7 @@ Timing: both sides run `--warmup` untimed steps, then `--steps` timed ones
 (the baseline's split in two halves, before and after ours: A-B-A, so a
 drifting background load hits both). A baseline step is timed on each rank
 from a barrier to its optimizer step's end, and the slower rank counts. The
-median step is the figure (min printed too). Target (issue #12): ratio =
+median step is the figure (min printed too). Target: ratio =
 bare_s / ours_s >= 0.9.
 
     python bench/bench_learner.py [--prompts 16] [--samples 8] [--response-len 40] [--steps 10] [--warmup 2] [--json]

@@ -1,4 +1,4 @@
-"""The pipeline's own costs, on the default recipe (issue #12): the gain of
+"""The pipeline's own costs, on the default recipe: the gain of
 asynchrony (k = 2 against k = 0), and step time as batch and length grow.
 
 Every run is `recipes/tiny-arith.yaml` through `Controller`, set up as
@@ -110,6 +110,12 @@ def run_eval_point(steps: int, interleave: bool, model: str, dtype: str, every: 
             **{k.split("/")[1]: v for k, v in med.items()}}
 
 
+def _print_header(head: str) -> None:
+    """A table's column names, underlined."""
+    print(head)
+    print("-" * len(head))
+
+
 def print_eval(res: dict, steps: int) -> None:
     off, on = res["waited"], res["interleaved"]
     print(f"evaluation: {off['model']} model in {off['dtype']}, k = 2, {steps} steps, an evaluation of "
@@ -117,8 +123,7 @@ def print_eval(res: dict, steps: int) -> None:
           "the last waited for in both runs); medians over all steps")
     head = (f"{'run':36s} {'loop s/step':>11s} {'eval s':>7s} {'train s':>7s} {'engine idle':>12s} "
             f"{'learner idle':>13s} {'wall s':>7s} {'load':>5s}")
-    print(head)
-    print("-" * len(head))
+    _print_header(head)
     for name, r in (("evaluation waited for [baseline]", off), ("evaluation interleaved", on)):
         print(f"{name:36s} {r['loop_s_per_step']:11.2f} {r['eval']:7.2f} {r['train']:7.2f} {r['engine_idle']:12.2f} "
               f"{r['learner_idle']:13.2f} {r['total_wall_s']:7.1f} {r['load_before']:5.1f}")
@@ -131,8 +136,7 @@ def print_async(res: dict, steps: int, warmup: int) -> None:
           f"{warmup + 1}..{steps - drain_steps()}; medians over the same steps")
     head = (f"{'run':34s} {'samples/s':>10s} {'gen tok/s':>10s} {'s/step':>7s} {'engine idle':>12s} "
             f"{'learner idle':>13s} {'wall s':>7s} {'load':>5s}")
-    print(head)
-    print("-" * len(head))
+    _print_header(head)
     for name, r in (("k = 0, synchronous [baseline]", k0), ("k = 2, PipelineRL (default)", k2)):
         print(f"{name:34s} {r['samples_per_s']:10.1f} {r['gen_tokens_per_s']:10.1f} {r['seconds_per_step']:7.2f} "
               f"{r['engine_idle']:12.2f} {r['learner_idle']:13.2f} {r['total_wall_s']:7.1f} {r['load_before']:5.1f}")
@@ -148,8 +152,7 @@ def print_scaling(points: list[dict], steps: int, warmup: int) -> None:
     head = (f"{'prompts':>7s} {'max new':>7s} {'samples':>7s} {'resp len':>8s} {'trunc':>6s} {'s/step':>7s} "
             f"{'step':>6s} {'train':>6s} {'generate':>8s} {'sync':>6s} {'samples/s':>9s} "
             f"{'ms/gen tok':>10s} {'learner ms/train tok':>20s} {'load':>5s}")
-    print(head)
-    print("-" * len(head))
+    _print_header(head)
     for p in points:
         print(f"{p['prompts']:7d} {p['max_new_tokens']:7d} {p['samples_per_step']:7.0f} "
               f"{p['mean_completion_tokens']:8.1f} {p['truncation_rate']:6.2f} {p['seconds_per_step']:7.2f} "

@@ -1,6 +1,6 @@
 """Rollout path throughput against raw vLLM `LLM.generate` on the same
 prompts, sampling settings and engine settings, measured in the same
-invocation. Target (issue #12): ours >= 0.95 of raw, in generated tokens/s.
+invocation. Target: ours >= 0.95 of raw, in generated tokens/s.
 
 - prompts: the first `--prompts` of the recipe's training split in the order
   a run draws them (`PromptSampler(train, seed=run.seed).next_batch`), rendered

@@ -1,5 +1,5 @@
 """RL on the tiny task rewarded only by the GenRM judge, beside the same recipe
-rewarded by the verifier: same seeds, steps and evaluation set (issue #9).
+rewarded by the verifier: same seeds, steps and evaluation set.
 
 Baseline: `recipes/tiny-arith.yaml` (reward = the math verifier). The other
 side: `recipes/tiny-arith-genrm.yaml` (reward = the tiny judge's P(Yes); the

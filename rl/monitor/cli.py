@@ -180,28 +180,13 @@ def extrapolate(args) -> int:
     _plotting(plot_curve, fit, plot, x_label=pts.x_name, y_label=pts.y_name, held_out=(x[~keep], y[~keep]))
     out = {**fit.to_dict(), "x": pts.x_name, "y": pts.y_name, "source": str(pts.source), "plot": str(plot),
            "fit_upto": args.fit_upto}
-    at = np.flatnonzero(np.isclose(x, budget, rtol=1e-9, atol=0))
-    if at.size:
-        out["observed"] = float(y[at[0]])
+    observed = _observed_at(x, y, budget)
+    if observed is not None:
+        out["observed"] = observed
     if args.json:
         print(json.dumps(out))
-        return 0
-    lvl = f"{int(round(fit.interval * 100))}%"
-    print(f"{pts.source}: {fit.n_points} points fitted ({fit.n_burn_in} burn-in dropped), "
-          f"x={pts.x_name}, y={pts.y_name}, method={fit.method}, noise: {fit.noise}")
-    print(f"  A     = {fit.A:.4f}  {lvl} [{_fmt(fit.A_interval[0])}, {_fmt(fit.A_interval[1])}]  (asymptotic pass rate)")
-    print(f"  B     = {fit.B:.3f}   {lvl} [{_fmt(fit.B_interval[0])}, {_fmt(fit.B_interval[1])}]  (scaling exponent)")
-    print(f"  C_mid = {fit.C_mid:.4g}  {lvl} [{_fmt(fit.C_mid_interval[0])}, {_fmt(fit.C_mid_interval[1])}]  (half the gain)")
-    print(f"  R0    = {fit.R0:.4f}  ({fit.r0_source})")
-    print(f"  R({budget:.4g}) = {fit.predicted:.4f}  {lvl} [{_fmt(fit.predicted_interval[0])}, "
-          f"{_fmt(fit.predicted_interval[1])}]" + (f"  observed {out['observed']:.4f}" if "observed" in out else ""))
-    print(f"          one evaluation there: {lvl} [{_fmt(fit.predicted_eval_interval[0])}, "
-          f"{_fmt(fit.predicted_eval_interval[1])}]  (the curve's interval and an evaluation's scatter, "
-          f"sd {fit.eval_sd:.4f})")
-    print(f"  R^2 = {fit.r2:.4f}  RMSE = {fit.rmse:.4f}  intervals: {fit.interval_method}")
-    for w in fit.warnings:
-        print(f"  warning: {w}")
-    print(f"  plot: {plot}")
+    else:
+        _print_fit(pts, fit, budget, observed, plot)
     return 0
 
 
@@ -226,30 +211,66 @@ def _extrapolate_joint(args, loaded, plot: Path) -> int:
     _plotting(plot_compare, alone, labels, plot, x_equal=None, x_label=loaded[0].x_name, y_label=loaded[0].y_name)
     out = {**joint.to_dict(), "x": loaded[0].x_name, "y": loaded[0].y_name,
            "sources": [str(p.source) for p in loaded], "plot": str(plot), "fit_upto": args.fit_upto}
-    observed = [float(p.y[i[0]]) for p in loaded if (i := np.flatnonzero(np.isclose(p.x, budget, rtol=1e-9, atol=0))).size]
+    observed = [o for p in loaded if (o := _observed_at(p.x, p.y, budget)) is not None]
     if len(observed) == len(loaded):
         out["observed"] = float(np.mean(observed))
     if args.json:
         print(json.dumps(out))
-        return 0
+    else:
+        _print_joint(loaded, joint, budget, out.get("observed"), plot)
+    return 0
+
+
+def _observed_at(x, y, budget: float) -> float | None:
+    """The evaluation made at the budget itself, when there is one (to set beside the forecast)."""
+    import numpy as np
+
+    at = np.flatnonzero(np.isclose(x, budget, rtol=1e-9, atol=0))
+    return float(y[at[0]]) if at.size else None
+
+
+def _iv(lo_hi, spec: str = ".4g") -> str:
+    return f"[{_fmt(lo_hi[0], spec)}, {_fmt(lo_hi[1], spec)}]"
+
+
+def _print_fit(pts, fit, budget: float, observed: float | None, plot: Path) -> None:
+    lvl = f"{int(round(fit.interval * 100))}%"
+    print(f"{pts.source}: {fit.n_points} points fitted ({fit.n_burn_in} burn-in dropped), "
+          f"x={pts.x_name}, y={pts.y_name}, method={fit.method}, noise: {fit.noise}")
+    print(f"  A     = {fit.A:.4f}  {lvl} {_iv(fit.A_interval)}  (asymptotic pass rate)")
+    print(f"  B     = {fit.B:.3f}   {lvl} {_iv(fit.B_interval)}  (scaling exponent)")
+    print(f"  C_mid = {fit.C_mid:.4g}  {lvl} {_iv(fit.C_mid_interval)}  (half the gain)")
+    print(f"  R0    = {fit.R0:.4f}  ({fit.r0_source})")
+    print(f"  R({budget:.4g}) = {fit.predicted:.4f}  {lvl} {_iv(fit.predicted_interval)}"
+          + (f"  observed {observed:.4f}" if observed is not None else ""))
+    print(f"          one evaluation there: {lvl} {_iv(fit.predicted_eval_interval)}  (the curve's interval and "
+          f"an evaluation's scatter, sd {fit.eval_sd:.4f})")
+    print(f"  R^2 = {fit.r2:.4f}  RMSE = {fit.rmse:.4f}  intervals: {fit.interval_method}")
+    _print_warnings_and_plot(fit.warnings, plot)
+
+
+def _print_joint(loaded, joint, budget: float, observed: float | None, plot: Path) -> None:
     lvl = f"{int(round(joint.interval * 100))}%"
     print(f"{len(loaded)} runs fitted jointly (shared A and B; each its own C_mid, R0 and noise), "
           f"x={loaded[0].x_name}, y={loaded[0].y_name}")
     seeds = ", ".join(f"{a:.3f}" for a in joint.seed_A)
-    print(f"  A = {joint.A:.4f}  {lvl} [{_fmt(joint.A_interval[0])}, {_fmt(joint.A_interval[1])}]  "
+    print(f"  A = {joint.A:.4f}  {lvl} {_iv(joint.A_interval)}  "
           f"(each run alone: {seeds}; seed sd {joint.seed_sd_A:.3f})")
-    print(f"  B = {joint.B:.3f}   {lvl} [{_fmt(joint.B_interval[0])}, {_fmt(joint.B_interval[1])}]")
+    print(f"  B = {joint.B:.3f}   {lvl} {_iv(joint.B_interval)}")
     print(f"  {'run':<18} {'C_mid':>9} {'R0':>6} {'disp':>5} {'R(budget)':>9}  one evaluation there ({lvl})")
     for lab, c, r0, d, pr, band in zip(joint.labels, joint.C_mid, joint.R0, joint.dispersion, joint.run_predicted,
                                        joint.run_eval_interval):
-        print(f"  {lab[:18]:<18} {c:9.4g} {r0:6.3f} {d:5.2f} {pr:9.4f}  [{_fmt(band[0])}, {_fmt(band[1])}]")
-    print(f"  R({budget:.4g}), mean over runs = {joint.predicted:.4f}  {lvl} [{_fmt(joint.predicted_interval[0])}, "
-          f"{_fmt(joint.predicted_interval[1])}]" + (f"  observed {out['observed']:.4f}" if "observed" in out else ""))
+        print(f"  {lab[:18]:<18} {c:9.4g} {r0:6.3f} {d:5.2f} {pr:9.4f}  {_iv(band)}")
+    print(f"  R({budget:.4g}), mean over runs = {joint.predicted:.4f}  {lvl} {_iv(joint.predicted_interval)}"
+          + (f"  observed {observed:.4f}" if observed is not None else ""))
     print(f"  intervals: {joint.interval_method}")
-    for w in joint.warnings:
+    _print_warnings_and_plot(joint.warnings, plot)
+
+
+def _print_warnings_and_plot(warnings: list[str], plot: Path) -> None:
+    for w in warnings:
         print(f"  warning: {w}")
     print(f"  plot: {plot}")
-    return 0
 
 
 # ---------------------------------------------------------------- compare
@@ -304,7 +325,7 @@ def compare(args) -> int:
 
 
 def _print_compare(rows, groups, x_equal, A_fixed, x_name) -> None:
-    iv = lambda lo_hi, s=".3f": f"[{_fmt(lo_hi[0], s)}, {_fmt(lo_hi[1], s)}]"  # noqa: E731
+    iv = lambda lo_hi, s=".3f": _iv(lo_hi, s)  # noqa: E731
     print(f"{'run':<18} {'A':>6} {'A interval':>16} {'B':>5} {'B interval':>14} {'C_mid':>9} "
           f"{'R@C_eq':>7} {'observed':>8} {'B|A':>5} {'C_mid|A':>9}")
     for r in rows:

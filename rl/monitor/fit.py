@@ -226,6 +226,41 @@ def fit_sigmoid(
     comparison). ``prior_B``: True for the default weakly informative prior on
     B (fit_model.BPrior), or a BPrior. Raises UserError on bad input.
     """
+    _check_options(method, interval, resample, r0_mode)
+    prior = _prior(prior_B)
+    pts = _prepare(x, y, counts, r0=r0, r0_mode=r0_mode, burn_in=burn_in, fixed_A=fixed_A, budget=budget)
+    prob, t_hat, a_bounds = _solve(pts, method, fixed_A, prior, noise_known=counts is not None)
+    r2, rmse, dispersion = _quality(prob, t_hat, pts)
+    q = _quantiles(interval)
+    widen = _widening(q, counts is not None, dispersion, prob.n_data() - pts.n_params)
+    # the noise scale of one point: sampling times the measured over-dispersion when the sampling
+    # variance is known (never below it), the residual scale when it is not
+    noise_scale = max(dispersion, 1.0) if counts is not None else dispersion
+    samples, interval_method = _draw(prob, t_hat, pts, counts, int(bootstrap), np.random.default_rng(seed),
+                                     resample, dispersion, noise_scale)
+    params = prob.unpack(t_hat)
+    iv = _intervals(prob, params, samples, pts.budget, q, widen, a_bounds, noise_scale, fixed_A is not None)
+    A, B, C_mid, R0 = params
+    res = FitResult(
+        A=float(A), B=float(B), C_mid=float(C_mid), R0=float(R0), **iv,
+        budget=pts.budget, r2=float(r2), rmse=float(rmse), n_points=int(pts.x.size), n_burn_in=int(pts.n_burn),
+        burn_in_x=float(pts.x[0]), warnings=[], method=method, r0_source=pts.r0_source,
+        interval=float(interval), interval_method=interval_method, fixed_A=fixed_A is not None,
+        widen=widen, noise="per-prompt counts" if counts is not None else "residuals",
+        dispersion=float(dispersion) if counts is not None else 1.0,
+        prior_B=None if prior is None else {"median": prior.median, "log_sd": prior.log_sd},
+        samples=samples, x_fit=pts.x, y_fit=pts.y, x_burn=pts.x_pos[:pts.n_burn], y_burn=pts.y_pos[:pts.n_burn],
+        sigma_fit=prob.sigma,
+    )
+    res.warnings = diagnose(pts.x_pos, pts.y_pos, prob, params, r2, iv["A_interval"] if fixed_A is None else None,
+                            pts.budget, iv["predicted_interval"], dispersion if counts is not None else None)
+    return res
+
+
+# ---------------------------------------------------------------- stages
+
+
+def _check_options(method: str, interval: float, resample: str, r0_mode: str) -> None:
     if method not in ("direct", "grid"):
         raise UserError(f"fit: method must be 'direct' or 'grid', got {method!r}")
     if not 0.0 < interval < 1.0:
@@ -234,7 +269,38 @@ def fit_sigmoid(
         raise UserError(f"fit: resample must be one of {RESAMPLE}, got {resample!r}")
     if r0_mode not in ("datum", "pin"):
         raise UserError(f"fit: r0_mode must be 'datum' or 'pin', got {r0_mode!r}")
-    prior = _prior(prior_B)
+
+
+@dataclasses.dataclass
+class _Points:
+    """The points one fit sees: all of them, the step-0 ones set aside as R0's
+    datum or pin, the burn-in dropped, and what R0 and the budget are."""
+
+    x_all: np.ndarray
+    y_all: np.ndarray
+    zero: np.ndarray  # mask over all points: the step-0 evaluations
+    var_all: np.ndarray | None  # each point's sampling variance, when per-prompt results are known
+    r0: float | None  # a fixed R0 (given, or pinned to the step-0 mean)
+    r0_obs: tuple[float, float] | None  # (mean, sd) of the step-0 evaluations when they measure a free R0
+    r0_source: str
+    x_pos: np.ndarray  # the points with compute > 0, burn-in included
+    y_pos: np.ndarray
+    n_burn: int
+    fit_rows: np.ndarray  # indices into x_all of the fitted points
+    n_params: int
+    budget: float
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.x_pos[self.n_burn:]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.y_pos[self.n_burn:]
+
+
+def _prepare(x, y, counts: EvalCounts | None, *, r0, r0_mode: str, burn_in, fixed_A, budget) -> _Points:
+    """Check the points, set the step-0 evaluation and the burn-in aside; UserError when too few remain."""
     x_all, y_all = _clean(x, y)
     if counts is not None and len(counts) != x_all.size:
         raise UserError(f"fit: {len(counts)} per-prompt result rows for {x_all.size} points")
@@ -254,76 +320,87 @@ def fit_sigmoid(
         raise UserError("fit: no points with compute > 0")
     x_pos, y_pos = x_all[pos], y_all[pos]
     n_burn = split_burn_in(x_pos, burn_in)
-    x, y = x_pos[n_burn:], y_pos[n_burn:]
+    n_fit = x_pos.size - n_burn
     n_params = 3 - (fixed_A is not None) + (r0 is None)
     need = max(MIN_POINTS, n_params + 1 - (r0_obs is not None))
-    if x.size < need:
+    if n_fit < need:
         raise UserError(
-            f"fit: too few points: {x.size} after dropping {n_burn} burn-in points (need at least {need})"
+            f"fit: too few points: {n_fit} after dropping {n_burn} burn-in points (need at least {need})"
         )
     budget = float(x_pos.max()) if budget is None else float(budget)
     if not budget > 0:
         raise UserError(f"fit: budget must be positive, got {budget}")
+    return _Points(x_all=x_all, y_all=y_all, zero=zero, var_all=var_all, r0=r0, r0_obs=r0_obs,
+                   r0_source=r0_source, x_pos=x_pos, y_pos=y_pos, n_burn=n_burn,
+                   fit_rows=np.flatnonzero(pos)[n_burn:], n_params=n_params, budget=budget)
 
-    fit_rows = np.flatnonzero(pos)[n_burn:]
-    sigma = np.sqrt(var_all[fit_rows]) if var_all is not None else np.ones(x.size)
-    a_bounds, c_bounds = bounds(x, y, r0)
-    r0_bounds = (min(0.0, float(y_all.min())), float(y_all.max()))
+
+def _solve(pts: _Points, method: str, fixed_A, prior: BPrior | None, *, noise_known: bool):
+    """The point estimate: (the Problem it solved, its parameter vector, the bounds on A)."""
+    x, y = pts.x, pts.y
+    sigma = np.sqrt(pts.var_all[pts.fit_rows]) if pts.var_all is not None else np.ones(x.size)
+    a_bounds, c_bounds = bounds(x, y, pts.r0)
+    r0_bounds = (min(0.0, float(pts.y_all.min())), float(pts.y_all.max()))
 
     def problem(sig, obs, pri):
-        return Problem(x, y, sig, r0=r0, r0_obs=obs, fixed_A=fixed_A, a_bounds=a_bounds,
+        return Problem(x, y, sig, r0=pts.r0, r0_obs=obs, fixed_A=fixed_A, a_bounds=a_bounds,
                        cmid_bounds=c_bounds, r0_bounds=r0_bounds, prior=pri)
 
     solver = grid if method == "grid" else direct
-    prob = problem(sigma, r0_obs, prior)
-    if counts is None and prior is not None:
+    prob = problem(sigma, pts.r0_obs, prior)
+    if not noise_known and prior is not None:
         # Unknown noise: a pilot fit without the prior sets the noise scale the prior is weighed against.
-        pilot = problem(sigma, r0_obs, None)
+        pilot = problem(sigma, pts.r0_obs, None)
         _, cost = direct(pilot)
-        s_hat = math.sqrt(max(cost, 1e-18) / max(pilot.n_data() - n_params, 1))
-        prob = problem(sigma * s_hat, None if r0_obs is None else (r0_obs[0], s_hat), prior)
+        s_hat = math.sqrt(max(cost, 1e-18) / max(pilot.n_data() - pts.n_params, 1))
+        prob = problem(sigma * s_hat, None if pts.r0_obs is None else (pts.r0_obs[0], s_hat), prior)
     t_hat, _ = solver(prob)
-    params = prob.unpack(t_hat)
-    fitted = prob.curve(t_hat)
-    resid = y - fitted
+    return prob, t_hat, a_bounds
+
+
+def _quality(prob: Problem, t_hat, pts: _Points) -> tuple[float, float, float]:
+    """R^2 and RMSE of the fitted points, and the dispersion: the mean squared
+    standardised residual per degree of freedom (1 = scatter as the weights say)."""
+    y = pts.y
+    resid = y - prob.curve(t_hat)
     sse = float(resid @ resid)
     sst = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - sse / sst if sst > 0 else (1.0 if sse == 0 else 0.0)
     rmse = math.sqrt(sse / y.size)
     m = prob.n_data()
     data_cost = float(np.sum(prob.residuals(t_hat)[:m] ** 2))
-    dispersion = data_cost / max(m - n_params, 1)
+    return r2, rmse, data_cost / max(m - pts.n_params, 1)
 
-    rng = np.random.default_rng(seed)
-    q = _quantiles(interval)
-    # Small-sample widening of percentile distances, t_{m-p}/z, wherever the noise scale is estimated
-    # from the residuals (plain points; counts whose points scatter more than sampling explains).
-    # With the sampling variance known it is not needed: measured coverage of the 90% interval on the
-    # Table 1 shapes is 0.91-0.94 either way (bench/bench_forecast.py); widening always gave 0.97 on
-    # sparse curves, intervals wider than they say.
-    widen = 1.0
-    if counts is None or dispersion > 1.0:
-        widen = float(stats.t.ppf(q[1], max(m - n_params, 1)) / stats.norm.ppf(q[1]))
-    # the noise scale of one point: sampling times the measured over-dispersion when the sampling
-    # variance is known (never below it), the residual scale when it is not
-    noise_scale = max(dispersion, 1.0) if counts is not None else dispersion
+
+def _widening(q: tuple[float, float], noise_known: bool, dispersion: float, dof: int) -> float:
+    """Small-sample widening of percentile distances, t_{dof}/z, wherever the noise scale is estimated
+    from the residuals (plain points; counts whose points scatter more than sampling explains).
+    With the sampling variance known it is not needed: measured coverage of the 90% interval on the
+    Table 1 shapes is 0.91-0.94 either way (bench/bench_forecast.py); widening always gave 0.97 on
+    sparse curves, intervals wider than they say."""
+    if noise_known and not dispersion > 1.0:
+        return 1.0
+    return float(stats.t.ppf(q[1], max(dof, 1)) / stats.norm.ppf(q[1]))
+
+
+def _draw(prob: Problem, t_hat, pts: _Points, counts: EvalCounts | None, bootstrap: int, rng, resample: str,
+          dispersion: float, noise_scale: float) -> tuple[np.ndarray, str]:
+    """Parameter samples behind the intervals (fit_intervals.py) and a line saying how they were drawn."""
     if counts is not None and bootstrap > 0:
-        rows = np.concatenate([np.flatnonzero(zero), fit_rows])
-        sub = counts.subset(np.isin(np.arange(x_all.size), rows))
-        samples = bootstrap_counts(prob, t_hat, sub, zero[np.sort(rows)], int(bootstrap), rng, resample,
-                                   dispersion)
+        rows = np.concatenate([np.flatnonzero(pts.zero), pts.fit_rows])
+        sub = counts.subset(np.isin(np.arange(pts.x_all.size), rows))
+        samples = bootstrap_counts(prob, t_hat, sub, pts.zero[np.sort(rows)], bootstrap, rng, resample, dispersion)
         what = "this evaluation set re-evaluated" if resample == "samples" else "prompts redrawn"
-        interval_method = f"bootstrap of per-prompt results, {what} ({len(samples)} refits)"
-    elif bootstrap > 0:
-        samples = bootstrap_residuals(prob, t_hat, int(bootstrap), rng)
-        interval_method = f"residual bootstrap ({len(samples)} refits)"
-    else:
-        samples = laplace(prob, t_hat, noise_scale, 2000, rng)
-        interval_method = "Laplace approximation (2000 draws)"
+        return samples, f"bootstrap of per-prompt results, {what} ({len(samples)} refits)"
+    if bootstrap > 0:
+        samples = bootstrap_residuals(prob, t_hat, bootstrap, rng)
+        return samples, f"residual bootstrap ({len(samples)} refits)"
+    return laplace(prob, t_hat, noise_scale, 2000, rng), "Laplace approximation (2000 draws)"
 
-    def ci(col, point):
-        return percentile_interval(col, point, q, widen)
 
+def _intervals(prob: Problem, params, samples: np.ndarray, budget: float, q, widen: float, a_bounds,
+               noise_scale: float, a_is_fixed: bool) -> dict[str, Any]:
+    """The FitResult fields that come from the samples: parameter intervals, the forecast and its bands."""
     A, B, C_mid, R0 = params
     pred = float(sigmoid(budget, A, B, C_mid, R0))
     preds = sigmoid(budget, samples[:, 0], samples[:, 1], samples[:, 2], samples[:, 3])
@@ -332,24 +409,13 @@ def fit_sigmoid(
     def clip(lo_hi):  # the widening must not leave the range A (and R) can take
         return (max(lo_hi[0], min(a_lo, R0)), min(lo_hi[1], a_hi))
 
-    ci_A = clip(ci(samples[:, 0], A)) if fixed_A is None else (A, A)
-    ci_pred = clip(ci(np.asarray(preds), pred))
+    ci_pred = clip(percentile_interval(np.asarray(preds), pred, q, widen))
     # the noise of one evaluation, at the last fitted point's noise level
     eval_sd = float(prob.sigma[-1] * math.sqrt(noise_scale))
-    ci_eval = eval_band(pred, ci_pred, eval_sd, float(stats.norm.ppf(q[1])) * widen)
-    res = FitResult(
-        A=float(A), B=float(B), C_mid=float(C_mid), R0=float(R0),
-        A_interval=ci_A, B_interval=ci(samples[:, 1], B), C_mid_interval=ci(samples[:, 2], C_mid),
-        budget=budget, predicted=pred, predicted_interval=ci_pred,
-        r2=float(r2), rmse=float(rmse), n_points=int(x.size), n_burn_in=int(n_burn),
-        burn_in_x=float(x[0]), warnings=[], method=method, r0_source=r0_source,
-        interval=float(interval), interval_method=interval_method, fixed_A=fixed_A is not None,
-        widen=widen, noise="per-prompt counts" if counts is not None else "residuals",
-        dispersion=float(dispersion) if counts is not None else 1.0,
-        prior_B=None if prior is None else {"median": prior.median, "log_sd": prior.log_sd},
-        samples=samples, x_fit=x, y_fit=y, x_burn=x_pos[:n_burn], y_burn=y_pos[:n_burn], sigma_fit=prob.sigma,
-        eval_sd=eval_sd, predicted_eval_interval=ci_eval,
+    return dict(
+        A_interval=(A, A) if a_is_fixed else clip(percentile_interval(samples[:, 0], A, q, widen)),
+        B_interval=percentile_interval(samples[:, 1], B, q, widen),
+        C_mid_interval=percentile_interval(samples[:, 2], C_mid, q, widen),
+        predicted=pred, predicted_interval=ci_pred, eval_sd=eval_sd,
+        predicted_eval_interval=eval_band(pred, ci_pred, eval_sd, float(stats.norm.ppf(q[1])) * widen),
     )
-    res.warnings = diagnose(x_pos, y_pos, prob, params, r2, ci_A if fixed_A is None else None, budget, ci_pred,
-                            dispersion if counts is not None else None)
-    return res

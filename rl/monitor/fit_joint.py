@@ -33,11 +33,11 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 from core.errors import UserError
 from rl.monitor.fit_intervals import percentile_interval
-from rl.monitor.fit_model import BPrior, Problem, sigmoid
+from rl.monitor.fit_model import BPrior, Problem, least_squares_from, sigmoid
 from rl.monitor.fit_noise import EvalCounts
 
 
@@ -146,13 +146,7 @@ class _Joint:
         return np.concatenate(blocks, axis=0)
 
     def solve(self, t0, ys=None, y0s=None) -> np.ndarray | None:
-        t0 = np.clip(t0, self.lower + 1e-9, self.upper - 1e-9)
-        try:
-            r = optimize.least_squares(self.residuals, t0, jac=self.jac, bounds=(self.lower, self.upper),
-                                       method="trf", args=(ys, y0s))
-        except (ValueError, np.linalg.LinAlgError):
-            return None
-        return r.x
+        return least_squares_from(t0, self.residuals, self.jac, self.lower, self.upper, (ys, y0s))
 
 
 def _problem(run: RunPoints, burn_in) -> Problem:

@@ -158,13 +158,7 @@ class Problem:
 
     def refit(self, t0, y=None, y0=None) -> np.ndarray | None:
         """One bounded least-squares solve from t0; None when the optimiser fails."""
-        t0 = np.clip(t0, self.lower + 1e-9, self.upper - 1e-9)
-        try:
-            r = optimize.least_squares(self.residuals, t0, jac=self.jac, bounds=(self.lower, self.upper),
-                                       method="trf", args=(y, y0))
-        except (ValueError, np.linalg.LinAlgError):
-            return None
-        return r.x
+        return least_squares_from(t0, self.residuals, self.jac, self.lower, self.upper, (y, y0))
 
     def solve(self, starts, y=None, y0=None) -> tuple[np.ndarray, float]:
         """The best of several starts: (t, sum of squared standardised residuals)."""
@@ -179,6 +173,17 @@ class Problem:
         if best is None:
             raise UserError("fit: the optimiser failed on every start; check the data")
         return best, best_cost
+
+
+def least_squares_from(t0, residuals, jac, lower, upper, args) -> np.ndarray | None:
+    """One bounded trust-region solve of residuals(t, *args) from t0 (moved just inside the bounds);
+    None when the optimiser fails. fit_joint.py's shared-A-and-B problem solves the same way."""
+    t0 = np.clip(t0, lower + 1e-9, upper - 1e-9)
+    try:
+        r = optimize.least_squares(residuals, t0, jac=jac, bounds=(lower, upper), method="trf", args=args)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    return r.x
 
 
 def bounds(x, y, r0) -> tuple[tuple[float, float], tuple[float, float]]:

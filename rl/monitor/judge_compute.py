@@ -15,7 +15,7 @@ device time is what the hub handle's `cpu_seconds()` reports for the reward
 side, with or without the judge engines (rewards.hub says which).
 
 The GenRM paper (Singhi et al. 2025, "When To Solve, When To Verify",
-arXiv 2504.01005; ../shared/research/methods.md) prices a run that samples
+arXiv 2504.01005) prices a run that samples
 solutions and verifies each V times as
 
     C = S * (1 + lambda * V)        lambda = T_verify / T_solve

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import UserError
 from rl.export.long2short import card
@@ -20,16 +21,18 @@ from rl.export.long2short.source import is_run_dir, resolve_source
 from rl.export.long2short.weights import check_out_dir
 
 
-@dataclass
-class Settings:
-    """Everything one export reads besides its source and OUT_DIR."""
+class Settings(BaseModel):
+    """Everything one export reads besides its source and OUT_DIR: the
+    per-concern settings of config.py, each read by the method that needs it."""
 
-    eval: EvalSettings = field(default_factory=EvalSettings)
-    merge: MergeSettings = field(default_factory=MergeSettings)
-    sample: SampleSettings = field(default_factory=SampleSettings)
-    train: TrainSettings = field(default_factory=TrainSettings)
-    pairs: PairSettings = field(default_factory=PairSettings)
-    rl: RLSettings = field(default_factory=RLSettings)
+    model_config = ConfigDict(extra="forbid")
+
+    eval: EvalSettings = Field(default_factory=EvalSettings, description="How before and after are measured.")
+    merge: MergeSettings = Field(default_factory=MergeSettings, description="merge: the alphas tried.")
+    sample: SampleSettings = Field(default_factory=SampleSettings, description="shortest-rs, dpo: the samples.")
+    train: TrainSettings = Field(default_factory=TrainSettings, description="shortest-rs, dpo: the trainer.")
+    pairs: PairSettings = Field(default_factory=PairSettings, description="dpo: which samples make a pair.")
+    rl: RLSettings = Field(default_factory=RLSettings, description="rl: the recipe run.")
 
 
 def trials_file(source: str | Path, out: Path) -> Path:

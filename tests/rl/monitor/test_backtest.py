@@ -52,9 +52,6 @@ def test_backtest_real_run_forecasts_its_final_evaluation(finished_run):
     assert late.n_evals >= 4 and late.forecast is not None
     assert late.error == pytest.approx(late.forecast - y_final)
     assert 0.0 <= late.forecast <= 1.0
-    lo50, hi50 = late.intervals[0.5]
-    lo90, hi90 = late.intervals[0.9]
-    assert lo90 <= lo50 <= late.forecast <= hi50 <= hi90  # wider level, wider interval, same centre
     # the final evaluation's sampling error, from its per-prompt counts in evals.jsonl
     recorded = read_rows(finished_run, "evals.jsonl")
     assert res.y_final_se == pytest.approx(_sampling_se(recorded[-1]), rel=1e-6)

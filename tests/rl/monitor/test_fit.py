@@ -100,7 +100,8 @@ def test_forecast_from_first_half(name):
     fit = fit_sigmoid(x[half], y[half], bootstrap=0, budget=end)
     truth = sigmoid(end, A, B, C_mid, R0)
     assert fit.predicted == pytest.approx(truth, abs=0.02)
-    assert fit.predicted_interval[0] <= fit.predicted <= fit.predicted_interval[1]
+    # the truth, not the estimate, inside the 90% interval (on these seeds at 0.62-0.70 of its half-width)
+    assert fit.predicted_interval[0] <= truth <= fit.predicted_interval[1]
 
 
 def _coverage(reps, bootstrap):
@@ -124,15 +125,19 @@ def test_a_interval_coverage_laplace():
     assert _coverage(reps=150, bootstrap=0) >= 0.80
 
 
-def test_interval_brackets_estimate_and_narrows_with_data():
-    few = fit_sigmoid(*curve(2542, 1.92, 0.61, n=15, seed=2), bootstrap=100)
-    many = fit_sigmoid(*curve(2542, 1.92, 0.61, n=81, seed=2), bootstrap=100)
-    for f in (few, many):
-        assert f.A_interval[0] <= f.A <= f.A_interval[1]
-        assert f.B_interval[0] <= f.B <= f.B_interval[1]
-        assert f.C_mid_interval[0] <= f.C_mid <= f.C_mid_interval[1]
-    width = lambda iv: iv[1] - iv[0]  # noqa: E731
-    assert width(many.A_interval) < width(few.A_interval)
+def test_interval_width_matches_the_spread_over_seeds_and_narrows_with_data():
+    # A 90% interval should be about 2 x 1.645 sd wide, sd being how far the estimate
+    # moves from seed to seed. Measured over 40 seeds: width / (3.29 sd) is 0.9-1.6
+    # for A, B and C_mid at 15 and 81 points; 30 seeds estimate sd to about 13%.
+    widths = {}
+    for n in (15, 81):
+        est = np.array([[f.A, f.B, f.C_mid] for f in
+                        (fit_sigmoid(*curve(2542, 1.92, 0.61, n=n, seed=s), bootstrap=0) for s in range(100, 130))])
+        sd = est.std(axis=0, ddof=1)
+        f = fit_sigmoid(*curve(2542, 1.92, 0.61, n=n, seed=2), bootstrap=100)
+        widths[n] = np.array([iv[1] - iv[0] for iv in (f.A_interval, f.B_interval, f.C_mid_interval)])
+        assert np.all((0.5 < widths[n] / (2 * 1.645 * sd)) & (widths[n] / (2 * 1.645 * sd) < 2.5)), (n, widths[n], sd)
+    assert widths[81][0] < widths[15][0]
 
 
 def test_fixed_a_refits_b():

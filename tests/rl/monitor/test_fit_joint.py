@@ -1,8 +1,11 @@
 """Seeds of one recipe fitted together: shared A and B, per-run C_mid, R0 and noise."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from scipy import stats
 
 from core.errors import UserError
 from rl.monitor.fit_joint import RunPoints, fit_joint
@@ -60,7 +63,10 @@ def test_each_run_is_forecast_at_its_own_budget_with_its_own_band():
         assert j.run_predicted[s] == pytest.approx(sigmoid(b, j.A, j.B, j.C_mid[s], j.R0[s]))
         lo, hi = j.run_interval[s]
         elo, ehi = j.run_eval_interval[s]
-        assert elo < lo <= j.run_predicted[s] <= hi < ehi  # one evaluation scatters beyond the curve
+        # one evaluation scatters beyond the curve: its band is the curve's widened in quadrature
+        pred, z = j.run_predicted[s], stats.norm.ppf(0.95) * j.widen
+        assert elo == pytest.approx(max(0.0, pred - math.hypot(pred - lo, z * j.run_eval_sd[s])))
+        assert ehi == pytest.approx(min(1.0, pred + math.hypot(hi - pred, z * j.run_eval_sd[s])))
     assert j.run_eval_sd[0] == pytest.approx(np.sqrt(runs[0].counts.variances()[-1] * j.dispersion[0]))
     with pytest.raises(UserError, match="2 budgets for 3 runs"):
         fit_joint(runs, bootstrap=0, budgets=budgets[:2])

@@ -70,9 +70,18 @@ class RunData:
         return max((int(r["step"]) for r in self.rows if isinstance(r.get("step"), int)), default=0)
 
     @property
+    def finished(self) -> bool:
+        """Done training: summary.json is there, or the last planned step is logged.
+        The controller rebuilds report.html after the final evaluation, a moment
+        before it writes summary.json, so the page of a finished run is made
+        without it; a run given more steps has its new total in config.yaml."""
+        planned = self.setting("run", "steps")
+        return self.summary is not None or (isinstance(planned, int) and 0 < planned <= self.steps_done)
+
+    @property
     def status(self) -> str:
         planned = self.setting("run", "steps")
-        if self.summary is not None:
+        if self.finished:
             return f"finished ({self.steps_done} steps)"
         return f"running: step {self.steps_done}" + (f" of {planned}" if planned else "")
 

@@ -77,6 +77,13 @@ def test_report_of_real_runs_renders_in_chromium(det_runs, tmp_path):
     assert "compute/tokens" in text and "not recorded" in text  # the hub counters no run logs yet
 
 
+def test_a_finished_runs_own_page_says_finished(det_runs):
+    # the controller rebuilds report.html after the last evaluation, a moment before it
+    # writes summary.json: the page it leaves behind is that of a finished run
+    page = (det_runs.whole / "report.html").read_text()
+    assert "finished (6 steps)" in page and "running: step" not in page
+
+
 def test_report_cli_writes_into_the_run_dir_and_refuses_bad_input(det_runs, finished_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(det_runs.whole, run, ignore=shutil.ignore_patterns("checkpoints"))

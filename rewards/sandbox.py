@@ -382,14 +382,11 @@ def start(files: dict[str, str], command: list[str], limits, pass_fds: tuple[int
     return Started(proc, account, uid if as_root else None, mount_dir, group)
 
 
-def run_python(code: str, stdin: str = "", *, limits=None) -> SandboxResult:
+def run_python(code: str, stdin: str = "", *, limits) -> SandboxResult:
     """Run `code` as /sandbox/main.py with `stdin`; return its outputs.
 
-    `limits` is a rewards.config.SandboxConfig (defaults when None)."""
-    if limits is None:
-        from rewards.config import SandboxConfig
-
-        limits = SandboxConfig()
+    `limits` is a rewards.config.SandboxConfig (the caller's: this module
+    sits below the config, which lists the kinds that run here)."""
     started = start({"/sandbox/main.py": code}, ["-I", "-B", "/sandbox/main.py"], limits)
     if isinstance(started, SandboxResult):
         return started

@@ -213,26 +213,30 @@ class Fleet:
         for i, ref in enumerate(worker_refs):
             self.acks[i].append(ray.get(ref))
 
-    def _connect(self) -> None:
+    def _connect(self, fresh: Optional[list[int]] = None) -> None:
         """(Re)build the weight path: a sender on every learner rank, a
         receiver in every worker and, for a collective transport, a new group
         for them to meet in, whose store learner rank 0 binds on a port the OS
-        picks before anyone connects. Every side is waited on at once, so a
+        picks before anyone connects. A transport that is not collective
+        shares nothing between its ends, so replacing workers (`fresh`)
+        connects only their receivers. Every side is waited on at once, so a
         death shows at once, not after the others' connect timeout."""
         timeout = self.recipe.pipeline.weight_sync_timeout_s
         sources = len(self.learner.actors)  # every learner rank sends its shards
-        group = None
+        group, name = None, self.transport.name
         if self.transport.collective:
             group = self.learner.host_weight_group(self.backend, sources + len(self.workers), timeout)
-        name = self.transport.name
-        refs = [w.connect_weights.remote(name, group, sources + i) for i, w in enumerate(self.workers)]
-        refs += self.learner.connect_weights_refs(name, group)
+        whole = fresh is None or self.transport.collective
+        targets = list(range(len(self.workers))) if whole else fresh
+        refs = [self.workers[i].connect_weights.remote(name, group, sources + i) for i in targets]
+        if whole:
+            refs += self.learner.connect_weights_refs(name, group)
         try:
             gather(refs, timeout=timeout)
         except ActorDied as err:
-            if err.index >= len(self.workers):
-                raise LearnerFailure(err.index - len(self.workers), err.cause) from None
-            raise
+            if err.index >= len(targets):
+                raise LearnerFailure(err.index - len(targets), err.cause) from None
+            raise ActorDied(targets[err.index], err.cause) from None
 
     # ---- recovery -------------------------------------------------------------------
     def replace(self, i: int, why: str = "died") -> None:
@@ -244,7 +248,7 @@ class Fleet:
         self._restart(i, why)
         while True:
             try:
-                self._connect()
+                self._connect(fresh)
                 if self.transport.collective:
                     self._push(list(range(len(self.workers))))
                 elif self.version > 0:

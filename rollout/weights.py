@@ -88,7 +88,7 @@ def weight_items(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
 
 def weight_specs(model: torch.nn.Module) -> list[TensorSpec]:
     """Names, dtypes and full shapes of the weights, from metadata alone."""
-    return [TensorSpec(name, t.dtype, tuple(t.shape)) for name, t in weight_items(model)]
+    return specs_of(dict(weight_items(model)))
 
 
 def weight_pieces(model: torch.nn.Module, rank: int) -> Iterator[Optional[torch.Tensor]]:

@@ -84,10 +84,6 @@ class LearnerGroup:
         transport without one); the receivers must join at the same time."""
         return [a.connect_weights.remote(transport, group) for a in self.actors]
 
-    def connect_weights(self, transport: str) -> None:
-        """Give every rank a sender of a transport without a group."""
-        self.wait(self.connect_weights_refs(transport))
-
     def push_weights_refs(self) -> list:
         """Start the weight push on every rank; each ref resolves to what
         that rank's sender returned (rollout.weights)."""

@@ -95,7 +95,7 @@ def _train_batch(seed=0):
 
 def _weights(group: LearnerGroup) -> dict[str, torch.Tensor]:
     from rollout.weights import unpack
-    group.connect_weights("safetensors")
+    group.wait(group.connect_weights_refs("safetensors"))
     return unpack(group.wait(group.push_weights_refs())[0])
 
 

@@ -171,7 +171,7 @@ def test_learner_streams_exactly_its_full_state_dict(ray_local, tiny_random_mode
     group = LearnerGroup(LearnerConfig(ranks=ranks, cpus_per_rank=0.5), AlgoConfig(), tiny_random_model,
                          temperature=1.0, seed=0)
     try:
-        group.connect_weights("safetensors")
+        group.wait(group.connect_weights_refs("safetensors"))
         whole = SafetensorsReceiver().receive(group.wait(group.push_weights_refs())[0])
         weights = group.host_weight_group("gloo", ranks + 1, 60.0)
         assert isinstance(weights, WeightGroup) and weights.sources == ranks

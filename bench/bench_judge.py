@@ -41,12 +41,13 @@ def _run(args, replicas: int) -> tuple[float, dict]:
 
     from rewards.config import RewardsConfig
     from rewards.hub import start_hub
+    from rewards.judge.pool import default_judge_model
     from rl.base.judge_build import judge_path
 
     judge = dict(model=args.model, replicas=replicas, cpus_per_replica=args.cpus, max_model_len=512,
                  timeout_s=600.0, grm=dict(k=args.k, max_tokens=args.max_tokens))
     cfg = RewardsConfig(replicas=2, replica_cpus=0.25, terms={"math": 1.0, args.kind: 1.0}, judge=judge)
-    hub = start_hub(cfg, judge_model=None if args.model else str(judge_path()))
+    hub = start_hub(cfg, judge_model=default_judge_model(cfg, judge_path))
     try:
         hub.score_groups(_workload(2, args.group_size, seed=99))  # warm-up
         before = hub.judge_usage()

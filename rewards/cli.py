@@ -86,14 +86,6 @@ def load_config(path):
         raise UserError(f"--config {path}: rewards.{loc}: {first['msg']}") from None
 
 
-def judge_model(cfg, default_judge: DefaultJudge) -> Optional[str]:
-    """The judge folder to pass down: None when `cfg` starts no judge, names
-    its own `rewards.judge.model` or no default resolver was given."""
-    if cfg.judge is None or cfg.judge.model is not None or default_judge is None:
-        return None
-    return str(default_judge())
-
-
 def serve_handler(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -114,8 +106,9 @@ def serve_handler(args: argparse.Namespace) -> int:
     import ray
 
     from rewards.hub import start_hub
+    from rewards.judge.pool import default_judge_model
 
-    model = judge_model(cfg, args.default_judge)
+    model = default_judge_model(cfg, args.default_judge)
     ray.init(address=args.address, include_dashboard=False)
     hub = start_hub(cfg, model)
     print(f"asymptote: reward hub on http://{args.host}:{args.port} ({cfg.replicas} replicas)", file=sys.stderr)
@@ -158,10 +151,10 @@ def judge_engines(cfg, default_judge: DefaultJudge = None):
 
     import ray
 
-    from rewards.judge.pool import resolve_model, start_judges
+    from rewards.judge.pool import default_judge_model, resolve_model, start_judges
 
     jc = cfg.judge
-    model = resolve_model(jc, judge_model(cfg, default_judge))
+    model = resolve_model(jc, default_judge_model(cfg, default_judge))
     started = not ray.is_initialized()
     if started:
         cpus = max(os.cpu_count() or 1, math.ceil(jc.replicas * jc.cpus_per_replica))

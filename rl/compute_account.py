@@ -36,10 +36,11 @@ log = logging.getLogger(__name__)
 
 class ComputeAccount:
     def __init__(self, ledger: ComputeLedger, fleet, learner, hub, *, n_gpus: float, rollout_gpus: float,
-                 n_params: int, arch: dict):
+                 n_params: int, arch: dict, hub_restarts0: int = 0):
         """Start counting now (the hub just started: its judge counters are at 0);
-        built in the thread that runs the loop, whose CPU time is the driver's."""
-        self.ledger, self.fleet, self.hub = ledger, fleet, hub
+        built in the thread that runs the loop, whose CPU time is the driver's.
+        `hub_restarts0`: the run's hub replica restarts before this hub."""
+        self.ledger, self.fleet, self.hub, self.hub_restarts0 = ledger, fleet, hub, hub_restarts0
         self.n_params, self.arch, self.rollout_gpus = n_params, arch, rollout_gpus
         self._judge = JudgeMeter()
         driver = ThreadClock()
@@ -60,9 +61,10 @@ class ComputeAccount:
         return {"rollout/gen_tokens": gen_tokens, "train/tokens_trained": train_tokens, **self.ledger.totals()}
 
     def hub_restarts(self) -> int:
-        """Hub replica restarts so far. On CPU the clock's last reading has
-        just polled the replicas (hub.cpu_seconds); on GPU they are polled now."""
-        return self.hub.replica_restarts(poll=bool(self._clock.n_gpus))
+        """Hub replica restarts of the whole run so far. On CPU the clock's last
+        reading (`step`) has just polled the replicas (hub.cpu_seconds); on
+        GPU they are polled now."""
+        return self.hub_restarts0 + self.hub.replica_restarts(poll=bool(self._clock.n_gpus))
 
     def totals(self) -> dict:
         return self.ledger.totals()

@@ -116,7 +116,7 @@ class Controller:
             if synced and updated_now:
                 metrics["sync/gb_per_s"] = ctx.weight_bytes / 1e9 / max(t_sync - t_train, 1e-9)
             metrics.update(ctx.account.step(rollout, batch, dropped=shaping.get("rollout/gen_tokens_dropped", 0)))
-            st.faults["hub_restarts"] = ctx.hub_restarts0 + ctx.account.hub_restarts()
+            st.faults["hub_restarts"] = ctx.account.hub_restarts()
             self._warn_truncation(metrics)
             self._warn_rewards(metrics, rollout, trained=batch is not None)
             ctx.evaluator.after_step(st.step, eval_due, metrics)
@@ -218,15 +218,14 @@ class Controller:
     # ---- stopping -------------------------------------------------------------
     def _stopped_by(self, err: Exception) -> RunStopped:
         """The one line a fault the run cannot recover from ends it with."""
-        if self.ctx is not None:
-            step = self.ctx.state.step
-        else:  # it failed while starting: from the checkpoint it was resuming
-            last = self._last_checkpoint()
-            step = last.step if last else 0
-        return RunStopped(f"{err} at step {step + 1}; the run stopped. {self._resume_hint()}")
-
-    def _resume_hint(self) -> str:
         last = self._last_checkpoint()
+        # failing while it started, the run was at the checkpoint it resumed from
+        step = self.ctx.state.step if self.ctx is not None else (last.step if last else 0)
+        return RunStopped(f"{err} at step {step + 1}; the run stopped. {self._resume_hint(last)}")
+
+    def _resume_hint(self, last=None) -> str:
+        """How to go on, from `last` (the newest valid checkpoint, looked up when not given)."""
+        last = last if last is not None else self._last_checkpoint()
         where = f"from the checkpoint of step {last.step}" if last else "from the start (no checkpoint yet)"
         return f"`asymptote resume {self.run_dir}` continues {where}"
 

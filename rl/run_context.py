@@ -12,21 +12,23 @@ after a learner failure closes its context and opens a new one.
 """
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import ray
 from ray.util.placement_group import remove_placement_group
 from transformers import AutoTokenizer
 
 from rewards.hub import start_hub
+from rewards.judge.pool import default_judge_model
 from rl.base.build import resolve_base
-from rl.base.judge_build import judge_model_for
+from rl.base.judge_build import judge_path
 from rl.checkpoint import CheckpointStore
 from rl.checkpoint_writer import CheckpointWriter
 from rl.compute_account import ComputeAccount
@@ -78,12 +80,9 @@ class StopSignals:
 
 @dataclass
 class RunContext:
-    recipe: Recipe
-    run_dir: Path
-    tokenizer: Any
+    render: Callable[[str], list[int]]  # a prompt's text to token ids, with the tokenizer's chat template
     pad_id: int
     state: RunState
-    pg: Any  # the placement group
     hub: Any  # rewards.hub.RewardHub
     learner: LearnerGroup
     weight_bytes: int  # one copy of the weights, as sent to the engines
@@ -95,11 +94,7 @@ class RunContext:
     account: ComputeAccount
     log: StepLog
     evaluator: Evaluator
-    hub_restarts0: int  # fault/hub_restarts before this start's hub
     _stack: ExitStack
-
-    def render(self, text: str) -> list[int]:
-        return render_prompt(self.tokenizer, text)
 
     def close(self) -> None:
         """Release in reverse order of setup: logs, fleet, learner, hub, placement group."""
@@ -135,7 +130,7 @@ def _open(r: Recipe, run_dir: Path, address, signals: StopSignals, restarting: b
     signals.catch()  # after ray.init, which sets a SIGTERM handler of its own
     pg = place(plan)  # checked against the cluster's nodes first (rl/placement.py)
     stack.callback(remove_placement_group, pg)
-    hub = start_hub(r.rewards, judge_model=judge_model_for(r.rewards))  # the judge's folder, built here if needed
+    hub = start_hub(r.rewards, judge_model=default_judge_model(r.rewards, judge_path))  # the judge's folder, built here if needed
     stack.callback(hub.shutdown)
     learner = LearnerGroup(r.learner, r.algo, model_path, r.rollout.temperature, r.run.seed,
                            placement_group=pg, first_bundle=r.rollout.workers,
@@ -150,7 +145,6 @@ def _open(r: Recipe, run_dir: Path, address, signals: StopSignals, restarting: b
                   on_restart=count_rollout_restart)
     stack.callback(fleet.stop)
     _resume(run_dir, ckpts, state, learner, fleet, restarting)
-    hub_restarts0 = state.faults["hub_restarts"]
     fitter = LiveFitter(run_dir, r.monitor) if r.monitor.enabled else None
     refit(fitter, state.evals, r.monitor.x_axis)
     metrics_log = MetricsLog(run_dir, mode=r.run.wandb_mode, project=r.run.wandb_project,
@@ -162,13 +156,13 @@ def _open(r: Recipe, run_dir: Path, address, signals: StopSignals, restarting: b
     utilisation = UtilisationProbe(learner.actors, fleet)
     account = ComputeAccount(state.ledger, fleet, learner, hub, n_gpus=plan.total("GPU"),
                              rollout_gpus=plan.roles[0].count * plan.roles[0].gpus,
-                             n_params=learner.n_params, arch=arch)
+                             n_params=learner.n_params, arch=arch, hub_restarts0=state.faults["hub_restarts"])
     step_log = StepLog(run_dir, metrics_log, progress, fitter, account, k=r.eval.k)
-    evaluator = Evaluator(r, fleet, lambda text: render_prompt(tokenizer, text), val_prompts, state=state,
-                          account=account, log=step_log, fitter=fitter, run_dir=run_dir)
-    return RunContext(r, run_dir, tokenizer, tokenizer.pad_token_id or 0, state, pg, hub, learner, weight_bytes,
-                      fleet, fitter, progress, writer, utilisation, account, step_log, evaluator, hub_restarts0,
-                      _stack=stack)
+    render = functools.partial(render_prompt, tokenizer)
+    evaluator = Evaluator(r, fleet, render, val_prompts, state=state, account=account, log=step_log,
+                          fitter=fitter, run_dir=run_dir)
+    return RunContext(render, tokenizer.pad_token_id or 0, state, hub, learner, weight_bytes, fleet, fitter,
+                      progress, writer, utilisation, account, step_log, evaluator, _stack=stack)
 
 
 def _connect(r: Recipe, address: Optional[str], plan) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import ray
 
@@ -85,6 +85,17 @@ class JudgePool:
         for pg in self.groups:
             remove_placement_group(pg)
         self.engines, self.groups = [], []
+
+
+def default_judge_model(cfg, default_judge: Optional[Callable[[], object]]) -> Optional[str]:
+    """The judge folder a caller passes down to a hub serving `cfg` (a
+    rewards.RewardsConfig): None when `cfg` starts no judge, names its own
+    `rewards.judge.model` or no default resolver was given; else what
+    `default_judge()` returns (the learner side's tiny judge, built there
+    on first use)."""
+    if cfg.judge is None or cfg.judge.model is not None or default_judge is None:
+        return None
+    return str(default_judge())
 
 
 def resolve_model(cfg: JudgeConfig, judge_model: Optional[str] = None) -> str:

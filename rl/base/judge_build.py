@@ -58,17 +58,6 @@ def judge_path(cache_dir: str | Path | None = None, spec: str | JudgeSpec = DEFA
     return build_judge(spec, cache_dir=cache_dir)
 
 
-def judge_model_for(cfg) -> str | None:
-    """The judge folder a hub serving `cfg` (a rewards.RewardsConfig) needs
-    from the learner side: None when it starts no judge or names its own
-    `rewards.judge.model`; else the project's tiny judge, built first when it
-    is not cached. The rl side resolves it and passes it down, so serving a
-    reward never trains a model."""
-    if cfg.judge is None or cfg.judge.model is not None:
-        return None
-    return str(judge_path())
-
-
 def build_judge(name: str | JudgeSpec = DEFAULT_JUDGE, cache_dir: str | Path | None = None,
                 force: bool = False) -> Path:
     """The folder of the named judge, training and measuring it first unless cached."""

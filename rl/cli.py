@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from core.errors import RunStopped, UserError
+from rl.progress import quiet_library_bars_in_logs
 from rewards.cli import register as register_rewards
 
 # Each module has `register(subparsers)`; it adds its verbs with
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    quiet_library_bars_in_logs()  # before a handler imports transformers or datasets
     try:
         return int(args.func(args) or 0)
     except UserError as err:

@@ -10,13 +10,33 @@ terminal: `make run > log`, CI, a batch job) a bar is a stream of carriage
 returns that reads as one enormous line, so there the same fields are
 printed as plain lines, one every `PlainTicker` period (a fraction of the run
 or about ten seconds, whichever comes first), and always the last step. The
-base build's SFT (`rl.base.sft`) uses the same rule.
+base build's SFT (`rl.base.sft`) prints its logging steps as the same lines
+(`plain_line`).
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TextIO
+
+
+def quiet_library_bars_in_logs(stream: TextIO = sys.stderr) -> None:
+    """In a log (`stream` not a terminal), turn the Hugging Face libraries'
+    bars off (loading and writing weights, dataset maps) for this process
+    and the processes it starts, which inherit the environment: they read
+    these variables when first imported, so call this before."""
+    if not interactive(stream):
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+
+def plain_line(label: str, step: int, total: int, rate: float, fields: dict) -> str:
+    """One progress line for a log: `label: step 5/150  1.20 step/s  eta 2m  name value ...`
+    (`rate` in steps per second, from which the ETA follows)."""
+    eta = duration((total - step) / rate) if rate > 0 else "?"
+    text = "  ".join(f"{k} {v}" for k, v in fields.items())
+    return f"{label}: step {step}/{total}  {rate:.2f} step/s  eta {eta}  {text}"
 
 
 def interactive(stream: TextIO) -> bool:
@@ -104,10 +124,7 @@ class ProgressLine:
             self.bar.set_postfix(post, refresh=False)
             self.bar.update(1)
         elif self.ticker.due(self.step):
-            rate = (self.step - self.start) / elapsed
-            eta = duration((self.total - self.step) / rate) if rate > 0 else "?"
-            fields = "  ".join(f"{k} {v}" for k, v in post.items())
-            print(f"asymptote: step {self.step}/{self.total}  {rate:.2f} step/s  eta {eta}  {fields}",
+            print(plain_line("asymptote", self.step, self.total, (self.step - self.start) / elapsed, post),
                   file=self.stream, flush=True)
 
     def note(self, text: str) -> None:

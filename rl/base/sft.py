@@ -19,19 +19,18 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from rl.progress import duration, interactive
+from rl.progress import duration, interactive, plain_line
 
 
 @contextmanager
 def quiet_library_bars(quiet: bool = True):
     """With `quiet`, the datasets and transformers bars (dataset maps, loading
     and writing weights) off for the block, restored afterwards."""
-    import datasets
-    from transformers.utils import logging as hf_logging
-
     if not quiet:
         yield
         return
+    import datasets
+    from transformers.utils import logging as hf_logging
 
     datasets_on = datasets.is_progress_bar_enabled()
     hf_on = hf_logging.is_progress_bar_enabled()
@@ -61,13 +60,11 @@ def plain_sft_log(label: str = "sft", stream=None):
                 print(f"{label}: done {state.global_step} steps in {duration(elapsed)}, "
                       f"mean loss {logs.get('train_loss', float('nan')):.4f}", file=out, flush=True)
                 return
-            rate = state.global_step / elapsed
-            eta = duration((state.max_steps - state.global_step) / rate) if rate > 0 else "?"
-            fields = [f"{name} {logs[key]:{fmt}}" for key, name, fmt in
+            fields = {name: f"{logs[key]:{fmt}}" for key, name, fmt in
                       (("loss", "loss", ".4f"), ("mean_token_accuracy", "tok_acc", ".3f"),
-                       ("learning_rate", "lr", ".2e")) if isinstance(logs.get(key), (int, float))]
-            print(f"{label}: step {state.global_step}/{state.max_steps}  {rate:.2f} step/s  eta {eta}  "
-                  + "  ".join(fields), file=out, flush=True)
+                       ("learning_rate", "lr", ".2e")) if isinstance(logs.get(key), (int, float))}
+            print(plain_line(label, state.global_step, state.max_steps, state.global_step / elapsed, fields),
+                  file=out, flush=True)
 
     return PlainSFTLog()
 

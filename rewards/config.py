@@ -1,8 +1,10 @@
 """Config of the reward hub: which reward terms, their weights, and how the
 hub serves them (replicas, batching, timeouts, cache, code sandbox limits).
 
-This is a recipe's `rewards:` section. It imports only pydantic and the
-standard library so a recipe validates without Ray or math-verify.
+This is a recipe's `rewards:` section. It imports pydantic, the standard
+library and the reward registry (rewards.registry, whose keys are the kinds
+`terms` may name; its kind modules are standard-library code), so a recipe
+validates without Ray or math-verify.
 
 Item terms (`math`, `code`, `format`) score one sample each; a sample is always
 scored by its own `kind` (weight from `terms`, 1.0 if absent), and `format` is

@@ -3,7 +3,9 @@ hands each sample to its kind's runner (rewards.registry), combines the
 configured terms, caches by content hash and keeps metrics.
 
 The registry is the dispatch: a scorer builds one runner per registered kind
-and knows no kind by name. Where each kind runs (rewards.registry):
+and scores through them without naming a kind (only `math_pool`, the math
+runner's worker pool, is reached by name, for warm-up and tests). Where each
+kind runs (rewards.registry):
 - `format` and the math fast path (rewards.math.prepare): inline, linear-time;
 - `math` slow path: math worker processes the scorer can kill
   (rewards.math_pool), checked as one batch after the batch's other samples

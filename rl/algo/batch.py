@@ -155,15 +155,42 @@ def _token_weights(aggregation: str, mask_bt: torch.Tensor, group_of_row: list[i
     raise ValueError(f"unknown aggregation {aggregation!r}")
 
 
-def plan_microbatches(lengths: list[int], world: int, token_budget: int) -> list[list[list[int]]]:
+def plan_microbatches(lengths: list[int], world: int, token_budget: int,
+                      packed: bool = False) -> list[list[list[int]]]:
     """Split rows across `world` ranks (balanced by tokens) and each rank's rows
-    into micro-batches whose padded size (rows x longest) fits `token_budget`.
+    into micro-batches that fit `token_budget`: padded, rows x longest row
+    (length-sorted, so rows of similar length share a micro-batch); packed,
+    the rows' real tokens (first-fit decreasing into bins, the learner packs
+    each bin into one row). A row longer than the budget gets a micro-batch
+    of its own.
 
     Every rank gets the same number of micro-batches (FSDP collectives need
     each rank to run the same number of forward/backward passes); a rank with
     fewer rows gets empty micro-batches, which the learner runs as a dummy
     pass with zero weight. Deterministic: every rank computes the same plan.
     """
+    split = _pack_bins if packed else _padded_micros
+    plans = [split(rows, lengths, token_budget) for rows in _balance(lengths, world)]
+    n_micro = max(1, max(len(m) for m in plans))
+    for m in plans:
+        m.extend([] for _ in range(n_micro - len(m)))
+    return plans
+
+
+def padded_fraction(plan: list[list[list[int]]], lengths: list[int], packed: bool) -> float:
+    """Share of the token slots a plan computes that are padding (a padded
+    micro-batch computes rows x longest slots, a packed one its real tokens)."""
+    real = padded = 0
+    for micros in plan:
+        for rows in micros:
+            n = [lengths[i] for i in rows]
+            real += sum(n)
+            padded += sum(n) if packed else len(n) * max(n, default=0)
+    return 1.0 - real / padded if padded else 0.0
+
+
+def _balance(lengths: list[int], world: int) -> list[list[int]]:
+    """Rows per rank, longest first, each to the rank with the fewest tokens."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     per_rank: list[list[int]] = [[] for _ in range(world)]
     load = [0] * world
@@ -171,20 +198,32 @@ def plan_microbatches(lengths: list[int], world: int, token_budget: int) -> list
         r = min(range(world), key=lambda k: (load[k], k))
         per_rank[r].append(i)
         load[r] += lengths[i]
-    plans: list[list[list[int]]] = []
-    for rows in per_rank:
-        micros: list[list[int]] = []
-        cur: list[int] = []
-        for i in rows:  # rows are longest first, so the first row sets the pad length
-            longest = lengths[cur[0]] if cur else lengths[i]
-            if cur and (len(cur) + 1) * longest > token_budget:
-                micros.append(cur)
-                cur = []
-            cur.append(i)
-        if cur:
+    return per_rank
+
+
+def _padded_micros(rows: list[int], lengths: list[int], budget: int) -> list[list[int]]:
+    micros: list[list[int]] = []
+    cur: list[int] = []
+    for i in rows:  # rows are longest first, so the first row sets the pad length
+        longest = lengths[cur[0]] if cur else lengths[i]
+        if cur and (len(cur) + 1) * longest > budget:
             micros.append(cur)
-        plans.append(micros)
-    n_micro = max(1, max(len(m) for m in plans))
-    for m in plans:
-        m.extend([] for _ in range(n_micro - len(m)))
-    return plans
+            cur = []
+        cur.append(i)
+    if cur:
+        micros.append(cur)
+    return micros
+
+
+def _pack_bins(rows: list[int], lengths: list[int], budget: int) -> list[list[int]]:
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in rows:  # longest first: first-fit decreasing
+        k = next((k for k, free in enumerate(room) if lengths[i] <= free), None)
+        if k is None:
+            bins.append([])
+            room.append(budget)
+            k = len(bins) - 1
+        bins[k].append(i)
+        room[k] -= lengths[i]
+    return bins

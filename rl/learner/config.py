@@ -36,4 +36,31 @@ class LearnerConfig(BaseModel):
     adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon (ScaleRL uses 1e-15).")
     warmup_steps: int = Field(5, ge=0, description="Linear warm-up steps from 0 to lr; constant after.")
     grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this value.")
-    micro_batch_tokens: Annotated[int, resumable] = Field(4096, gt=0, description="Gradient accumulation by token budget: padded tokens per micro-batch per rank.")
+    micro_batch_tokens: Annotated[int, resumable] = Field(
+        4096, gt=0,
+        description="Gradient accumulation by token budget, per micro-batch per rank: real tokens of the "
+                    "sequences packed into one row (packing on), or rows x longest row (packing off). A "
+                    "sequence longer than the budget gets a micro-batch of its own.")
+    packing: Annotated[bool, resumable] = Field(
+        True,
+        description="Padding-free micro-batches: several sequences in one row, positions restarting per "
+                    "sequence, attention kept within each (rl/learner/packing.py). false: right-padded rows "
+                    "in length-sorted micro-batches.")
+    activation_checkpointing: Annotated[bool, resumable] = Field(
+        False,
+        description="Keep only each decoder layer's input for the backward pass and recompute the layer "
+                    "there (about one more forward of compute for a fraction of the activation memory). "
+                    "Exact: the same loss and gradients.")
+    logprob_head: Annotated[Literal["chunked", "full"], resumable] = Field(
+        "chunked",
+        description="'chunked': token log-probs computed head_chunk_tokens at a time and recomputed in the "
+                    "backward pass, so the (tokens x vocabulary) logits never exist for the whole "
+                    "micro-batch (rl/learner/head.py). 'full': the model's logits for every token, then "
+                    "log-softmax (the earlier path, kept as a switch).")
+    head_chunk_tokens: Annotated[int, resumable] = Field(
+        1024, gt=0, description="Tokens per chunk of the chunked head: its logits take chunk x vocabulary x 4 bytes.")
+    offload: Annotated[bool, resumable] = Field(
+        False,
+        description="FSDP2 CPU offload: parameters, gradients and AdamW state stay in host memory between "
+                    "uses and are copied to the device per layer (for fewer GPUs than a recipe assumes; "
+                    "slower). A no-op on CPU.")

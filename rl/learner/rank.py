@@ -36,9 +36,9 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
-from rl.algo.batch import TrainBatch, plan_microbatches
+from rl.algo.batch import TrainBatch, padded_fraction, plan_microbatches
 from rl.algo.config import AlgoConfig
 from rl.algo.losses import LossInputs, clipped_mask, policy_loss
 from rl.checkpoint_read import read_dcp, read_rng_state, set_rng_state, write_rng_state
@@ -78,12 +78,20 @@ class LearnerRank:
     def setup(self, master_addr: str, master_port: int) -> int:
         from transformers import AutoModelForCausalLM
 
+        from rl.learner import packing
+        from rl.learner.scoring import TokenScorer
+
         self.mesh = init_parallel(self.dims, master_addr, master_port, store=self._store)
         torch.manual_seed(self.seed)
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
+        attn = {"attn_implementation": packing.register()} if self.cfg.packing else {}
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32, **attn)
         model.to(self.dims.device_type)
-        _shard(model, self.mesh, self.cfg.dtype, self.fp32_lm_head)
+        if self.cfg.activation_checkpointing:  # each decoder layer recomputed in backward (non-reentrant)
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _shard(model, self.mesh, self.cfg, self.fp32_lm_head)
         self.model = model
+        fp32_head = self.fp32_lm_head and self.cfg.dtype != "float32"
+        self.scorer = TokenScorer(model, self.cfg, self.temperature, self.dims.device_type, fp32_head)
         self.pad_id = model.config.pad_token_id or 0
         self.optim = torch.optim.AdamW(
             model.parameters(), lr=self.cfg.lr, betas=self.cfg.betas,
@@ -95,14 +103,6 @@ class LearnerRank:
         return sum(p.numel() for p in model.parameters())
 
     # ---- training ---------------------------------------------------------
-    def token_logprobs(self, input_ids_bt: torch.Tensor) -> torch.Tensor:
-        """log pi(token_t | tokens_<t) at the sampling temperature, aligned
-        with input_ids (position 0 gets 0)."""
-        ids = input_ids_bt.to(self.dims.device_type)
-        logits = self.model(input_ids=ids).logits.float()[:, :-1] / self.temperature
-        lp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-        return torch.cat([torch.zeros_like(lp[:, :1]), lp], dim=1)
-
     def train_step(self, batch: Optional[TrainBatch]) -> dict[str, float]:
         """One optimizer step on this rank's share of `batch` (None: no update,
         only the version advances so the pipeline's staleness clock moves)."""
@@ -119,7 +119,8 @@ class LearnerRank:
         sums = torch.zeros(_N_SUMS, dtype=torch.float64)
         self.model.train()
         self.optim.zero_grad(set_to_none=True)
-        for sub, inp, loss in self._micro_losses(batch):
+        plan = self._plan(batch)
+        for sub, inp, loss in self._micro_losses(batch, plan):
             (loss * self.dims.world).backward()  # FSDP averages gradients over ranks
             sums += _step_sums(inp, sub, loss, self.version - 1, self.algo)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -129,8 +130,9 @@ class LearnerRank:
         self.sched.step()
         self.optim.zero_grad(set_to_none=True)  # free the gradients until the next backward (weight sync, probes)
         sums = self._all_reduce(sums)
-        return _metrics(sums, float(grad_norm), self.optim.param_groups[0]["lr"],
-                        self.version, time.perf_counter() - t0)
+        out = _metrics(sums, float(grad_norm), self.optim.param_groups[0]["lr"],
+                       self.version, time.perf_counter() - t0)
+        return {**out, **self._padding(batch, plan)}
 
     # ---- weights out (rollout.weights: what each transport sends) -------------
     def host_weight_group(self, backend: str, world: int, timeout_s: float):
@@ -259,18 +261,29 @@ class LearnerRank:
         resume checks). Collective: all ranks call with the same batch."""
         total = torch.zeros(1, dtype=torch.float64)
         with torch.no_grad():
-            for _, _, loss in self._micro_losses(batch):
+            for _, _, loss in self._micro_losses(batch, self._plan(batch)):
                 total += loss.double().cpu()
         return float(self._all_reduce(total))
 
-    def _micro_losses(self, batch: TrainBatch):
+    def _plan(self, batch: TrainBatch) -> list[list[list[int]]]:
+        return plan_microbatches(batch.lengths_b.tolist(), self.dims.world, self.cfg.micro_batch_tokens,
+                                 packed=self.cfg.packing)
+
+    def _padding(self, batch: TrainBatch, plan: list[list[list[int]]]) -> dict[str, float]:
+        """`train/pad_frac`: padding's share of the token slots this step
+        computed; `train/pad_frac_padded`: the same had the batch been padded."""
+        lengths = batch.lengths_b.tolist()
+        padded = plan_microbatches(lengths, self.dims.world, self.cfg.micro_batch_tokens) if self.cfg.packing else plan
+        return {"train/pad_frac": padded_fraction(plan, lengths, self.cfg.packing),
+                "train/pad_frac_padded": padded_fraction(padded, lengths, False)}
+
+    def _micro_losses(self, batch: TrainBatch, plan: list[list[list[int]]]):
         """This rank's micro-batches of `batch` with their loss inputs and
         weighted loss (empty ones as zero-weight dummies, so every rank runs
         the same number of FSDP passes)."""
-        plan = plan_microbatches(batch.lengths_b.tolist(), self.dims.world, self.cfg.micro_batch_tokens)
         for rows in plan[self.dims.rank]:
             sub = batch.select(rows) if rows else _dummy(batch, self.pad_id)
-            lp = self.token_logprobs(sub.input_ids_bt)
+            lp = self.scorer(sub.input_ids_bt, sub.lengths_b)
             dev = lp.device
             inp = LossInputs(lp, sub.gen_logprobs_bt.to(dev), sub.advantages_b.to(dev), sub.mask_bt.to(dev))
             yield sub, inp, policy_loss(self.algo.loss, inp, self.algo, sub.token_weights_bt.to(dev))
@@ -284,7 +297,7 @@ class LearnerRank:
         """log pi(token) for fixed sequences under the current weights, no grad.
         Collective: every rank runs the same forward."""
         with torch.no_grad():
-            return self.token_logprobs(input_ids_bt).cpu()
+            return self.scorer(input_ids_bt).cpu()
 
     def cpu_seconds(self) -> float:
         from core.clocks import process_tree_core_seconds
@@ -304,18 +317,23 @@ class LearnerRank:
             dist.destroy_process_group()
 
 
-def _shard(model: torch.nn.Module, mesh, dtype: str, fp32_lm_head: bool) -> None:
+def _shard(model: torch.nn.Module, mesh, cfg: LearnerConfig, fp32_lm_head: bool) -> None:
     """FSDP2-wrap each decoder layer, then the root (embedding, final norm,
     LM head). bfloat16: parameters gathered in bfloat16, gradients reduced in
     float32 onto the float32 shards; with `fp32_lm_head` the head's matmul
-    is then moved to float32 (`_fp32_head`)."""
+    is then moved to float32 (`_fp32_head`). `learner.offload`: FSDP2's CPU
+    offload policy (sharded parameters, gradients and so the optimizer state
+    on the host; pinned memory where there is a GPU)."""
     mp = MixedPrecisionPolicy()  # float32 throughout
-    if dtype == "bfloat16":
+    if cfg.dtype == "bfloat16":
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    extra = {}
+    if cfg.offload:
+        extra["offload_policy"] = CPUOffloadPolicy(pin_memory=torch.cuda.is_available())
     for layer in model.model.layers:
-        fully_shard(layer, mesh=mesh, mp_policy=mp)
-    fully_shard(model, mesh=mesh, mp_policy=mp)
-    if fp32_lm_head and dtype != "float32":
+        fully_shard(layer, mesh=mesh, mp_policy=mp, **extra)
+    fully_shard(model, mesh=mesh, mp_policy=mp, **extra)
+    if fp32_lm_head and cfg.dtype != "float32":
         _fp32_head(model.get_output_embeddings())
 
 

@@ -68,6 +68,8 @@ def _observe(group: LearnerGroup, ids_bt: torch.Tensor) -> dict:
                    rank.model.get_output_embeddings().register_forward_hook(keep("head"))]
         try:
             seen["logprobs"] = rank.score_tokens(ids).dtype
+            with torch.no_grad():  # the head's logits (the chunked head's log-probs are float32 always)
+                rank.model(input_ids=ids)
         finally:
             for h in handles:
                 h.remove()

@@ -34,11 +34,18 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir if there is one, else start it")
     p.add_argument("--address", help="Ray address to join instead of starting a local cluster")
     p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved recipe and the per-node plan (against --address's nodes, or "
-                        "--nodes N --gpus-per-node G), then exit; a plan that cannot fit is refused")
+                   help="print the resolved recipe, the per-node plan (against --address's nodes, or "
+                        "--nodes N --gpus-per-node G) and the memory plan, then exit; a plan that cannot "
+                        "fit is refused")
     p.add_argument("--nodes", type=int, help="--dry-run: plan on N identical nodes")
     p.add_argument("--gpus-per-node", type=float, default=8, help="--dry-run --nodes: GPUs per node (default 8)")
     p.add_argument("--cpus-per-node", type=float, help="--dry-run --nodes: CPUs per node (default: not checked)")
+    p.add_argument("--gpu-memory-gb", type=float, metavar="GIB",
+                   help="--dry-run: memory of one GPU in GiB to check the memory plan against (80 for an "
+                        "H100, 141 for an H200; default cluster.gpu_memory_gb)")
+    p.add_argument("--model-config", metavar="PATH",
+                   help="--dry-run: the config.json (or a folder with one) the memory plan reads "
+                        "(default model.base's, else recipes/gpu/shapes/<name>/config.json)")
     p.set_defaults(func=launch)
 
     p = subparsers.add_parser("resume", help="continue a run from its newest valid checkpoint")
@@ -58,7 +65,8 @@ def launch(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or Path("runs") / recipe.run.name)
     if args.dry_run:
         live = bool(args.address) and args.nodes is None
-        return _dry_run(recipe, run_dir, live, args.nodes, args.gpus_per_node, args.cpus_per_node)
+        return _dry_run(recipe, run_dir, live, args.nodes, args.gpus_per_node, args.cpus_per_node,
+                        gpu_memory_gb=args.gpu_memory_gb, model_config=args.model_config)
     saved = _saved_config(run_dir)
     if saved is not None:
         changed = _changes(saved, recipe)
@@ -110,13 +118,16 @@ def _run(recipe, run_dir: Path) -> int:
 
 
 def _dry_run(recipe, run_dir: Path, live: bool, nodes: int | None, gpus_per_node: float,
-             cpus_per_node: float | None) -> int:
+             cpus_per_node: float | None, *, gpu_memory_gb: float | None = None,
+             model_config: str | None = None) -> int:
     """The resolved recipe, the resource plan and the per-node plan: against
     the live cluster given by --address (`live`), else --nodes identical nodes, else (no
     GPUs) the embedded local cluster, else as many nodes of --gpus-per-node
-    GPUs as the GPUs need."""
+    GPUs as the GPUs need. Then the memory plan (rl/dry_run_memory.py), printed
+    before a refusal so the line can be read against it."""
     import math
 
+    from rl.dry_run_memory import memory_section
     from rl.placement import Node, live_nodes, local_cluster_cpus, plan_resources, uniform_nodes
     from rl.recipe import to_yaml
 
@@ -142,8 +153,13 @@ def _dry_run(recipe, run_dir: Path, live: bool, nodes: int | None, gpus_per_node
     per_node = plan.nodes_plan(cluster)  # refuses a plan that cannot fit, in one line
     print(to_yaml(recipe), end="")
     print(f"# run dir: {run_dir}")
-    for text in (plan.describe(), per_node.describe()):
+    memory, refusal = memory_section(recipe, gpu_memory_gb, model_config)
+    for text in (plan.describe(), per_node.describe(), memory):
         print("\n".join("# " + line for line in text.splitlines()))
+    if refusal:
+        from core.errors import UserError
+
+        raise UserError(refusal)
     return 0
 
 

@@ -107,3 +107,8 @@ class ClusterConfig(BaseModel):
     address: Optional[str] = Field(None, description="Ray address to join ('auto', 'ray://host:10001'); None starts an embedded local cluster.")
     num_cpus: Optional[int] = Field(None, ge=1, description="Logical CPUs of an embedded local cluster (None: enough for the plan).")
     namespace: str = Field("asymptote", description="Ray namespace of the run's actors.")
+    gpu_memory_gb: Optional[float] = Field(
+        None, gt=0,
+        description="Memory of one GPU in GiB (an H100: 80, an H200: 141), what `launch --dry-run` checks "
+                    "the memory plan of a learner rank and a rollout engine against (--gpu-memory-gb "
+                    "overrides it). None: the plan is printed without a verdict.")

@@ -94,6 +94,19 @@ def resolve_base(name_or_path: str | Path, cache_dir: str | Path | None = None) 
                     f"nor a known base spec ({', '.join(sorted(SPECS))})")
 
 
+def built_folder(name_or_path: str | Path, cache_dir: str | Path | None = None) -> Path | None:
+    """The folder `resolve_base` would return, without building anything: a
+    local model folder, or a built-in spec's committed or cached base; None
+    when the spec is not built yet or the name is neither (what a dry run asks)."""
+    path = Path(name_or_path).expanduser()
+    if (path / "config.json").is_file():
+        return path
+    if str(name_or_path) not in SPECS:
+        return None
+    cached = base_path(str(name_or_path), cache_dir)
+    return committed_path(str(name_or_path)) or (cached if (cached / "config.json").is_file() else None)
+
+
 def _sft_dataset(spec: BaseSpec, tokenizer):
     """Prompt-completion rows: the rendered chat prompt and the response + EOS."""
     import datasets

@@ -14,8 +14,12 @@ SCALERL = ["launch", "recipes/gpu/scalerl.yaml", "rollout.workers=64", "learner.
 
 def _plan_lines(out: str) -> dict[str, str]:
     """'# node-3 rollout-worker 8..15 [...]' -> {'node-3': 'rollout-worker 8..15'}"""
-    lines = out.split("# per-node plan")[1].splitlines()[1:]
-    return {ln[1:].split()[0]: ln[1:].split("[")[0].split(None, 1)[1].strip() for ln in lines if ln.startswith("#  ")}
+    lines = []
+    for ln in out.split("# per-node plan")[1].splitlines()[1:]:
+        if not ln.startswith("#  "):
+            break  # the memory plan follows
+        lines.append(ln)
+    return {ln[1:].split()[0]: ln[1:].split("[")[0].split(None, 1)[1].strip() for ln in lines}
 
 
 def test_scalerl_64_plus_16_gpus_on_8_gpu_nodes(capsys):

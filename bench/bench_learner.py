@@ -36,6 +36,24 @@ median step is the figure (min printed too). Target: ratio =
 bare_s / ours_s >= 0.9.
 
     python bench/bench_learner.py [--prompts 16] [--samples 8] [--response-len 40] [--steps 10] [--warmup 2] [--json]
+
+`--paths`: the learner's memory paths against the earlier path, same run,
+at the tiny size (the tiny-arith base, 40-token answers) and the 24M size
+(bench_e2e's `build_large`, 55-token answers), each on the recipe's learner
+section (2 ranks, float32, 8192-token micro-batches) and a batch of
+`--prompts` x `--samples` groups (8 x 8 in bench/RESULTS.md):
+- old: `learner.packing=false learner.logprob_head=full` (right-padded rows,
+  the whole vocabulary's logits; what the learner did before the switches)
+- new: the recipe's defaults (packed micro-batches, chunked head; no
+  activation checkpointing, which the CPU recipes leave off)
+- padded: new with `learner.packing=false` (the packing comparison)
+Each variant is its own LearnerGroup, all alive together; a round times
+`--steps` steps of each in turn (after `--warmup`), and the figure per round
+is the median of rank 0's `time/train_step`. Three rounds: the ratio
+old_s / new_s (target >= 0.95) and packed tokens/s against padded are the
+medians of the three rounds' ratios.
+
+    python bench/bench_learner.py --paths [--prompts 8] [--steps 3] [--warmup 1] [--rounds 3] [--json]
 """
 from __future__ import annotations
 
@@ -201,6 +219,79 @@ def summary(times: list[float], tokens: int) -> dict:
     return {"median_s": med, "min_s": min(times), "tokens_per_s": tokens / med, "steps": len(times)}
 
 
+PATHS = {
+    "old": {"packing": False, "logprob_head": "full"},
+    "new": {},
+    "padded": {"packing": False},
+}
+
+
+def time_paths(recipe, model_path: str, batch, warmup: int, steps: int, rounds: int) -> dict:
+    """Per variant of PATHS, each round's median rank-0 step seconds."""
+    import ray
+
+    from rl.learner.group import LearnerGroup
+
+    ray.init(num_cpus=16, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        groups = {name: LearnerGroup(recipe.learner.model_copy(update=upd), recipe.algo, model_path,
+                                     recipe.rollout.temperature, recipe.run.seed)
+                  for name, upd in PATHS.items()}
+        out: dict[str, list[float]] = {name: [] for name in PATHS}
+        try:
+            for _ in range(rounds):
+                for name, group in groups.items():
+                    for _ in range(warmup):
+                        group.train_step(batch)
+                    out[name].append(statistics.median(group.train_step(batch)["time/train_step"]
+                                                       for _ in range(steps)))
+        finally:
+            for group in groups.values():
+                group.shutdown()
+    finally:
+        ray.shutdown()
+    return out
+
+
+def paths_main(args) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_e2e import build_large
+
+    from rl.base.build import resolve_base
+    from rl.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    results = {}
+    for size, path, response_len in (("tiny", resolve_base(recipe.model.base), 40), ("24M", build_large(), 55)):
+        conf = json.loads((Path(path) / "config.json").read_text())
+        batch = make_batch(args.prompts, args.samples, response_len, conf["vocab_size"], recipe.algo,
+                           conf.get("pad_token_id") or 0, seed=recipe.run.seed)
+        times = time_paths(recipe, str(path), batch, args.warmup, args.steps, args.rounds)
+        tokens = int(batch.lengths_b.sum())
+        med = {k: statistics.median(v) for k, v in times.items()}
+
+        def ratio(a: str, b: str) -> float:
+            return statistics.median(x / y for x, y in zip(times[a], times[b]))
+        results[size] = {"rows": batch.size, "tokens": tokens, "padded_cols": int(batch.input_ids_bt.shape[1]),
+                         "rounds_s": times, "median_s": med,
+                         "tokens_per_s": {k: tokens / v for k, v in med.items()},
+                         "old_over_new": ratio("old", "new"), "packed_over_padded_tokens_s": ratio("padded", "new")}
+    if args.json:
+        print(json.dumps({"settings": vars(args), "paths": PATHS, "results": results}, indent=2))
+        return
+    print(f"learner step, rank 0 time/train_step; median of {args.steps} steps per round, {args.rounds} rounds; "
+          f"{recipe.learner.ranks} ranks, {recipe.learner.micro_batch_tokens}-token micro-batches")
+    for size, r in results.items():
+        print(f"{size}: {r['rows']} rows, {r['tokens']} tokens (padded to {r['padded_cols']} columns)")
+        for name in PATHS:
+            print(f"  {name:<8}{r['median_s'][name]:>9.4f} s{r['tokens_per_s'][name]:>10.0f} tokens/s   {PATHS[name]}")
+        print(f"  ratio old_s / new_s = {r['old_over_new']:.3f} (target >= 0.95); packed tokens/s / padded = "
+              f"{r['packed_over_padded_tokens_s']:.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", default="recipes/tiny-arith.yaml")
@@ -210,7 +301,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed steps per side")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per side")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--paths", action="store_true", help="the memory paths against the earlier path (docstring)")
+    ap.add_argument("--rounds", type=int, default=3, help="--paths: rounds of every variant")
     args = ap.parse_args()
+    if args.paths:
+        return paths_main(args)
     from pathlib import Path
 
     from rl.base.build import resolve_base

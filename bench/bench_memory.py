@@ -28,12 +28,41 @@ in-place reload); the ratio is against the raw broadcast's bandwidth.
 Needs about 16 GiB free (`free -g`); it refuses to start with less.
 
     python bench/bench_memory.py [--steps 5] [--vocab 151936] [--json]
+
+`--learner`: the peak memory of one learner step at that shape beside the
+memory plan's prediction for it (rl/learner/memory_plan.py), per learner path
+and sequence length; no Ray, no rollout.
+
+- measured: one fresh process per point, so no peak carries over. It imports
+  everything, sets 2 torch threads and reads its VmHWM (core.clocks); builds
+  a `LearnerRank` directly (rank 0 of 1, gloo, float32, its rendezvous store
+  bound here as `open_rendezvous` would), `micro_batch_tokens` = N; runs one
+  warm-up step on a short batch (AdamW allocates its state in its first
+  step; the state's size does not depend on the batch), restarts the peak
+  window, and runs the measured step on one group of two samples, each a
+  64-token prompt and an N - 64-token response (rewards 1 and 0, so the
+  group carries an advantage). Each N-token sequence is a micro-batch of its
+  own, and the second runs while the first one's gradients are held: the
+  step every micro-batch but the first of a real step sees, and the one the
+  plan describes. The figure is the measured step's VmHWM minus the VmHWM
+  before the model was built.
+- plan: `learner_plan` for the same config.json and `LearnerConfig` (1 rank,
+  CPU, float32, T = N).
+- paths: old (packing off, full-logits head, no activation checkpointing),
+  new (packing on, chunked head, checkpointing), and with `--components`
+  the old path with one switch flipped (checkpointing only, chunked head
+  only) at the shortest length. A point whose plan exceeds the memory
+  available now minus 2 GiB is skipped, not run.
+
+    python bench/bench_memory.py --learner [--tokens 2048 4096 8192] [--components] [--json]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -146,6 +175,129 @@ def run_ours(base: Path, steps: int) -> list[dict]:
     return [r for r in rows if r.get("step", 0) > 0]
 
 
+# ---- --learner: one learner step against the memory plan --------------------------
+PROMPT_TOKENS = 64
+LEARNER_PATHS = {  # the LearnerConfig switches of each path
+    "old": dict(packing=False, logprob_head="full", activation_checkpointing=False),
+    "new": dict(packing=True, logprob_head="chunked", activation_checkpointing=True),
+    "checkpointing only": dict(packing=False, logprob_head="full", activation_checkpointing=True),
+    "chunked head only": dict(packing=False, logprob_head="chunked", activation_checkpointing=False),
+}
+
+
+def learner_config(path: str, tokens: int):
+    from rl.learner.config import LearnerConfig
+    return LearnerConfig(ranks=1, backend="gloo", dtype="float32", threads_per_rank=2,
+                         micro_batch_tokens=tokens, **LEARNER_PATHS[path])
+
+
+def learner_prediction(base: Path, path: str, tokens: int) -> dict:
+    """The memory plan of one learner rank for this point (bytes)."""
+    from rl.learner.memory_plan import ModelShape, learner_plan
+    shape = ModelShape.from_config(json.loads((base / "config.json").read_text()))
+    plan = learner_plan(shape, learner_config(path, tokens), fp32_lm_head=False, device_gib=None, on_gpu=False)
+    return {"total": plan.total, "parts": dict(plan.parts)}
+
+
+def _group_batch(tokens: int, vocab: int, seed: int):
+    """A TrainBatch of one group: two samples of `tokens` tokens each
+    (PROMPT_TOKENS of prompt), rewards 1 and 0."""
+    import torch
+
+    from rl.algo.batch import build_train_batch
+    from rl.algo.config import AlgoConfig
+    from rollout.types import Group, Sample
+
+    g = torch.Generator().manual_seed(seed)
+    ids = lambda n: torch.randint(1, vocab, (n,), generator=g).tolist()  # noqa: E731
+    r = tokens - PROMPT_TOKENS
+    samples = [Sample(token_ids=ids(r), logprobs=[-1.0] * r, versions=[0] * r, finish_reason="length",
+                      reward=reward) for reward in (1.0, 0.0)]
+    return build_train_batch([Group({}, ids(PROMPT_TOKENS), samples)], AlgoConfig(), pad_id=0)
+
+
+def learner_point(base: Path, path: str, tokens: int) -> dict:
+    """Run in a fresh process: the peak of one steady learner step (bytes)."""
+    import torch
+
+    from core.clocks import peak_rss_bytes
+    from core.ports import host_store
+    from rl.algo.config import AlgoConfig
+    from rl.learner.rank import LearnerRank
+
+    torch.set_num_threads(2)
+    vocab = json.loads((base / "config.json").read_text())["vocab_size"]
+    warmup, batch = _group_batch(PROMPT_TOKENS + 8, vocab, seed=1), _group_batch(tokens, vocab, seed=0)
+    before = peak_rss_bytes(reset=True)
+    rank = LearnerRank(0, 1, learner_config(path, tokens), AlgoConfig(), str(base), temperature=1.0)
+    rank._store = host_store("127.0.0.1", 1)  # what open_rendezvous binds, without Ray
+    t0 = time.perf_counter()
+    rank.setup("127.0.0.1", rank._store.port)
+    setup_peak = peak_rss_bytes(reset=True)
+    model_rss = _rss_bytes()
+    t1 = time.perf_counter()
+    rank.train_step(warmup)  # AdamW's state is allocated here
+    peak_rss_bytes(reset=True)
+    t2 = time.perf_counter()
+    metrics = rank.train_step(batch)
+    peak = peak_rss_bytes()
+    t3 = time.perf_counter()
+    rank.shutdown()
+    return {"before": before, "model": model_rss - before, "setup_peak": setup_peak - before,
+            "peak": peak - before, "setup_s": t1 - t0, "warmup_s": t2 - t1, "step_s": t3 - t2,
+            "loss": metrics["train/loss"], "tokens_trained": metrics["train/tokens"]}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def run_learner(base: Path, tokens: list[int], components: bool, margin_gib: float = 2.0) -> list[dict]:
+    """Each point in a fresh process, shortest first (see the module docstring)."""
+    points = [("new", tokens[0]), ("old", tokens[0])]
+    if components:
+        points += [("checkpointing only", tokens[0]), ("chunked head only", tokens[0])]
+    points += [(p, n) for n in tokens[1:] for p in ("new", "old")]
+    rows = []
+    for path, n in points:
+        plan = learner_prediction(base, path, n)
+        row = {"path": path, "tokens": n, "switches": LEARNER_PATHS[path], "plan_bytes": plan["total"],
+               "plan_parts": plan["parts"]}
+        room = free_gib() - margin_gib
+        if plan["total"] / 2**30 > room:
+            row["skipped"] = f"plan predicts {plan['total'] / 2**30:.1f} GiB, {room:.1f} GiB free past the margin"
+            print(f"[learner] {path} {n}: skipped ({row['skipped']})", file=sys.stderr, flush=True)
+            rows.append(row)
+            continue
+        print(f"[learner] {path} {n}: plan {plan['total'] / 2**30:.2f} GiB, running", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        res = subprocess.run([sys.executable, __file__, "--point", path, str(n), str(base)],
+                             stdout=subprocess.PIPE, text=True, check=True)
+        row.update(json.loads(res.stdout.strip().splitlines()[-1]), wall_s=time.perf_counter() - t0)
+        row["ratio"] = row["plan_bytes"] / row["peak"]
+        print(f"[learner] {path} {n}: measured {row['peak'] / 2**30:.2f} GiB, ratio {row['ratio']:.2f}, "
+              f"{row['wall_s']:.0f} s", file=sys.stderr, flush=True)
+        rows.append(row)
+    return rows
+
+
+def print_learner(rows: list[dict], base: Path) -> None:
+    print(f"model: {base.name} (random init, float32); 1 learner rank, gloo, 2 threads, head_chunk_tokens 1024")
+    for name, switches in LEARNER_PATHS.items():
+        if any(r["path"] == name for r in rows):
+            print(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in switches.items()))
+    print(f"{'path':<20} {'tokens':>6} {'measured GiB':>12} {'plan GiB':>9} {'plan/measured':>13} "
+          f"{'model GiB':>9} {'step s':>7} {'wall s':>7}")
+    for r in rows:
+        head = f"{r['path']:<20} {r['tokens']:>6}"
+        if "skipped" in r:
+            print(f"{head} {'-':>12} {r['plan_bytes'] / 2**30:>9.2f}  skipped: {r['skipped']}")
+            continue
+        print(f"{head} {r['peak'] / 2**30:>12.2f} {r['plan_bytes'] / 2**30:>9.2f} {r['ratio']:>13.2f} "
+              f"{r['model'] / 2**30:>9.2f} {r['step_s']:>7.0f} {r['wall_s']:>7.0f}")
+
+
 def free_gib() -> float:
     with open("/proc/meminfo") as f:
         info = {line.split(":")[0]: int(line.split()[1]) for line in f}
@@ -159,7 +311,24 @@ def main() -> None:
     ap.add_argument("--cache", default=os.environ.get("ASYMPTOTE_CACHE", ".cache/bench"))
     ap.add_argument("--min-free-gib", type=float, default=16.0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--learner", action="store_true", help="one learner step against the memory plan")
+    ap.add_argument("--tokens", type=int, nargs="+", default=[2048, 4096, 8192], help="--learner: sequence lengths")
+    ap.add_argument("--components", action="store_true",
+                    help="--learner: also each switch alone at the shortest length")
+    ap.add_argument("--point", nargs=3, metavar=("PATH", "TOKENS", "MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.point:
+        path, tokens, model = args.point
+        print(json.dumps(learner_point(Path(model), path, int(tokens))))
+        return
+    if args.learner:
+        base, _ = build_qwen05_shape(Path(args.cache), args.vocab)
+        rows = run_learner(base, sorted(args.tokens), args.components)
+        if args.json:
+            print(json.dumps({"model": str(base), "points": rows}, indent=2))
+        else:
+            print_learner(rows, base)
+        return
     if free_gib() < args.min_free_gib:
         raise SystemExit(f"bench_memory: {free_gib():.1f} GiB available, needs {args.min_free_gib:.0f}; not started")
     base, nbytes = build_qwen05_shape(Path(args.cache), args.vocab)

@@ -45,7 +45,14 @@ and sequence length; no Ray, no rollout.
   own, and the second runs while the first one's gradients are held: the
   step every micro-batch but the first of a real step sees, and the one the
   plan describes. The figure is the measured step's VmHWM minus the VmHWM
-  before the model was built.
+  before the model was built. Each point runs with glibc's
+  MALLOC_MMAP_THRESHOLD_ fixed at 128 KiB, so a freed tensor's pages go
+  back to the system and the resident peak is the peak of live tensors,
+  the quantity the plan counts. With glibc's default (a threshold that
+  rises to 32 MiB as blocks are freed) the heap keeps freed blocks of up to
+  32 MiB and the peak also holds what it has not returned: 1.5 GiB more at
+  2,048 tokens and 6 GiB more at 8,192 in one measurement (the dated note in
+  docs/notes/).
 - plan: `learner_plan` for the same config.json and `LearnerConfig` (1 rank,
   CPU, float32, T = N).
 - paths: old (packing off, full-logits head, no activation checkpointing),
@@ -177,6 +184,7 @@ def run_ours(base: Path, steps: int) -> list[dict]:
 
 # ---- --learner: one learner step against the memory plan --------------------------
 PROMPT_TOKENS = 64
+MMAP_THRESHOLD = 128 << 10  # glibc: every block from 128 KiB up is its own mapping, unmapped when freed
 LEARNER_PATHS = {  # the LearnerConfig switches of each path
     "old": dict(packing=False, logprob_head="full", activation_checkpointing=False),
     "new": dict(packing=True, logprob_head="chunked", activation_checkpointing=True),
@@ -273,7 +281,8 @@ def run_learner(base: Path, tokens: list[int], components: bool, margin_gib: flo
         print(f"[learner] {path} {n}: plan {plan['total'] / 2**30:.2f} GiB, running", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         res = subprocess.run([sys.executable, __file__, "--point", path, str(n), str(base)],
-                             stdout=subprocess.PIPE, text=True, check=True)
+                             stdout=subprocess.PIPE, text=True, check=True,
+                             env={**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)})
         row.update(json.loads(res.stdout.strip().splitlines()[-1]), wall_s=time.perf_counter() - t0)
         row["ratio"] = row["plan_bytes"] / row["peak"]
         print(f"[learner] {path} {n}: measured {row['peak'] / 2**30:.2f} GiB, ratio {row['ratio']:.2f}, "

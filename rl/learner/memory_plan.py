@@ -27,6 +27,11 @@ full sharding, at the peak of a micro-batch's backward pass:
                                                      buffer of its own)
     layer gradient       4 P_layer                   one layer's float32 gradient
                                                      before its reduce-scatter
+    root gradient        2 V h 4                     the LM head's (or tied
+                                                     embedding's) unsharded
+                                                     gradient, accumulating, and
+                                                     one more of its size (a
+                                                     head chunk's, the embedding's)
     activations          T L a_layer                 without checkpointing
                          T L h b + T a_layer         with activation_checkpointing
     LM head              K_FULL T V 4                logprob_head 'full'
@@ -36,6 +41,13 @@ full sharding, at the peak of a micro-batch's backward pass:
                                                      weight and its gradient
 
     a_layer = b (C_H h + C_F f + C_Q heads head_dim + C_KV kv_heads head_dim)
+
+The parts after the three sharded ones are the backward pass's transients.
+The optimizer step has its own: foreach AdamW on a GPU makes one float32
+temporary per parameter shard (sqrt of exp_avg_sq), 4 P / N; the CPU's
+per-parameter AdamW two of the largest shard's size, 2 x 4 V h / N. Where
+the step's exceed the backward's, the plan adds the difference as a part
+(never with offload: the step then runs on the host).
 
 One rollout engine (vLLM on a GPU): weights P x bytes(rollout.engine.dtype),
 a fixed ENGINE_RESERVE_GIB for activations and workspace, and the KV cache in
@@ -63,9 +75,11 @@ C_F = 4  # intermediate: gate_proj and up_proj outputs, the SiLU output, the pro
 C_Q = 4  # heads x head_dim: q_proj output, q after rotary (SDPA's saved query), SDPA's output,
 #          o_proj's input (the output made contiguous)
 C_KV = 3  # kv_heads x head_dim: k_proj and v_proj outputs (v is SDPA's saved value), k after rotary
-# Left out, for calibration to absorb: SDPA's logsumexp (heads float32 per token), the rotary
-# cos/sin, RMSNorm's float32 upcast of a bfloat16 input (counted at b bytes above), Qwen3's
-# q_norm/k_norm saves, and key/value repeated to all heads when a mask sends SDPA through repeat_kv.
+# Left out (small beside the parts counted, or not on the learner's paths): SDPA's logsumexp
+# (heads float32 per token), the rotary cos/sin, RMSNorm's float32 upcast of a bfloat16 input
+# (counted at b bytes above), Qwen3's q_norm/k_norm saves, key/value repeated to all heads when a
+# mask sends SDPA through repeat_kv, and the runtime's own few hundred MB. Measured against one
+# learner step at the Qwen2.5-0.5B shape in bench/bench_memory.py --learner (bench/RESULTS.md).
 
 K_FULL = 4  # 'full' head: float32 logits, the temperature-scaled copy, log-softmax output, its gradient
 K_CHUNK = 3  # 'chunked' head: one chunk's float32 logits, the scaled copy, log-softmax backward's temporary
@@ -254,8 +268,13 @@ def learner_parts(shape: ModelShape, learner, fp32_lm_head: bool, on_gpu: bool =
         device.append((f"LM head ({chunk}-token chunk)", K_CHUNK * chunk * v * 4))
     if fp32_lm_head and learner.dtype != "float32":
         device.append(("float32 head copy + gradient", 2 * v * h * 4))
+    device.append(("root gradient, unsharded, + one of its size (float32)", 2 * v * h * 4))
     if learner.offload and on_gpu:
         return device, sharded
+    step = 4 * p / n if on_gpu else 2 * 4 * v * h / n
+    backward = sum(size for _, size in device)
+    if step > backward:
+        device.append(("optimizer step's temporaries beyond the backward's", step - backward))
     return sharded + device, []
 
 

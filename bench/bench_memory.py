@@ -50,9 +50,8 @@ and sequence length; no Ray, no rollout.
   back to the system and the resident peak is the peak of live tensors,
   the quantity the plan counts. With glibc's default (a threshold that
   rises to 32 MiB as blocks are freed) the heap keeps freed blocks of up to
-  32 MiB and the peak also holds what it has not returned: 1.5 GiB more at
-  2,048 tokens and 6 GiB more at 8,192 in one measurement (the dated note in
-  docs/notes/).
+  32 MiB and the peak also holds what it has not returned (1.3 GiB more at
+  2,048 tokens on the new path in one measurement; bench/RESULTS.md).
 - plan: `learner_plan` for the same config.json and `LearnerConfig` (1 rank,
   CPU, float32, T = N).
 - paths: old (packing off, full-logits head, no activation checkpointing),

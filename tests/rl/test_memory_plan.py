@@ -81,8 +81,25 @@ def test_learner_parts_follow_the_formula():
     assert parts["activations (layer inputs)"] == 32768 * 36 * 4096 * 2
     assert parts["LM head (1024-token chunk)"] == K_CHUNK * 1024 * 151936 * 4
     assert parts["float32 head copy + gradient"] == 2 * 151936 * 4096 * 4
+    assert parts["root gradient, unsharded, + one of its size (float32)"] == 2 * 151936 * 4096 * 4
+    assert not any(n.startswith("optimizer step") for n in parts)  # the backward's transients are larger
     device, host = learner_parts(shape, recipe.learner.model_copy(update={"offload": True}), fp32_lm_head=True)
     assert sum(b for _, b in host) == 16 * p / 8 and not any("shard)" in n for n, _ in device)
+
+
+def test_the_optimizer_step_sets_the_peak_when_its_temporaries_exceed_the_backward_s():
+    """One rank, short micro-batches: foreach AdamW's float32 temporary of
+    every shard (4 P) outweighs the backward's transients, so the rank's
+    peak is the step's, 16 P of state and gradients plus 4 P; not on CPU,
+    where the per-parameter step makes two of the head's size."""
+    recipe = load_recipe("recipes/gpu/base.yaml", [CKPT])
+    learner = recipe.learner.model_copy(update={"ranks": 1, "micro_batch_tokens": 256})
+    shape, p = qwen3_8b(), 8_190_735_360
+    parts = learner_parts(shape, learner, fp32_lm_head=True)[0]
+    assert parts[-1][0] == "optimizer step's temporaries beyond the backward's"
+    assert sum(b for _, b in parts) == pytest.approx(20 * p)
+    cpu = learner_parts(shape, learner, fp32_lm_head=True, on_gpu=False)[0]
+    assert not any(n.startswith("optimizer step") for n, _ in cpu)
 
 
 def test_grpo_fits_an_h100_and_prints_the_plan(capsys):

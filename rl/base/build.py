@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from rl.base import gguf
 from rl.base.cache import build_once, cached_folder, named_spec
 from rl.base.spec import SPECS, BaseSpec
 from rl.progress import interactive
@@ -84,14 +85,20 @@ def build_base(name: str | BaseSpec, cache_dir: str | Path | None = None,
 
 def resolve_base(name_or_path: str | Path, cache_dir: str | Path | None = None) -> Path:
     """A local model folder (has config.json) as is; a built-in spec's committed
-    base when one matches its hash, else its cached base (built on first use)."""
+    base when one matches its hash, else its cached base (built on first use);
+    a packaged pretrained base's name or a `.gguf` file: its converted folder
+    (rl.base.gguf, converted on first use)."""
     path = Path(name_or_path).expanduser()
     if (path / "config.json").is_file():
         return path
     if str(name_or_path) in SPECS:
         return committed_path(str(name_or_path)) or build_base(str(name_or_path), cache_dir=cache_dir)
-    raise UserError(f"model '{name_or_path}' is neither a local model folder with config.json "
-                    f"nor a known base spec ({', '.join(sorted(SPECS))})")
+    if str(name_or_path) in gguf.NAMES:
+        return gguf.resolve_named(str(name_or_path), cache_dir)
+    if path.suffix.lower() == ".gguf":
+        return gguf.convert_gguf(path, cache_dir=cache_dir)
+    raise UserError(f"model '{name_or_path}' is neither a local model folder with config.json, a .gguf "
+                    f"file, nor a known base ({', '.join(sorted([*SPECS, *gguf.NAMES]))})")
 
 
 def built_folder(name_or_path: str | Path, cache_dir: str | Path | None = None) -> Path | None:
@@ -101,6 +108,11 @@ def built_folder(name_or_path: str | Path, cache_dir: str | Path | None = None) 
     path = Path(name_or_path).expanduser()
     if (path / "config.json").is_file():
         return path
+    if str(name_or_path) in gguf.NAMES:
+        return gguf.built_named(str(name_or_path), cache_dir)
+    if path.suffix.lower() == ".gguf" and path.is_file():
+        folder = gguf.folder_for(path.resolve(), "float32", cache_dir)
+        return folder if (folder / "config.json").is_file() else None
     if str(name_or_path) not in SPECS:
         return None
     cached = base_path(str(name_or_path), cache_dir)

@@ -1,4 +1,5 @@
-"""`asymptote base build NAME`: train (or find cached) a built-in tiny base;
+"""`asymptote base build NAME`: train (or find cached) a built-in tiny base, or
+convert a packaged pretrained one (rl.base.gguf) into float32 and bfloat16 folders;
 `asymptote base judge [NAME]`: the same for the tiny judge.
 
 Both always work in the cache: a base committed with the code
@@ -15,7 +16,8 @@ def register(subparsers) -> None:
     base = subparsers.add_parser("base", help="Build the project's tiny base models.")
     verbs = base.add_subparsers(dest="base_verb", required=True, metavar="VERB")
     build = verbs.add_parser("build", help="Train a named base spec into the cache (or return its cached folder).")
-    build.add_argument("name", help="Base spec name, e.g. tiny-arith.")
+    build.add_argument("name", help="Base spec name, e.g. tiny-arith, or a packaged pretrained base "
+                       "(smollm2-135m: converted from its GGUF to float32 and bfloat16 folders).")
     judge = verbs.add_parser("judge", help="Train the tiny judge (a generative reward model) or return its cached folder.")
     judge.add_argument("name", nargs="?", default="tiny-judge", help="Judge spec name (default: tiny-judge).")
     for parser, handler in ((build, build_handler), (judge, judge_handler)):
@@ -33,7 +35,13 @@ def _built(path: Path, eval_file: str) -> dict | None:
 
 
 def build_handler(args: argparse.Namespace) -> int:
+    from rl.base import gguf
     from rl.base.build import EVAL_FILE, build_base
+
+    if args.name in gguf.PACKAGED:  # a packaged pretrained base: converted, in both dtypes
+        for dtype in gguf.DTYPES:
+            print(gguf.convert_gguf(gguf.packaged_file(args.name), dtype, args.cache_dir, args.force))
+        return 0
 
     e = _built(build_base(args.name, cache_dir=args.cache_dir, force=args.force), EVAL_FILE)
     if e:

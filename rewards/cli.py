@@ -178,7 +178,7 @@ def judge_engines(cfg, default_judge: DefaultJudge = None):
 def score_handler(args: argparse.Namespace) -> int:
     from rewards.scorer import Scorer
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config).with_custom_checked()
     try:
         with open(args.input) as f:
             samples, errors = read_samples(f)

@@ -19,6 +19,7 @@ sample may also have one as its own kind. They need `judge:` (the engines).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -81,6 +82,33 @@ class SandboxConfig(BaseModel):
         None, description="Interpreter run inside the sandbox; None picks /usr/bin/python3, else the hub's base interpreter.")
 
 
+class CustomReward(BaseModel):
+    """A reward function of the user's (rewards.custom_call says how it is found and called)."""
+
+    model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
+
+    function: str = Field(..., description="'package.module:function' or 'path/to/file.py:function'.")
+    shape: Optional[Literal["sample", "trl", "verl"]] = Field(
+        None, description="'sample': (prompt, response, answer, metadata) -> float | None; 'trl': (prompts, "
+        "completions, **columns) -> list; 'verl': compute_score(data_source, solution_str, ground_truth, "
+        "extra_info). None: read from the signature.")
+    python_path: Optional[str] = Field(
+        None, description="Directory the function's workers import it from; None: where the driver finds it "
+        "when the hub starts.")
+
+    @field_validator("function")
+    @classmethod
+    def _check_function(cls, function: str) -> str:
+        from rewards.custom_call import TargetError, split_target
+
+        try:
+            split_target(function)
+        except TargetError as err:
+            raise ValueError(str(err)) from None
+        return function
+
+
 class RewardsConfig(BaseModel):
     """The reward hub and the reward recipe it scores with."""
 
@@ -89,9 +117,15 @@ class RewardsConfig(BaseModel):
 
     terms: dict[str, float] = Field(
         default_factory=lambda: {"math": 1.0},
-        description="Item term -> weight, from 'math', 'code', 'format', 'genrm', 'grm'. A sample's own kind is "
-        "always scored (weight 1.0 if not listed); 'format', 'genrm' and 'grm' are added to every sample when listed.",
+        description="Item term -> weight, from 'math', 'code', 'format', 'reasoning_gym', 'genrm', 'grm' and the "
+        "names in `custom`. A sample's own kind is always scored (weight 1.0 if not listed); 'format', 'genrm', "
+        "'grm' and custom names are added to every sample when listed.",
     )
+    custom: dict[str, CustomReward] = Field(
+        default_factory=dict,
+        description="Your own reward functions: name -> 'package.module:function' (or {function, shape}). A "
+        "name listed in `terms` is added to every sample with its weight; a row whose kind is the name is "
+        "scored by it alone. They run on killable workers with timeout_s per item (rewards.custom).")
     overlong: Optional[OverlongConfig] = Field(None, description="DAPO overlong penalty; None disables it.")
     kimi_length: float = Field(
         0.0, description="Weight of the Kimi k1.5 group length reward (0 disables it; the paper starts without it).")
@@ -119,15 +153,47 @@ class RewardsConfig(BaseModel):
     judge: Optional[JudgeConfig] = Field(
         None, description="Judge engines serving the generative kinds (genrm, grm); None starts none.")
 
-    @field_validator("terms")
+    @field_validator("custom", mode="before")
     @classmethod
-    def _check_terms(cls, terms: dict[str, float]) -> dict[str, float]:
-        for name in terms:
+    def _custom_strings(cls, custom):
+        if isinstance(custom, dict):
+            return {k: {"function": v} if isinstance(v, str) else v for k, v in custom.items()}
+        return custom
+
+    @model_validator(mode="after")
+    def _check_terms(self) -> "RewardsConfig":
+        for name in self.custom:
+            if name in ITEM_KINDS or name in ("overlong", "kimi_length") or not name.isidentifier():
+                raise ValueError(f"custom.{name}: the name must be an identifier that is not a built-in kind")
+        for name in self.terms:
             if name in ("overlong", "kimi_length"):
                 raise ValueError(f"terms.{name}: set the length term in rewards.{name}, not in terms")
-            if name not in ITEM_KINDS:
-                raise ValueError(f"terms.{name}: unknown reward kind (known: {', '.join(ITEM_KINDS)})")
-        return terms
+            if name not in ITEM_KINDS and name not in self.custom:
+                raise ValueError(f"terms.{name}: unknown reward kind (known: {', '.join(ITEM_KINDS)}, "
+                                 f"or a name in rewards.custom)")
+        return self
+
+    def with_custom_checked(self) -> "RewardsConfig":
+        """This config with each custom function imported here (the driver) to
+        check it, its shape read, a file path made absolute and the directory
+        its workers import it from filled in. UserError naming the function
+        that cannot be used."""
+        from core.errors import UserError
+        from rewards.custom_call import TargetError, resolve, search_path
+
+        checked = {}
+        for name, c in self.custom.items():
+            function = c.function
+            where, fn_name = function.rpartition(":")[::2]
+            if where.endswith(".py"):
+                function = f"{Path(where).expanduser().resolve()}:{fn_name}"
+            try:
+                _, shape = resolve(function, c.shape)
+                path = c.python_path or search_path(function)
+            except TargetError as err:
+                raise UserError(f"rewards.custom.{name}: {err}") from None
+            checked[name] = c.model_copy(update={"function": function, "shape": shape, "python_path": path})
+        return self.model_copy(update={"custom": checked})
 
     @model_validator(mode="after")
     def _check_judge(self) -> "RewardsConfig":

@@ -192,6 +192,7 @@ def start_hub(cfg: RewardsConfig, judge_model: Optional[str] = None) -> RewardHu
     retried after its replica died, so the restart budget already bounds the
     retries, and a call fails only once its replica is gone for good. Scoring
     is a pure function of the request, so running a call twice is harmless."""
+    cfg = cfg.with_custom_checked()  # a function that cannot be used stops here, in one line
     if not ray.is_initialized():
         ray.init()
     judges = None

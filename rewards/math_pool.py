@@ -36,12 +36,14 @@ RETRY_WALL_FACTOR = 20.0
 _OUTSIDE = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-class _Worker:
-    """One math worker process and its read buffer."""
+class Worker:
+    """One checker process and its read buffer: a math worker (rewards.worker)
+    by default, or another module speaking the same frames (`argv`, run with
+    `python -m`; `paths` are put on its PYTHONPATH after the project's)."""
 
-    def __init__(self, memory_mb: int):
+    def __init__(self, memory_mb: int, argv: tuple[str, ...] = ("rewards.worker",), paths: tuple[str, ...] = ()):
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
-        env["PYTHONPATH"] = _ROOT
+        env["PYTHONPATH"] = os.pathsep.join((_ROOT, *paths))
         mem = memory_mb << 20
 
         def limit():
@@ -51,7 +53,7 @@ class _Worker:
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGXCPU and crashes dump no core
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rewards.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, env=env, cwd=_ROOT, start_new_session=True, preexec_fn=limit,
         )
         self.buf = bytearray()
@@ -85,9 +87,14 @@ class _Worker:
                 self.buf += chunk
 
     def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait for the worker's hello; a worker that could not start says why
+        (`("error", line)`), raised here as RuntimeError with that line."""
         if not self.ready:
-            if self.recv(timeout) != "ready":
-                raise RuntimeError("math worker sent a bad hello")
+            hello = self.recv(timeout)
+            if isinstance(hello, tuple) and hello[0] == "error":
+                raise RuntimeError(hello[1])
+            if hello != "ready":
+                raise RuntimeError("checker worker sent a bad hello")
             self.ready = True
 
     def kill(self) -> None:
@@ -153,15 +160,15 @@ class MathPool:
 
     def __init__(self, memory_mb: int = 4096):
         self.memory_mb = memory_mb
-        self.active = _Worker(memory_mb)
-        self.spare = _Worker(memory_mb)
+        self.active = Worker(memory_mb)
+        self.spare = Worker(memory_mb)
         self.restarts = 0
         # references found at fault (reason, timed out): their other samples are masked without a run
         self.bad_references: collections.OrderedDict[str, tuple[str, bool]] = collections.OrderedDict()
 
     def _replace(self) -> None:
         self.active.kill()
-        self.active, self.spare = self.spare, _Worker(self.memory_mb)
+        self.active, self.spare = self.spare, Worker(self.memory_mb)
         self.restarts += 1
 
     def verify(self, todo: list[tuple[str, str]], timeout_s: float) -> list[Check]:

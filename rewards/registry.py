@@ -3,10 +3,13 @@
 `KINDS` maps each kind a sample may name to the factory of its runner,
 `make(cfg, metrics) -> Runner`; its keys are the one list of kinds (the
 config's `terms` and the scorer's unknown-kind message read it). The kind
-modules (rewards.math, rewards.code, rewards.format, rewards.judge) hold the
+modules (rewards.math, rewards.code, rewards.format, rewards.reasoning_gym,
+rewards.judge) hold the
 plain reward functions and import nothing from here; this module imports
 them and says how the hub runs them, so adding a kind is one function and
-one line below.
+one line below. A recipe's own functions (`rewards.custom`) are kinds too,
+added per config by the scorer with the same runner as `reasoning_gym`
+(rewards.custom.FunctionRunner).
 
 A scorer (rewards.scorer) builds one runner per kind and scores a batch in
 two passes, so slow kinds overlap: every sample is first `start`ed on its
@@ -20,7 +23,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Optional, Protocol
 
+from rewards import reasoning_gym
 from rewards.code import score_code
+from rewards.custom import FunctionRunner
 from rewards.format import format_reward
 from rewards.judge.config import JUDGE_KINDS
 from rewards.math_pool import MathRunner
@@ -99,10 +104,12 @@ KINDS: dict[str, Callable[..., Runner]] = {
     "math": MathRunner,
     "code": lambda cfg, metrics: Sandboxed("code", score_code, cfg),
     "format": _inline(format_reward),
+    "reasoning_gym": lambda cfg, metrics: FunctionRunner("reasoning_gym", reasoning_gym.TARGET, "sample", cfg),
     **{kind: _inline(judged_later) for kind in JUDGE_KINDS},
 }
 
 
-def unknown_kind(kind) -> str:
-    """The one-line failure of a sample whose kind is not registered."""
-    return f"unknown kind {kind!r} (known: {', '.join(sorted(KINDS))})"
+def unknown_kind(kind, known=KINDS) -> str:
+    """The one-line failure of a sample whose kind is not registered (`known`:
+    the kinds a scorer has, the registry's and its config's own functions)."""
+    return f"unknown kind {kind!r} (known: {', '.join(sorted(known))})"

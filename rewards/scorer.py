@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 from rewards import length as length_terms
 from rewards import math as math_reward
+from rewards.custom import FunctionRunner
 from rewards.format import format_reward
 from rewards.math_pool import MathPool
 from rewards.registry import KINDS, Runner, unknown_kind
@@ -37,8 +38,9 @@ def content_key(sample: Sample) -> str:
     answer = sample.get("answer")
     if isinstance(answer, int):  # json.dumps, like str(), refuses an int of more than 4,300 digits
         answer = math_reward.reference_text(answer)
-    body = json.dumps([sample.get("kind"), sample.get("response"), answer, sample.get("tests")],
-                      sort_keys=True, default=str)
+    body = json.dumps([sample.get("kind"), sample.get("response"), answer, sample.get("tests"),
+                       sample.get("entry_point"), sample.get("test_imports"), sample.get("meta"),
+                       sample.get("prompt")], sort_keys=True, default=str)
     return hashlib.sha256(body.encode("utf-8", "replace")).hexdigest()
 
 
@@ -88,6 +90,11 @@ class Scorer:
         self.judge = JudgeTerms(cfg, judges)
         self.metrics = Metrics()
         self._runners: dict[str, Runner] = {kind: make(cfg, self.metrics) for kind, make in KINDS.items()}
+        for name, c in cfg.custom.items():
+            self._runners[name] = FunctionRunner(name, c.function, c.shape, cfg,
+                                                 (c.python_path,) if c.python_path else ())
+        # custom terms listed in `terms`: scored for every sample, beside its own kind
+        self._added = [name for name in cfg.custom if name in cfg.terms]
         self._cache: collections.OrderedDict[str, RewardResult] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -110,6 +117,7 @@ class Scorer:
             keys: list[Optional[str]] = [None] * len(samples)
             kind_results: dict[int, RewardResult] = {}
             pending: dict[str, list] = {kind: [] for kind in self._runners}
+            added: dict[str, list] = {name: [] for name in self._added}
             for i, s in enumerate(samples):
                 if not isinstance(s, dict):
                     results[i] = failed("sample must be a JSON object")
@@ -122,19 +130,27 @@ class Scorer:
                     continue
                 kind = s.get("kind")
                 if not (isinstance(kind, str) and kind in self._runners):
-                    results[i] = failed(unknown_kind(kind))
+                    results[i] = failed(unknown_kind(kind, self._runners))
                     continue
                 decided = self._runners[kind].start(i, s, pending[kind])
                 if decided is not None:
                     kind_results[i] = decided
+                for name in self._added:
+                    if name != kind:
+                        self._runners[name].start(i, s, added[name])
             for i in kind_results:
                 done_at[i] = time.monotonic()
             for kind, runner in self._runners.items():
                 for i, r in runner.finish(pending[kind]):
                     kind_results[i] = r
                     done_at[i] = time.monotonic()
+            extra: dict[int, dict[str, RewardResult]] = collections.defaultdict(dict)
+            for name, kept in added.items():
+                for i, r in self._runners[name].finish(kept):
+                    extra[i][name] = r
+                    done_at[i] = time.monotonic()
             for i, r in kind_results.items():
-                results[i] = self._combine(samples[i], r)
+                results[i] = self._combine(samples[i], r, extra.get(i, {}))
                 if keys[i] is not None and _cacheable(r):
                     self._cache[keys[i]] = _copy(results[i])
                     if len(self._cache) > self.cfg.cache_size:
@@ -142,7 +158,10 @@ class Scorer:
             self._record(results, done_at, t0, [results[i] for i in kind_results])
             return results  # type: ignore[return-value]
 
-    def _combine(self, s: Sample, r: RewardResult) -> RewardResult:
+    def _combine(self, s: Sample, r: RewardResult, extra: dict[str, RewardResult]) -> RewardResult:
+        """The sample's own kind's result with the added terms (`format`, and
+        `extra`: the custom terms scored beside it). A masked added term masks
+        the sample: a failure is never part of a reward."""
         kind = s["kind"]
         terms = {kind: r.score}
         score = self.cfg.terms.get(kind, 1.0) * r.score
@@ -151,6 +170,14 @@ class Scorer:
             terms["format"] = f
             score += self.cfg.terms["format"] * f
         details = dict(r.details)
+        for name, term in extra.items():
+            if term.masked and not r.masked:
+                details.update(error=term.details["error"], timeout=term.details.get("timeout", False))
+            for key in ("checker_failure", "retried"):
+                if key in term.details:
+                    details.setdefault(key, term.details[key])
+            terms[name] = term.score
+            score += self.cfg.terms[name] * term.score
         details["terms"] = terms
         return RewardResult(score, details)
 

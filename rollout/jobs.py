@@ -164,9 +164,11 @@ class JobRun:
     def reward_items(self, p: int) -> list[dict]:
         """The hub's input for group p (one dict per sample)."""
         row = self._row(p)
+        # the prompt (text or chat messages) is the question for judge kinds and custom functions
         return [{"kind": row.get("kind", "math"), "response": s.text, "answer": row.get("answer"),
-                 "tests": row.get("tests"), "length": len(s.token_ids),
-                 "prompt": row.get("prompt")} for s in self.samples(p)]  # the question, for judge kinds
+                 "tests": row.get("tests"), "entry_point": row.get("entry_point"),
+                 "test_imports": row.get("test_imports"), "meta": row.get("meta"),
+                 "length": len(s.token_ids), "prompt": row.get("prompt")} for s in self.samples(p)]
 
     def _row(self, p: int) -> dict:
         carried = self.job.carried.get(p)

@@ -54,8 +54,12 @@ def _seed(*parts: Any) -> int:
 
 
 def question_of(sample: Sample) -> tuple[Optional[str], Optional[str], Optional[str]]:
-    """(question, response, None) or (None, None, reason)."""
+    """(question, response, None) or (None, None, reason). A prompt given as
+    chat messages asks the last user turn's content."""
     q = sample.get("prompt", sample.get("question"))
+    if isinstance(q, list):
+        users = [m.get("content") for m in q if isinstance(m, dict) and m.get("role") == "user"]
+        q = users[-1] if users else None
     if not isinstance(q, str):
         return None, None, "judge kinds need the sample's question as a string 'prompt'"
     r = sample.get("response")

@@ -71,7 +71,7 @@ def test_scorer_dispatches_through_the_registry():
     naming the registered kinds. No math worker starts (no math sample)."""
     from rewards.scorer import Scorer
 
-    assert list(KINDS) == ["math", "code", "format", "genrm", "grm"]
+    assert list(KINDS) == ["math", "code", "format", "reasoning_gym", "genrm", "grm"]
     scorer = Scorer(RewardsConfig(terms={"math": 1.0, "format": 0.5}))
     try:
         good, bare, unknown, listed = scorer.score_items([
@@ -81,8 +81,8 @@ def test_scorer_dispatches_through_the_registry():
         scorer.close()
     assert (good.score, good.details["terms"]) == (0.5, {"format": 1.0})
     assert (bare.score, bare.masked) == (0.0, False)
-    assert unknown.masked and unknown.details["error"] == "unknown kind 'maths' (known: code, format, genrm, grm, math)"
-    assert listed.details["error"] == "unknown kind ['math'] (known: code, format, genrm, grm, math)"
+    assert unknown.masked and unknown.details["error"] == "unknown kind 'maths' (known: code, format, genrm, grm, math, reasoning_gym)"
+    assert listed.details["error"] == "unknown kind ['math'] (known: code, format, genrm, grm, math, reasoning_gym)"
     assert scorer._runners["math"]._pool is None
 
 

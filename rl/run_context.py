@@ -32,7 +32,7 @@ from rl.base.judge_build import judge_path
 from rl.checkpoint import CheckpointStore
 from rl.checkpoint_writer import CheckpointWriter
 from rl.compute_account import ComputeAccount
-from rl.data.datasets import load_splits, render_prompt
+from rl.data.datasets import check_system_prompt, load_splits, render_prompt
 from rl.data.sampler import PromptSampler
 from rl.evaluation import Evaluator, refit
 from rl.fleet import Fleet
@@ -118,6 +118,7 @@ def _open(r: Recipe, run_dir: Path, address, signals: StopSignals, restarting: b
     (run_dir / "summary.json").unlink(missing_ok=True)  # a finished run given more steps
     model_path = str(resolve_base(r.model.base))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
+    check_system_prompt(tokenizer, r.data.system_prompt)
     cfg = json.loads((Path(model_path) / "config.json").read_text())
     arch = {"layers": cfg["num_hidden_layers"], "hidden": cfg["hidden_size"]}
     train_rows, val_prompts = load_splits(r.data)
@@ -158,7 +159,7 @@ def _open(r: Recipe, run_dir: Path, address, signals: StopSignals, restarting: b
                              rollout_gpus=plan.roles[0].count * plan.roles[0].gpus,
                              n_params=learner.n_params, arch=arch, hub_restarts0=state.faults["hub_restarts"])
     step_log = StepLog(run_dir, metrics_log, progress, fitter, account, k=r.eval.k)
-    render = functools.partial(render_prompt, tokenizer)
+    render = functools.partial(render_prompt, tokenizer, system_prompt=r.data.system_prompt)
     evaluator = Evaluator(r, fleet, render, val_prompts, state=state, account=account, log=step_log,
                           fitter=fitter, run_dir=run_dir)
     return RunContext(render, tokenizer.pad_token_id or 0, state, hub, learner, weight_bytes, fleet, fitter,

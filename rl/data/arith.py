@@ -27,13 +27,17 @@ and can be cut without losing accuracy (docs/long2short.md).
 
 Everything is deterministic from a seed. Validation prompts come from their
 own seed, and the training generators skip every pair in the validation pool,
-so the held-out split never leaks into training.
+so the held-out split never leaks into training. `ArithTask` is this task
+behind the task interface (rl/data/task.py): training rows carry their carry
+count as `meta.difficulty` for the curriculum.
 """
 from __future__ import annotations
 
 import random
 
+from core.errors import UserError
 from rewards.boxed import last_boxed
+from rl.data.config import DataConfig
 from rl.data.markers import BOXED, THINK_CLOSE, THINK_OPEN
 
 KIND = "math"
@@ -182,3 +186,34 @@ def is_correct(response: str, answer: str) -> bool:
         return got is not None and int(got.strip()) == int(answer)
     except ValueError:
         return False
+
+
+def arith_difficulty(prompt: str) -> int:
+    """Carries an arith sum passes on to a next column (a carry out of the
+    last column only writes the leading digit). The SFT corpus drops each such
+    carry with probability CARRY_DROP = 0.65 and is then wrong, so the base
+    model boxes a sum with c carries right about 0.35^c of the time: carries,
+    not digit counts, are what the corpus's noise acts on."""
+    a, b = prompt.rstrip("=").split("+")
+    steps, _ = working(int(a), int(b))
+    return sum(int(step.split("=")[1]) >= 10 for step in steps[:-1])
+
+
+class ArithTask:
+    """`task: arith`: `train_size` generated sums from `data.seed`, each with
+    its carry count as meta.difficulty; the first `val_size` of the fixed
+    validation pool."""
+
+    def __init__(self, cfg: DataConfig):
+        self.cfg = cfg
+
+    def splits(self) -> tuple[list[dict], list[dict]]:
+        cfg = self.cfg
+        if cfg.val_size > VAL_POOL:
+            raise UserError(f"data.val_size: at most {VAL_POOL} for task 'arith'")
+        train = [{**row, "meta": {"difficulty": arith_difficulty(row["prompt"])}}
+                 for row in make_prompts(cfg.train_size, cfg.seed, cfg.digits_min, cfg.digits_max)]
+        return train, validation_prompts(cfg.val_size, cfg.digits_min, cfg.digits_max)
+
+    def reward_kinds(self) -> tuple[str, ...]:
+        return (KIND,)

@@ -153,19 +153,27 @@ def function_result(name: str, o: Outcome) -> RewardResult:
     return r
 
 
-def item_of(sample: Sample) -> dict:
-    """What a function is given of a sample."""
+def item_of(sample: Sample, settings: Optional[dict] = None) -> dict:
+    """What a function is given of a sample; a built-in function's `settings`
+    (from the recipe) ride in its metadata under SETTINGS."""
+    meta = sample.get("meta") or {}
+    if settings:
+        meta = {**meta, SETTINGS: settings}
     return {"prompt": sample.get("prompt"), "response": sample.get("response") or "",
-            "answer": sample.get("answer"), "meta": sample.get("meta") or {}}
+            "answer": sample.get("answer"), "meta": meta}
+
+
+SETTINGS = "_asymptote"
 
 
 class FunctionRunner:
     """A kind scored by a function (rewards.registry's Runner): every sample
     kept at `start`, the batch run on the pool at `finish`."""
 
-    def __init__(self, name: str, target: str, shape: Optional[str], cfg, paths: tuple[str, ...] = ()):
+    def __init__(self, name: str, target: str, shape: Optional[str], cfg, paths: tuple[str, ...] = (),
+                 settings: Optional[dict] = None):
         self.name, self.target, self.shape, self.paths = name, target, shape, paths
-        self.cfg = cfg
+        self.cfg, self.settings = cfg, settings
         self._pool: Optional[FunctionPool] = None
 
     @property
@@ -175,7 +183,7 @@ class FunctionRunner:
         return self._pool
 
     def start(self, i: int, sample: Sample, pending: list) -> Optional[RewardResult]:
-        pending.append((i, item_of(sample)))
+        pending.append((i, item_of(sample, self.settings)))
         return None
 
     def finish(self, pending: list) -> Iterator[tuple[int, RewardResult]]:

@@ -5,7 +5,9 @@ checker-failure rule).
 The sample's `meta.reasoning_gym` is the library's entry (question, answer,
 metadata; rl.data puts it there). The answer is the last
 `<answer>...</answer>` of the response (reasoning-gym's `extract_answer`,
-the format its system prompts ask for), scored by
+the format its system prompts ask for) or, when the recipe sets
+`rewards.answer_pattern`, that regex's last match (RE2, as for `math`: a base
+that answers in prose can be scored without the tags), scored by
 `reasoning_gym.get_score_answer_fn(metadata.source_dataset)` — 1.0 right,
 0.0 wrong, some tasks give partial credit between; `correct` is a score of
 1.0. A sample without an entry is the dataset's fault: None, masked.
@@ -25,9 +27,19 @@ def _scorer(dataset: str):
 
 
 def score(prompt, response: str, answer, metadata: dict) -> float | None:
-    from reasoning_gym.utils import extract_answer
+    from rewards.custom import SETTINGS
 
-    entry = (metadata or {}).get("reasoning_gym")
+    metadata = metadata or {}
+    entry = metadata.get("reasoning_gym")
     if not isinstance(entry, dict) or "source_dataset" not in entry.get("metadata", {}):
         return None
-    return float(_scorer(entry["metadata"]["source_dataset"])(extract_answer(response), entry))
+    pattern = metadata.get(SETTINGS, {}).get("answer_pattern")
+    if pattern is None:
+        from reasoning_gym.utils import extract_answer
+
+        extracted = extract_answer(response)
+    else:
+        from rewards.math import extract_answer
+
+        extracted = extract_answer(response, pattern)
+    return float(_scorer(entry["metadata"]["source_dataset"])(extracted, entry))

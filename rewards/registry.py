@@ -104,7 +104,8 @@ KINDS: dict[str, Callable[..., Runner]] = {
     "math": MathRunner,
     "code": lambda cfg, metrics: Sandboxed("code", score_code, cfg),
     "format": _inline(format_reward),
-    "reasoning_gym": lambda cfg, metrics: FunctionRunner("reasoning_gym", reasoning_gym.TARGET, "sample", cfg),
+    "reasoning_gym": lambda cfg, metrics: FunctionRunner("reasoning_gym", reasoning_gym.TARGET, "sample", cfg,
+                                                         settings={"answer_pattern": cfg.answer_pattern}),
     **{kind: _inline(judged_later) for kind in JUDGE_KINDS},
 }
 

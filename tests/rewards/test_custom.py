@@ -180,3 +180,22 @@ def test_a_hub_replica_reaches_user_code(ray_local, tmp_path, monkeypatch):
     finally:
         hub.shutdown()
     assert (result.score, result.masked) == (3.5, False)
+
+
+def test_reasoning_gym_kind_reads_the_answer_pattern_when_set():
+    """A base that answers in prose: with rewards.answer_pattern the last match
+    (here the last integer) is the answer the library scores; the tags are not needed."""
+    import reasoning_gym
+
+    from rewards.scorer import Scorer
+
+    e = list(reasoning_gym.create_dataset("chain_sum", size=1, seed=5, min_terms=2, max_terms=2))[0]
+    s = Scorer(RewardsConfig(cache_size=0, answer_pattern=r"(-?\d+)"))
+    try:
+        right, wrong, tagged = s.score_items([
+            {"kind": "reasoning_gym", "response": f"The final answer is {e['answer']}.", "meta": {"reasoning_gym": e}},
+            {"kind": "reasoning_gym", "response": f"It is {e['answer']}, no, 100000.", "meta": {"reasoning_gym": e}},
+            {"kind": "reasoning_gym", "response": f"<answer>{e['answer']}</answer>", "meta": {"reasoning_gym": e}}])
+    finally:
+        s.close()
+    assert (right.score, wrong.score, tagged.score) == (1.0, 0.0, 1.0)

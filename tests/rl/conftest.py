@@ -166,3 +166,35 @@ def det_runs(ray_local, tmp_path_factory) -> DetRuns:
     runs.codes["resume"] = drv.finish()
     runs.outputs["resume"] = drv.output()
     return runs
+
+
+def greedy_three_ways(recipe, learner_dir: Path, export_dir: Path, prompts: list[list[int]], max_new: int,
+                      eos_id: int, max_model_len: int = 256) -> tuple[list, list, list]:
+    """Greedy token ids of `prompts` from the learner loaded from a checkpoint,
+    from transformers on the exported folder, and from vLLM on it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rl.base.build import resolve_base
+    from rl.learner.group import LearnerGroup
+    from rollout.config import EngineConfig
+    from rollout.engine import Engine
+
+    group = LearnerGroup(recipe.learner, recipe.algo, str(resolve_base(recipe.model.base)),
+                         recipe.rollout.temperature, recipe.run.seed)
+    try:
+        group.load_checkpoint(str(learner_dir))
+        learner = group.greedy(prompts, max_new, eos_id)
+    finally:
+        group.shutdown()
+    model = AutoModelForCausalLM.from_pretrained(export_dir).eval()
+    with torch.no_grad():
+        hf = [model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=max_new)[0, len(p):].tolist()
+              for p in prompts]
+    engine = Engine(str(export_dir), EngineConfig(max_model_len=max_model_len, max_num_seqs=len(prompts),
+                                                  kv_cache_gib=1, dtype="float32", threads_bind="nobind", seed=0))
+    try:
+        vllm = [c.token_ids for c in engine.generate(prompts, temperature=0.0, max_tokens=max_new)]
+    finally:
+        engine.close()
+    return learner, hf, vllm

@@ -15,6 +15,7 @@ import torch
 
 from rl.checkpoint import CheckpointStore
 from rl.cli import main
+from tests.rl.conftest import greedy_three_ways
 
 pytestmark = pytest.mark.slow
 
@@ -104,15 +105,11 @@ def test_export_holds_the_checkpoint_weights_bit_for_bit(exported, finished_run,
 
 
 def test_greedy_text_of_learner_transformers_and_vllm_agree(exported, finished_run, ray_local):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from rl.base.build import resolve_base
     from rl.data.arith import validation_prompts
     from rl.data.datasets import render_prompt
-    from rl.learner.group import LearnerGroup
     from rl.recipe import load_recipe
-    from rollout.config import EngineConfig
-    from rollout.engine import Engine
 
     _, out = exported
     recipe = load_recipe(finished_run / "config.yaml")
@@ -120,26 +117,8 @@ def test_greedy_text_of_learner_transformers_and_vllm_agree(exported, finished_r
     prompts = [render_prompt(tok, p["prompt"]) for p in validation_prompts(N_PROMPTS)]
     max_new = recipe.rollout.max_new_tokens
 
-    group = LearnerGroup(recipe.learner, recipe.algo, str(resolve_base(recipe.model.base)),
-                         recipe.rollout.temperature, recipe.run.seed)
-    try:
-        group.load_checkpoint(str(_checkpoints(finished_run)[-1].learner))
-        learner = group.greedy(prompts, max_new, tok.eos_token_id)
-    finally:
-        group.shutdown()
-
-    model = AutoModelForCausalLM.from_pretrained(out).eval()
-    with torch.no_grad():
-        hf = [model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=max_new)[0, len(p):].tolist()
-              for p in prompts]
-
-    engine = Engine(str(out), EngineConfig(max_model_len=256, max_num_seqs=N_PROMPTS, kv_cache_gib=1,
-                                           dtype="float32", threads_bind="nobind", seed=0))
-    try:
-        vllm = [c.token_ids for c in engine.generate(prompts, temperature=0.0, max_tokens=max_new)]
-    finally:
-        engine.close()
-
+    learner, hf, vllm = greedy_three_ways(recipe, _checkpoints(finished_run)[-1].learner, out, prompts, max_new,
+                                          tok.eos_token_id)
     assert all(learner), learner
     assert hf == learner
     assert vllm == learner

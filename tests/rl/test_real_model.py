@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from tests.rl.conftest import Driver, last_step, rows
+from tests.rl.conftest import Driver, greedy_three_ways, last_step, rows
 
 pytestmark = pytest.mark.slow
 
@@ -56,16 +55,12 @@ def test_the_run_trained_through_the_kill(journey):
 
 
 def test_export_greedy_text_is_the_learners(journey, ray_local):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from rl.base.build import resolve_base
     from rl.checkpoint import CheckpointStore
     from rl.data.datasets import render_prompt
     from rl.data.task import make_task
-    from rl.learner.group import LearnerGroup
     from rl.recipe import load_recipe
-    from rollout.config import EngineConfig
-    from rollout.engine import Engine
 
     d, out, _ = journey
     recipe = load_recipe(d / "config.yaml")
@@ -76,24 +71,8 @@ def test_export_greedy_text_is_the_learners(journey, ray_local):
     store = CheckpointStore(d)
     newest = [store.load(p) for p in store.all() if store.problem(p) is None][-1]
 
-    group = LearnerGroup(recipe.learner, recipe.algo, str(resolve_base(recipe.model.base)),
-                         recipe.rollout.temperature, recipe.run.seed)
-    try:
-        group.load_checkpoint(str(newest.learner))
-        learner = group.greedy(prompts, max_new, tok.eos_token_id)
-    finally:
-        group.shutdown()
-
-    model = AutoModelForCausalLM.from_pretrained(out).eval()
-    with torch.no_grad():
-        hf = [model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=max_new)[0, len(p):].tolist()
-              for p in prompts]
-    engine = Engine(str(out), EngineConfig(max_model_len=512, max_num_seqs=N_PROMPTS, kv_cache_gib=1,
-                                           dtype="float32", threads_bind="nobind", seed=0))
-    try:
-        vllm = [c.token_ids for c in engine.generate(prompts, temperature=0.0, max_tokens=max_new)]
-    finally:
-        engine.close()
+    learner, hf, vllm = greedy_three_ways(recipe, newest.learner, out, prompts, max_new, tok.eos_token_id,
+                                          max_model_len=512)
     assert all(learner), learner
     assert hf == learner
     assert vllm == learner

@@ -191,8 +191,13 @@ class FunctionRunner:
             return
         try:
             outcomes = self.pool.run([item for _, item in pending], self.cfg.timeout_s)
-        except RuntimeError as err:  # the worker could not start: the function cannot be imported
-            outcomes = [Outcome(error=str(err))] * len(pending)
+        except (RuntimeError, EOFError, OSError, TimeoutError) as err:
+            # a worker that could not start (the function does not import on this node): every
+            # item is masked, and the next batch starts a fresh pool
+            reason = str(err) or f"the function's worker did not start ({type(err).__name__})"
+            outcomes = [Outcome(error=reason)] * len(pending)
+            self.close()
+            self._pool = None
         for (i, _), o in zip(pending, outcomes):
             yield i, function_result(self.name, o)
 

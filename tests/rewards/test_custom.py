@@ -199,3 +199,21 @@ def test_reasoning_gym_kind_reads_the_answer_pattern_when_set():
     finally:
         s.close()
     assert (right.score, wrong.score, tagged.score) == (1.0, 0.0, 1.0)
+
+
+def test_a_function_that_does_not_import_on_the_replica_masks_and_recovers(tmp_path):
+    """The driver found the function, the replica's node does not have it (a
+    path that is not shared): each batch is masked with the reason, none crashes."""
+    from rewards.scorer import Scorer
+
+    (tmp_path / "gone_rewards.py").write_text(textwrap.dedent(FUNCTIONS))
+    cfg = RewardsConfig(custom={"mine": f"{tmp_path / 'gone_rewards.py'}:per_sample"}).with_custom_checked()
+    (tmp_path / "gone_rewards.py").unlink()
+    s = Scorer(cfg)
+    try:
+        first = s.score_items([_sample("mine")])[0]
+        second = s.score_items([_sample("mine", response="again")])[0]
+    finally:
+        s.close()
+    for r in (first, second):
+        assert r.masked and "gone_rewards.py" in r.details["error"] and "does not exist" in r.details["error"]

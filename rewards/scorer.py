@@ -151,7 +151,7 @@ class Scorer:
                     done_at[i] = time.monotonic()
             for i, r in kind_results.items():
                 results[i] = self._combine(samples[i], r, extra.get(i, {}))
-                if keys[i] is not None and _cacheable(r):
+                if keys[i] is not None and _cacheable(results[i]):  # an added term may have masked it
                     self._cache[keys[i]] = _copy(results[i])
                     if len(self._cache) > self.cfg.cache_size:
                         self._cache.popitem(last=False)

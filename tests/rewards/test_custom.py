@@ -217,3 +217,20 @@ def test_a_function_that_does_not_import_on_the_replica_masks_and_recovers(tmp_p
         s.close()
     for r in (first, second):
         assert r.masked and "gone_rewards.py" in r.details["error"] and "does not exist" in r.details["error"]
+
+
+def test_a_sample_masked_by_an_added_term_is_not_cached(tmp_path, monkeypatch):
+    from rewards.scorer import Scorer
+
+    (tmp_path / "masking_terms.py").write_text(textwrap.dedent(FUNCTIONS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = RewardsConfig(custom={"none": "masking_terms:none"}, terms={"math": 1.0, "none": 1.0},
+                        cache_size=100).with_custom_checked()
+    s = Scorer(cfg)
+    try:
+        sample = {"kind": "math", "response": r"\boxed{42}", "answer": "42", "prompt": "q"}
+        first, again = s.score_items([sample])[0], s.score_items([dict(sample)])[0]
+    finally:
+        s.close()
+    assert first.masked and again.masked
+    assert s.metrics.snapshot()["cache_hits"] == 0  # a failure is scored afresh, never served from the cache

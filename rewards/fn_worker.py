@@ -18,14 +18,12 @@ target cannot be imported. Requests:
 """
 from __future__ import annotations
 
-import logging
 import os
 import resource
-import signal
 import sys
 
 from rewards.custom_call import TargetError, call_batch, call_one, resolve
-from rewards.worker import arm_cpu_limit, die_with_parent, read_frame, write_frame
+from rewards.worker import arm_cpu_limit, read_frame, start_checker, write_frame
 
 
 def _line(err: BaseException) -> str:
@@ -34,18 +32,13 @@ def _line(err: BaseException) -> str:
 
 
 def run_batch(stdout, fn, shape: str, request: list) -> None:
-    items = [item for _, item in request]
-    try:
-        values = call_batch(fn, shape, items)
-    except Exception as err:  # noqa: BLE001  (the function's failure is the item's, decided by the replica)
-        if shape == "trl":
-            for idx, _ in request:
-                write_frame(stdout, (idx, None, _line(err)))
-            return
-        values = None
-    if values is not None:
+    if shape == "trl":  # one call for the batch: its failure is every item's
+        try:
+            values = call_batch(fn, shape, [item for _, item in request])
+        except Exception as err:  # noqa: BLE001  (the function's failure is the item's, decided by the replica)
+            values = [err] * len(request)
         for (idx, _), value in zip(request, values):
-            write_frame(stdout, (idx, value, None))
+            write_frame(stdout, (idx, None, _line(value)) if isinstance(value, Exception) else (idx, value, None))
         return
     for idx, item in request:  # item by item, so one raising item does not fail the others
         try:
@@ -66,10 +59,7 @@ def run_alone(stdout, fn, shape: str, idx: int, item: dict, cpu_s: float) -> Non
 
 
 def main(argv: list[str]) -> int:
-    die_with_parent()
-    signal.signal(signal.SIGXCPU, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGXCPU})
-    logging.disable(logging.WARNING)
+    start_checker()
     target, shape = argv[0], (argv[1] if len(argv) > 1 and argv[1] != "auto" else None)
     # frames keep the real stdout; whatever the function prints goes to stderr (discarded)
     stdin, stdout = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")

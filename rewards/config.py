@@ -179,12 +179,12 @@ class RewardsConfig(BaseModel):
         its workers import it from filled in. UserError naming the function
         that cannot be used."""
         from core.errors import UserError
-        from rewards.custom_call import TargetError, resolve, search_path
+        from rewards.custom_call import TargetError, resolve, search_path, split_target
 
         checked = {}
         for name, c in self.custom.items():
             function = c.function
-            where, fn_name = function.rpartition(":")[::2]
+            where, fn_name = split_target(function)  # valid: the field's validator split it
             if where.endswith(".py"):
                 function = f"{Path(where).expanduser().resolve()}:{fn_name}"
             try:

@@ -119,12 +119,18 @@ def run_alone(stdout, idx: int, pred: str, gold: str, cpu_s: float) -> None:
     write_frame(stdout, (idx, *result))
 
 
-def main() -> int:
+def start_checker() -> None:
+    """What every checker process (this one, rewards.fn_worker) does first:
+    die with its replica, let SIGXCPU end it, keep library logging quiet."""
     die_with_parent()
     # SIGXCPU must end this process: undo an ignored or blocked SIGXCPU inherited from the replica
     signal.signal(signal.SIGXCPU, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGXCPU})
     logging.disable(logging.WARNING)
+
+
+def main() -> int:
+    start_checker()
     sys.setrecursionlimit(10000)
     sys.set_int_max_str_digits(0)
     from rewards.math import verify_answer

@@ -27,7 +27,7 @@ run: setup
 	$(VENV)/bin/asymptote launch $(RECIPE) --run-dir $(RUN_DIR) --resume
 
 test: setup
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=25
 
 bench: setup
 	$(PY) bench/bench_e2e.py

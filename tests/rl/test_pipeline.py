@@ -103,11 +103,13 @@ def test_interleaved_evaluation_trains_meanwhile_on_the_evaluated_weights(ray_lo
         assert p["compute/device_seconds"] == evals[p["step"]]["compute/device_seconds"]
     # the interleaved evaluations' estimated share left the ledger, which never goes back
     # an estimate near what the run's last evaluation, waited for, was measured to cost: over 9
-    # interleaved evaluations in 3 seeds of this set-up the ratio was 0.81-0.94 (the waited-for
-    # cost also holds the idle learner's and driver's time)
+    # interleaved evaluations in 3 seeds of this set-up the ratio was 0.81-0.94 alone, and 0.59 for
+    # the first one in a fresh clone's full suite (the waited-for cost also holds the idle learner's
+    # and driver's time, which a busier machine stretches); a share that counted the training
+    # rollouts' tokens as the evaluation's, or missed the token split, lands far outside
     waited = evals[14]["time/eval_device_seconds"]
     for s in (4, 8, 12):
-        assert 0.6 * waited <= evals[s]["time/eval_device_seconds"] <= 1.25 * waited, (s, waited)
+        assert 0.4 * waited <= evals[s]["time/eval_device_seconds"] <= 1.25 * waited, (s, waited)
     dev = [r["compute/device_seconds"] for r in steps]
     assert all(b >= a for a, b in zip(dev, dev[1:]))
     # the checkpoint of step 6 (written in the background while step 7 trained) was taken

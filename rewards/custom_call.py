@@ -29,6 +29,7 @@ import importlib
 import importlib.util
 import inspect
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -70,7 +71,10 @@ def load_function(target: str) -> Callable:
         if where.endswith(".py"):
             path = Path(where).expanduser().resolve()
             if not path.is_file():
-                raise TargetError(f"reward function '{target}': file {path} does not exist")
+                path = _shipped_copy(path)
+            if path is None:
+                raise TargetError(f"reward function '{target}': file {Path(where).expanduser().resolve()} "
+                                  "does not exist")
             spec = importlib.util.spec_from_file_location(f"asymptote_custom_{path.stem}", path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module
@@ -86,6 +90,37 @@ def load_function(target: str) -> Callable:
     if not callable(fn):
         raise TargetError(f"reward function '{target}': {where} has no function '{name}'")
     return fn
+
+
+def _shipped_copy(path: Path) -> Path | None:
+    """On a node without the driver's file: the copy Ray's runtime_env shipped
+    (py_modules puts a file's folder on PYTHONPATH, rewards.hub), found on the
+    path by its name; None when there is none."""
+    for entry in filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+        candidate = Path(entry) / path.name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def shipped_code(custom: dict, project: Path) -> list[str]:
+    """The local files and folders holding the custom functions' code (a
+    file target's file; a module target's top-level package or module under
+    its python_path), which Ray's runtime_env uploads so that replicas on
+    other nodes import the same code. Code of this project or an installed
+    package is already there: not shipped."""
+    out = set()
+    for c in custom.values():
+        where, _ = split_target(c.function)
+        if where.endswith(".py"):
+            out.add(str(Path(where).expanduser().resolve()))
+        elif c.python_path and Path(c.python_path).resolve() != project.resolve():
+            top = Path(c.python_path) / where.split(".")[0]
+            for candidate in (top, top.with_suffix(".py")):
+                if candidate.exists():
+                    out.add(str(candidate))
+                    break
+    return sorted(out)
 
 
 def detect_shape(fn: Callable, target: str) -> str:

@@ -30,12 +30,14 @@ and `judge_usage()` report the engines' work for the compute ledger.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any, Optional
 
 import ray
 
 from rewards.actors import close_and_kill
 from rewards.config import RewardsConfig
+from rewards.custom_call import shipped_code
 from rewards.types import RewardResult
 
 
@@ -182,6 +184,24 @@ class RewardHub:
             self.judges = None
 
 
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def uploaded_py_modules(paths: list[str]) -> dict:
+    """A runtime_env whose py_modules are `paths`, uploaded to the cluster now.
+    Ray uploads local py_modules itself only for a job's runtime_env (ray.init,
+    a submitted job); an actor's must already name URIs, so this runs Ray's
+    own upload step (content-addressed: the same code is uploaded once)."""
+    import logging
+    import tempfile
+
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    with tempfile.TemporaryDirectory(prefix="asymptote-ship-") as scratch:
+        return upload_py_modules_if_needed({"py_modules": list(paths)}, include_gitignore=False,
+                                           scratch_dir=scratch, logger=logging.getLogger(__name__))
+
+
 def start_hub(cfg: RewardsConfig, judge_model: Optional[str] = None) -> RewardHub:
     """Start `cfg.replicas` replicas (initialising Ray locally if needed) and
     wait until each has a warm math worker. `judge_model`: the judge's folder
@@ -202,6 +222,9 @@ def start_hub(cfg: RewardsConfig, judge_model: Optional[str] = None) -> RewardHu
         judges = start_judges(cfg.judge, judge_model)
     cfg_json = cfg.model_dump_json()
     options = dict(num_cpus=cfg.replica_cpus, max_restarts=cfg.replica_max_restarts, max_task_retries=-1)
+    ship = shipped_code(cfg.custom, PROJECT)
+    if ship:  # the user's reward code travels to replicas on other nodes with Ray (runtime_env py_modules)
+        options["runtime_env"] = uploaded_py_modules(ship)
     replicas = [RewardReplica.options(**options).remote(cfg_json, judges) for _ in range(cfg.replicas)]
     ray.get([r.ping.remote() for r in replicas])
     hub = RewardHub(cfg, replicas, judges)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import os
 import threading
 import time
 from typing import Any, Optional
@@ -91,8 +92,11 @@ class Scorer:
         self.metrics = Metrics()
         self._runners: dict[str, Runner] = {kind: make(cfg, self.metrics) for kind, make in KINDS.items()}
         for name, c in cfg.custom.items():
-            self._runners[name] = FunctionRunner(name, c.function, c.shape, cfg,
-                                                 (c.python_path,) if c.python_path else ())
+            # the driver's folder, then this process's PYTHONPATH (where Ray's runtime_env put the
+            # shipped copy on a node without that folder: rewards.hub)
+            paths = ((c.python_path,) if c.python_path else ()) + tuple(
+                p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)
+            self._runners[name] = FunctionRunner(name, c.function, c.shape, cfg, paths)
         # custom terms listed in `terms`: scored for every sample, beside its own kind
         self._added = [name for name in cfg.custom if name in cfg.terms]
         self._cache: collections.OrderedDict[str, RewardResult] = collections.OrderedDict()

@@ -167,19 +167,27 @@ def test_reasoning_gym_kind_uses_the_library_scorer():
     assert results[5].masked  # no entry: the dataset's fault, not a verdict
 
 
-def test_a_hub_replica_reaches_user_code(ray_local, tmp_path, monkeypatch):
-    """The replica is another process with another working directory: the
-    worker imports the function from the directory the driver found it in."""
+def test_a_hub_replica_reaches_user_code_shipped_by_ray(ray_local, tmp_path, monkeypatch):
+    """The replica is another process, maybe on another node: the user's code
+    travels with Ray (runtime_env py_modules), so the replica's workers still
+    import it after the driver's folder is gone, as on a node that never had it."""
     from rewards.hub import start_hub
 
-    (tmp_path / "hub_user_rewards.py").write_text(textwrap.dedent(FUNCTIONS))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    hub = start_hub(RewardsConfig(replicas=1, replica_cpus=0.25, custom={"mine": "hub_user_rewards:per_sample"}))
+    user = tmp_path / "user"
+    (user / "hub_pkg").mkdir(parents=True)
+    (user / "hub_pkg" / "__init__.py").write_text("")
+    (user / "hub_pkg" / "scores.py").write_text(textwrap.dedent(FUNCTIONS))
+    (user / "hub_file_rewards.py").write_text(textwrap.dedent(FUNCTIONS))
+    monkeypatch.syspath_prepend(str(user))
+    hub = start_hub(RewardsConfig(replicas=1, replica_cpus=0.25, custom={
+        "mine": "hub_pkg.scores:per_sample", "file": f"{user / 'hub_file_rewards.py'}:chatty"}))
     try:
-        (result,), = hub.score_groups([[_sample("mine", meta={"bonus": 1.0})]])
+        user.rename(tmp_path / "gone")  # the driver's copy leaves before any worker imports it
+        (mine, file), = hub.score_groups([[_sample("mine", meta={"bonus": 1.0}), _sample("file")]])
     finally:
         hub.shutdown()
-    assert (result.score, result.masked) == (3.5, False)
+    assert (mine.score, mine.masked) == (3.5, False)
+    assert (file.score, file.masked) == (0.25, False)
 
 
 def test_reasoning_gym_kind_reads_the_answer_pattern_when_set():

@@ -108,6 +108,7 @@ class Fleet:
         self._cls = ray.remote(max_concurrency=32)(RolloutWorker)
         self.workers = [self._new_worker(i) for i in range(recipe.rollout.workers)]
         ray.get([w.version.remote() for w in self.workers])  # engines are up
+        self.learner.ready()  # the ranks loaded meanwhile (LearnerGroup does not wait); the connect timeout is not theirs
         self._connect()
 
     # ---- jobs -------------------------------------------------------------------

@@ -137,14 +137,15 @@ def _open(r: Recipe, run_dir: Path, address, signals: StopSignals, restarting: b
                            placement_group=pg, first_bundle=r.rollout.workers,
                            deterministic=r.run.deterministic, fp32_lm_head=r.model.fp32_lm_head)
     stack.callback(learner.shutdown)
-    weight_bytes = sum(s.nbytes for s in ray.get(learner.actors[0].weight_specs.remote()))
 
     def count_rollout_restart(worker: int) -> None:
         state.faults["rollout_restarts"] += 1
 
+    # the engines start while the learner ranks load (LearnerGroup does not wait for them)
     fleet = Fleet(r, model_path, hub, pg, learner, resolve_backend(r.learner.backend),
                   on_restart=count_rollout_restart)
     stack.callback(fleet.stop)
+    weight_bytes = sum(s.nbytes for s in ray.get(learner.actors[0].weight_specs.remote()))
     _resume(run_dir, ckpts, state, learner, fleet, restarting)
     fitter = LiveFitter(run_dir, r.monitor) if r.monitor.enabled else None
     refit(fitter, state.evals, r.monitor.x_axis)

@@ -45,8 +45,22 @@ class LearnerGroup:
             self.actors.append(remote_cls.options(**opts).remote(
                 rank, cfg.ranks, cfg, algo, model_path, temperature, seed, deterministic,
                 fp32_lm_head=fp32_lm_head))
-        addr, port = ray.get(self.actors[0].open_rendezvous.remote())
-        self.n_params = ray.get([a.setup.remote(addr, port) for a in self.actors])[0]
+        # no wait here: every rank joins as soon as rank 0's rendezvous is open (Ray passes the
+        # address on), so a caller can start the engines while the ranks load; each rank runs the
+        # calls made later in order, after its setup
+        rendezvous = self.actors[0].open_rendezvous.remote()
+        self._setup = [a.setup.remote(rendezvous) for a in self.actors]
+        self._n_params: Optional[int] = None
+
+    def ready(self) -> int:
+        """Wait for every rank's setup; the model's parameter count."""
+        if self._n_params is None:
+            self._n_params = self.wait(self._setup)[0]
+        return self._n_params
+
+    @property
+    def n_params(self) -> int:
+        return self.ready()
 
     def _all(self, method: str, *args) -> list:
         return self.wait([getattr(a, method).remote(*args) for a in self.actors])

@@ -75,12 +75,14 @@ class LearnerRank:
         self._store = host_store(host, self.dims.world)
         return host, self._store.port
 
-    def setup(self, master_addr: str, master_port: int) -> int:
+    def setup(self, rendezvous: tuple[str, int]) -> int:
+        """Join the group at rank 0's `rendezvous` (host, port), load and shard the model."""
         from transformers import AutoModelForCausalLM
 
         from rl.learner import packing
         from rl.learner.scoring import TokenScorer
 
+        master_addr, master_port = rendezvous
         self.mesh = init_parallel(self.dims, master_addr, master_port, store=self._store)
         torch.manual_seed(self.seed)
         attn = {"attn_implementation": packing.register()} if self.cfg.packing else {}

@@ -16,7 +16,8 @@
 # The head serves the dashboard (Ray Jobs) on BASE_PORT + 1. `start` prints
 # the addresses and waits until every node has joined. `stop` ends only the
 # nodes in STATE_DIR (never `ray stop`, which ends every Ray process of the
-# user on the machine).
+# user on the machine); STOP_GRACE_S (default 30) is how long a node gets
+# to exit after SIGTERM before SIGKILL.
 set -euo pipefail
 
 BASE_PORT=${BASE_PORT:-26379}
@@ -27,6 +28,7 @@ RAY=${RAY:-ray}
 # or RAY_AUTH_TOKEN_PATH / RAY_AUTH_TOKEN). One machine shares one file.
 export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
 PYTHON=${PYTHON:-python}
+STOP_GRACE_S=${STOP_GRACE_S:-30}  # seconds a node's processes get to exit after SIGTERM, then SIGKILL
 
 die() { echo "local-multinode: $*" >&2; exit 2; }
 
@@ -93,7 +95,7 @@ kill_node() {  # kill_node STATE INDEX SIGNAL
   [ -f "$pidfile" ] || return 0
   pid=$(cat "$pidfile")
   kill "-$3" -- "-$pid" 2>/dev/null || true
-  for _ in $(seq 1 30); do
+  for _ in $(seq 1 "$STOP_GRACE_S"); do
     kill -0 -- "-$pid" 2>/dev/null || break
     sleep 1
   done

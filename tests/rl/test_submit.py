@@ -28,7 +28,7 @@ def head():
     state = Path(f"/tmp/asy-job-{os.getpid()}")
     base = _free_base_port()
     env = {**os.environ, "NUM_CPUS": "4", "BASE_PORT": str(base), "PYTHON": sys.executable,
-           "RAY": str(Path(sys.executable).parent / "ray")}
+           "RAY": str(Path(sys.executable).parent / "ray"), "STOP_GRACE_S": "3"}  # a test cluster: no grace
     try:
         started = subprocess.run(["bash", str(SCRIPT), "start", str(state)], env=env, timeout=1200,
                                  capture_output=True, text=True)

@@ -21,12 +21,12 @@ import json
 import time
 
 
-def measure(engine, tokenizer, scorer, rows, system_prompt, k, max_tokens):
+def measure(engine, tokenizer, scorer, rows, system_prompt, k, max_tokens, temperature=1.0):
     from rl.data.datasets import render_prompt
 
     prompts = [render_prompt(tokenizer, r["prompt"], system_prompt) for r in rows]
     t0 = time.perf_counter()
-    completions = engine.generate(prompts, temperature=1.0, max_tokens=max_tokens, n=k)
+    completions = engine.generate(prompts, temperature=temperature, max_tokens=max_tokens, n=k)
     seconds = time.perf_counter() - t0
     texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
     samples = [{"kind": r["kind"], "response": t, "answer": r["answer"], "meta": r.get("meta")}

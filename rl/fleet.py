@@ -134,7 +134,7 @@ class Fleet:
                       max_tokens=ro.max_new_tokens, min_version=min_version,
                       priority=priority, seed=job_seed(self.recipe.run.seed, job_id, i),
                       interruption=ro.interruption, segment_tokens=ro.partial_segment_tokens if partial else None,
-                      carried=kept)
+                      env=ro.env, carried=kept)
             part = Part(i, job, self.workers[i].generate.remote(job))
             self._parts[job.job_id] = part
             parts.append(part)

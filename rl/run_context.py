@@ -33,6 +33,7 @@ from rl.checkpoint import CheckpointStore
 from rl.checkpoint_writer import CheckpointWriter
 from rl.compute_account import ComputeAccount
 from rl.data.datasets import check_system_prompt, load_splits, render_prompt
+from rollout.jobs import check_env
 from rl.data.sampler import PromptSampler
 from rl.evaluation import Evaluator, refit
 from rl.fleet import Fleet
@@ -119,6 +120,7 @@ def _open(r: Recipe, run_dir: Path, address, signals: StopSignals, restarting: b
     model_path = str(resolve_base(r.model.base))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     check_system_prompt(tokenizer, r.data.system_prompt)
+    check_env(tokenizer, r.rollout.env)
     cfg = json.loads((Path(model_path) / "config.json").read_text())
     arch = {"layers": cfg["num_hidden_layers"], "hidden": cfg["hidden_size"]}
     train_rows, val_prompts = load_splits(r.data)

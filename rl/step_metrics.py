@@ -54,6 +54,24 @@ def rollout_metrics(batch: RolloutBatch, step: int, k: int) -> dict:
         "time/generate": batch.gen_seconds,
         **reward_failures(batch.groups),
         **judge_agreement(batch.groups),
+        **episode_metrics(samples),
+    }
+
+
+def episode_metrics(samples: list) -> dict:
+    """Multi-turn samples (rollout/env.py): turns, tool use and environment
+    failures per sample; nothing for single-turn rollouts."""
+    eps = [s.episode for s in samples if s.episode is not None]
+    if not eps:
+        return {}
+    n = len(eps)
+    return {
+        "env/turns_mean": sum(e.turns for e in eps) / n,
+        "env/tool_calls_mean": sum(e.tool_calls for e in eps) / n,
+        "env/tool_call_rate": sum(e.tool_calls > 0 for e in eps) / n,
+        "env/tool_errors": sum(e.tool_errors for e in eps),
+        "env/observation_tokens_mean": sum(e.observation_tokens for e in eps) / n,
+        "env/failed": sum(e.failed is not None for e in eps),
     }
 
 

@@ -102,6 +102,17 @@ class InterruptionConfig(BaseModel):
         return self
 
 
+class EnvConfig(BaseModel):
+    """A multi-turn environment every rollout runs in (rollout/env.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
+
+    name: str = Field(description="A name in rollout.env.ENVIRONMENTS, e.g. calculator.")
+    max_turns: int = Field(4, ge=1, description="Model turns per episode; one more tool call ends it as 'length'.")
+    options: dict = Field(default_factory=dict, description="Keyword arguments of the environment's constructor.")
+
+
 class RolloutConfig(BaseModel):
     """How many rollout workers, and what each training step generates."""
 
@@ -126,6 +137,9 @@ class RolloutConfig(BaseModel):
     engine: EngineConfig = Field(default_factory=EngineConfig, description="The vLLM engine of each worker.")
     interruption: Optional[InterruptionConfig] = Field(
         None, description="Forced interruption (ScaleRL length control); None = off.")
+    env: Optional[EnvConfig] = Field(
+        None, description="A multi-turn environment (tools, games): after each model turn it answers with "
+                          "an observation, never trained, or ends the episode. None = one turn.")
     partial_segment_tokens: Optional[int] = Field(
         None, ge=1,
         description="Partial rollouts (Kimi k1.5): tokens each response may sample per iteration; "

@@ -16,10 +16,11 @@ requests it asks for, and it can be tested without vLLM.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
-from rollout.types import Sample
+from rollout.types import Episode, Sample
 
 # A continuation's seed is the sample's seed + requests * SEED_STRIDE: never
 # the seed of its first request (no replay), and far from its neighbours'
@@ -54,6 +55,7 @@ class Draft:
     requests: int = 0  # engine requests made so far, over all jobs
     finish_reason: Optional[str] = None  # set when this job is done with it
     asked: int = 0  # max_tokens of the request in flight
+    episode: Optional[Episode] = None  # multi-turn (rollout/env.py); None = one turn
 
     @classmethod
     def resume(cls, sample: Sample, prompt_ids: list[int], version: int, **kw) -> "Draft":
@@ -63,7 +65,7 @@ class Draft:
         d = cls(prompt_ids=list(prompt_ids), token_ids=list(sample.token_ids),
                 logprobs=list(sample.logprobs), versions=list(sample.versions),
                 loss_mask=[False] * len(sample.token_ids), interrupted=sample.interrupted,
-                requests=sample.requests, **kw)
+                requests=sample.requests, episode=copy.deepcopy(sample.episode), **kw)
         if sample.interrupt_at is not None:  # the point drawn in its first job holds
             d.interrupt_at = sample.interrupt_at
         d._settle(version)
@@ -133,9 +135,26 @@ class Draft:
         else:
             self._settle(version)
 
+    def observe(self, obs_ids: list[int], version: int) -> None:
+        """After a finished model turn: append the environment's observation
+        (never trained; `version`: the engine's now) and open the next turn,
+        or end as 'length' when the observation does not fit."""
+        if len(self.token_ids) + len(obs_ids) >= self.max_tokens or self._room() <= len(obs_ids):
+            self.finish_reason = "length"
+            return
+        self.token_ids += obs_ids
+        self.logprobs += [0.0] * len(obs_ids)
+        self.versions += [version] * len(obs_ids)
+        self.loss_mask += [False] * len(obs_ids)
+        ep = self.episode
+        ep.observation_tokens += len(obs_ids)
+        ep.turns += 1
+        ep.turn_start = len(self.token_ids)
+        self.finish_reason = "partial" if self.budget is not None and self.budget <= 0 else None
+
     def to_sample(self, text: str) -> Sample:
         return Sample(token_ids=self.token_ids, logprobs=self.logprobs, versions=self.versions,
                       finish_reason=self.finish_reason or "partial", text=text,
                       loss_mask=None if all(self.loss_mask) else list(self.loss_mask),
                       interrupted=self.interrupted, interrupt_at=self.interrupt_at,
-                      requests=self.requests)
+                      requests=self.requests, episode=self.episode)

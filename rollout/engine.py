@@ -172,9 +172,12 @@ class Engine:
         return self._version
 
     def add(self, request_id: str, prompt_ids: list[int], *, temperature: float,
-            max_tokens: int, top_p: float = 1.0, seed: int | None = None, n: int = 1) -> list[str]:
+            max_tokens: int, top_p: float = 1.0, seed: int | None = None, n: int = 1,
+            stop_token_ids: list[int] | None = None) -> list[str]:
         """Queue a prompt; returns the request ids its completions will carry
-        (`[request_id]` for n=1, else `request_id/0 .. request_id/n-1`)."""
+        (`[request_id]` for n=1, else `request_id/0 .. request_id/n-1`).
+        `stop_token_ids`: tokens that end it besides EOS ('stop'; the token is
+        kept in the completion, as EOS is)."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -187,7 +190,7 @@ class Engine:
         for i, rid in enumerate(ids):
             params = SamplingParams(
                 n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                seed=None if seed is None else seed + i, logprobs=0,
+                seed=None if seed is None else seed + i, logprobs=0, stop_token_ids=stop_token_ids,
                 detokenize=False, output_kind=RequestOutputKind.DELTA,
             )
             self._engine.add_request(rid, {"prompt_token_ids": list(prompt_ids)}, params)

@@ -21,9 +21,11 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Optional
 
-from rollout.config import InterruptionConfig
+from core.errors import UserError
+from rollout.config import EnvConfig, InterruptionConfig
 from rollout.draft import Draft
-from rollout.types import Group, Sample
+from rollout.env import make_env
+from rollout.types import Episode, Group, Sample
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class Job:
     seed: Optional[int] = None
     interruption: Optional[InterruptionConfig] = None  # forced interruption; None = off
     segment_tokens: Optional[int] = None  # partial rollouts: tokens per sample in this job; None = off
+    env: Optional[EnvConfig] = None  # multi-turn environment (rollout/env.py); None = one turn
     # prompt index -> a group from an earlier job with partial samples; its
     # prompt and prompt_ids are used in place of the job's for that index
     carried: dict[int, Group] = field(default_factory=dict)
@@ -59,6 +62,29 @@ class Request(NamedTuple):
 def job_of(request_id: str) -> str:
     """The job id of a request id `job#prompt#sample#request`."""
     return request_id.rsplit("#", 3)[0]
+
+
+def stop_token_ids(tokenizer, stops: tuple[str, ...]) -> list[int]:
+    """The token id of each stop string; ValueError when one is not a single token."""
+    ids = []
+    for text in stops:
+        encoded = list(tokenizer.encode(text, add_special_tokens=False))
+        if len(encoded) != 1:
+            raise ValueError(f"the environment's stop string {text!r} is {len(encoded)} tokens of this "
+                             "model's vocabulary; a turn can only stop on one token")
+        ids.extend(encoded)
+    return ids
+
+
+def check_env(tokenizer, env: Optional[EnvConfig]) -> None:
+    """UserError, before anything starts, when the recipe's environment is
+    unknown or cannot stop a turn with this model's tokenizer."""
+    if env is None:
+        return
+    try:
+        stop_token_ids(tokenizer, make_env(env.name, env.options).stop)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"rollout.env: {err}") from None
 
 
 def encode_text(tokenizer, text: str) -> list[int]:
@@ -84,6 +110,8 @@ class JobRun:
         self._settled: list[int] = []
         self._version = version
         self.sampled = 0  # tokens the engine sampled for this job
+        self.env = None if job.env is None else make_env(job.env.name, job.env.options)
+        self.stop_ids = [] if self.env is None else stop_token_ids(tokenizer, self.env.stop)
 
     # ---- drafts --------------------------------------------------------------
     def _draft_kwargs(self, p: int, i: int) -> dict:
@@ -99,7 +127,8 @@ class JobRun:
     def _slot(self, p: int, i: int) -> Draft | Sample:
         carried = self.job.carried.get(p)
         if carried is None:
-            return Draft(prompt_ids=list(self.job.prompt_ids[p]), **self._draft_kwargs(p, i))
+            episode = None if self.env is None else Episode(state=self.env.start(self.job.prompts[p]))
+            return Draft(prompt_ids=list(self.job.prompt_ids[p]), episode=episode, **self._draft_kwargs(p, i))
         sample = carried.samples[i]
         if sample.finished:
             # finished in an earlier iteration: its reward still counts towards the group's
@@ -137,10 +166,34 @@ class JobRun:
         _, p, i, _ = completion.request_id.rsplit("#", 3)
         p, i = int(p), int(i)
         self.sampled += len(completion.token_ids)
-        self.slots[p][i].absorb(list(completion.token_ids), list(completion.logprobs),
-                                list(completion.versions), completion.finish_reason, version)
+        draft = self.slots[p][i]
+        draft.absorb(list(completion.token_ids), list(completion.logprobs),
+                     list(completion.versions), completion.finish_reason, version)
+        if draft.episode is not None and draft.finish_reason == "stop":
+            self._answer_turn(draft, version)
         ask = self._ask(p, i)
         return [] if ask is None else [ask]
+
+    def _answer_turn(self, draft: Draft, version: int) -> None:
+        """The environment's reply to the model turn that just stopped: an
+        observation and the next turn, or the end of the episode."""
+        ep = draft.episode
+        turn = self.tokenizer.decode(draft.token_ids[ep.turn_start:], skip_special_tokens=True)
+        try:
+            reply = self.env.step(ep.state, turn)
+        except Exception as err:  # the environment's failure, not the model's: mask the sample
+            ep.failed = f"{type(err).__name__}: {err}"[:300]
+            log.warning("environment %s failed: %s", self.job.env.name, ep.failed)
+            return
+        ep.state = reply.state
+        ep.tool_calls += int(reply.tool_call)
+        ep.tool_errors += int(reply.error)
+        if reply.observation is None:
+            return
+        if ep.turns >= self.job.env.max_turns:  # wants another turn it may not have: truncated
+            draft.finish_reason = "length"
+            return
+        draft.observe(list(self.tokenizer.encode(reply.observation, add_special_tokens=False)), version)
 
     def take_settled(self) -> list[int]:
         settled, self._settled = self._settled, []
@@ -168,7 +221,7 @@ class JobRun:
         return [{"kind": row.get("kind", "math"), "response": s.text, "answer": row.get("answer"),
                  "tests": row.get("tests"), "entry_point": row.get("entry_point"),
                  "test_imports": row.get("test_imports"), "meta": row.get("meta"),
-                 "length": len(s.token_ids), "prompt": row.get("prompt")} for s in self.samples(p)]
+                 "length": s.model_tokens, "prompt": row.get("prompt")} for s in self.samples(p)]
 
     def _row(self, p: int) -> dict:
         carried = self.job.carried.get(p)
@@ -181,6 +234,8 @@ class JobRun:
             # a failed reward is no reward (rewards.types: RewardResult.masked)
             s.reward, s.reward_masked = (None if r.masked else float(r.score)), r.mask_reason
             s.correct, s.reward_details = r.details.get("correct"), dict(r.details)
+            if s.episode is not None and s.episode.failed:  # no reward for an episode the environment broke
+                s.reward, s.reward_masked = None, "env_error"
         carried = self.job.carried.get(p)
         prompt_ids = carried.prompt_ids if carried is not None else self.job.prompt_ids[p]
         return Group(prompt=self._row(p), prompt_ids=list(prompt_ids), samples=samples)

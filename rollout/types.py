@@ -13,6 +13,19 @@ from typing import Any, Optional
 
 
 @dataclass
+class Episode:
+    """A multi-turn sample's environment bookkeeping (rollout/env.py)."""
+
+    state: dict[str, Any]  # the environment's JSON state after the last turn it answered
+    turns: int = 1  # model turns so far (the current one included)
+    turn_start: int = 0  # response position where the current model turn began
+    observation_tokens: int = 0  # tokens the environment appended (never trained)
+    tool_calls: int = 0
+    tool_errors: int = 0
+    failed: Optional[str] = None  # the environment itself raised: the sample is masked, not scored 0
+
+
+@dataclass
 class Sample:
     token_ids: list[int]
     logprobs: list[float]  # log pi_gen of each token (0.0 on forced text)
@@ -30,6 +43,12 @@ class Sample:
     interrupted: bool = False  # the interruption text was appended at `interrupt_at`
     interrupt_at: Optional[int] = None  # drawn interruption point (response position); kept across segments
     requests: int = 1  # engine requests that produced it; a continuation seeds with seed + requests * prime
+    episode: Optional[Episode] = None  # multi-turn: the environment's side of it; None = one turn
+
+    @property
+    def model_tokens(self) -> int:
+        """Response tokens the model sampled or was forced (observations left out)."""
+        return len(self.token_ids) - (self.episode.observation_tokens if self.episode else 0)
 
     @property
     def min_version(self) -> int:
@@ -84,7 +103,12 @@ class Group:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Group":
         return cls(prompt=dict(d["prompt"]), prompt_ids=list(d["prompt_ids"]),
-                   samples=[Sample(**s) for s in d["samples"]])
+                   samples=[_sample(s) for s in d["samples"]])
+
+
+def _sample(d: dict[str, Any]) -> Sample:
+    episode = d.get("episode")
+    return Sample(**{**d, "episode": None if episode is None else Episode(**episode)})
 
 
 @dataclass

@@ -214,18 +214,18 @@ class RolloutWorker:
         state.started = time.perf_counter()
         state.run = JobRun(job, self.engine.tokenizer, self.engine.cfg.max_model_len, self.engine.version)
         self._active[job.job_id] = state
-        self._send(job, state.run.start())
+        self._send(state.run, state.run.start())
         self._settle(state)
 
-    def _send(self, job: Job, requests: list[Request]) -> None:
+    def _send(self, run: JobRun, requests: list[Request]) -> None:
         for r in requests:
-            self.engine.add(r.request_id, r.prompt_ids, temperature=job.temperature,
-                            max_tokens=r.max_tokens, seed=r.seed)
+            self.engine.add(r.request_id, r.prompt_ids, temperature=run.job.temperature,
+                            max_tokens=r.max_tokens, seed=r.seed, stop_token_ids=run.stop_ids)
 
     def _finish(self, completion) -> None:
         state = self._active[job_of(completion.request_id)]
         self.tokens_generated += len(completion.token_ids)
-        self._send(state.job, state.run.absorb(completion, self.engine.version))
+        self._send(state.run, state.run.absorb(completion, self.engine.version))
         self._settle(state)
 
     def _settle(self, state: _JobState) -> None:

@@ -39,3 +39,15 @@ def engine(tiny_models):
     eng = Engine(tiny_models["paths"][0], cfg)
     yield eng
     eng.close()
+
+
+QUESTIONS = ["12+34=", "7*8=", "99-1="]
+
+
+@pytest.fixture(scope="session")
+def prompts(tiny_models):
+    """Token ids of QUESTIONS in the tiny tokenizer's chat template."""
+    tok = tiny_models["tokenizer"]
+    texts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+             for q in QUESTIONS]
+    return [tok(t, add_special_tokens=False)["input_ids"] for t in texts]

@@ -18,19 +18,11 @@ from rollout.config import InterruptionConfig
 from rollout.draft import SEED_STRIDE, Draft
 from rollout.jobs import Job, JobRun
 from rollout.types import Group
+from tests.rollout.conftest import QUESTIONS
 
 SCORE_TOL = 1e-4  # float32 engine vs its own sampled log-probs (test_engine.py)
 # ScaleRL's text in lower case: the tiny character tokenizer has no capitals.
 TEXT = "okay, time is up. let me stop thinking and formulate a final answer now. </think>"
-QUESTIONS = ["12+34=", "7*8=", "99-1="]
-
-
-@pytest.fixture(scope="module")
-def prompts(tiny_models):
-    tok = tiny_models["tokenizer"]
-    texts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
-             for q in QUESTIONS]
-    return [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
 def _job(prompts, job_id, seed, **kw):
@@ -47,7 +39,8 @@ def _drive(engine, job):
 
     def send(requests):
         for r in requests:
-            engine.add(r.request_id, r.prompt_ids, temperature=job.temperature, max_tokens=r.max_tokens, seed=r.seed)
+            engine.add(r.request_id, r.prompt_ids, temperature=job.temperature, max_tokens=r.max_tokens, seed=r.seed,
+                       stop_token_ids=run.stop_ids)
 
     send(run.start())
     settled = run.take_settled()

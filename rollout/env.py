@@ -1,0 +1,137 @@
+"""Environments: a rollout that acts. An episode is a sequence of model
+turns; after each one the environment answers with an observation (a tool's
+output, a game's reply, a user's turn) or ends the episode.
+
+The whole episode is one trained sequence: the prompt, then model turns and
+observations in order, as the engine saw them. Observation tokens keep
+log-prob 0 and the engine's version when they were appended, and never reach
+the loss (`Sample.loss_mask` False), the same bookkeeping as forced
+interruption text; every model token keeps its own log-prob and version, so
+a turn that starts after a weight sync is stamped with the new version and
+the staleness bound holds for the oldest trained token. Limits: the
+response's `max_new_tokens` counts every token of the episode (model and
+observation: what the engine's context must hold), `max_turns` counts model
+turns; an episode stopped by either ends with finish_reason 'length'
+(truncated, counted as such). Length reward terms read the model's tokens
+only (`Sample.model_tokens`).
+
+An environment here is engine-free and synchronous: `start(row)` gives the
+episode's JSON state, `step(state, turn_text)` the reply to one model turn.
+The state is JSON so that a partial rollout carries an episode mid-way into
+a later job (and into a checkpoint) and continues it exactly once. A turn
+ends at the model's end-of-sequence token or at one of the environment's
+`stop` strings, each of which must be one token of the model's vocabulary
+(the engine stops on token ids; it does not detokenize while sampling).
+
+A recipe names one in `rollout.env.name`: a key of `ENVIRONMENTS` or
+'package.module:Class'.
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol
+
+
+@dataclass
+class Reply:
+    """An environment's answer to one model turn."""
+
+    state: dict[str, Any]  # JSON-safe state after this turn
+    observation: Optional[str] = None  # text the model reads next; None: the episode ends
+    tool_call: bool = False  # the turn called a tool
+    error: bool = False  # ... and the call failed (the error is the observation)
+
+
+class Environment(Protocol):
+    stop: tuple[str, ...]  # strings that end a model turn besides end-of-sequence
+
+    def start(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The episode's state before the first model turn."""
+
+    def step(self, state: dict[str, Any], turn: str) -> Reply:
+        """The reply to one model turn (`turn`: its text)."""
+
+
+# ---- a calculator -------------------------------------------------------------------
+_OPS: dict[type, Callable] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+                              ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
+_MAX_DIGITS = 64  # operands and results longer than this are an error, not a slow bignum
+
+
+def calculate(expression: str) -> int:
+    """The value of an integer expression of + - * // % and parentheses;
+    ValueError naming what is not allowed."""
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError:
+        raise ValueError(f"cannot parse {expression.strip()[:40]!r}") from None
+
+    def value(node: ast.AST) -> int:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            out = node.value
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            out = -value(node.operand) if isinstance(node.op, ast.USub) else value(node.operand)
+        elif isinstance(node, ast.BinOp):
+            if type(node.op) not in _OPS:
+                raise ValueError(f"not allowed: {type(node.op).__name__}")
+            left, right = value(node.left), value(node.right)
+            if isinstance(node.op, (ast.FloorDiv, ast.Mod)) and right == 0:
+                raise ValueError("division by zero")
+            out = _OPS[type(node.op)](left, right)
+        else:
+            raise ValueError(f"not allowed: {type(node).__name__}")
+        if len(str(abs(out))) > _MAX_DIGITS:
+            raise ValueError(f"a number longer than {_MAX_DIGITS} digits")
+        return out
+
+    return value(tree.body)
+
+
+class Calculator:
+    """A model turn that ends with `<calc>EXPR</calc>` gets
+    `<result>VALUE</result>` (or `<result>error: ...</result>`); any other
+    turn ends the episode, and the reward hub scores the whole response."""
+
+    def __init__(self, open_tag: str = "<calc>", close_tag: str = "</calc>"):
+        self.open_tag, self.close_tag = open_tag, close_tag
+        self.stop = (close_tag,)
+
+    def start(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {"calls": 0, "errors": 0}
+
+    def step(self, state: dict[str, Any], turn: str) -> Reply:
+        body = turn.rstrip()
+        if not body.endswith(self.close_tag) or self.open_tag not in body:
+            return Reply(state)
+        expression = body[body.rindex(self.open_tag) + len(self.open_tag):-len(self.close_tag)]
+        state = dict(state, calls=state["calls"] + 1)
+        try:
+            result, error = str(calculate(expression)), False
+        except ValueError as err:
+            result, error = f"error: {err}", True
+            state["errors"] += 1
+        return Reply(state, f"<result>{result}</result>", tool_call=True, error=error)
+
+
+ENVIRONMENTS: dict[str, Callable[..., Environment]] = {"calculator": Calculator}
+
+
+def make_env(name: str, options: Optional[dict[str, Any]] = None) -> Environment:
+    """The environment `name` names: a key of ENVIRONMENTS, or 'package.module:Class'
+    (imported where the rollout runs: this project, an installed package, or a
+    module on the worker's path), built with `options`."""
+    if ":" in name:
+        module, _, attr = name.rpartition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"environment {name!r} cannot be imported ({type(err).__name__}: {err})") from None
+    elif name in ENVIRONMENTS:
+        cls = ENVIRONMENTS[name]
+    else:
+        raise ValueError(f"unknown environment {name!r}; known: {', '.join(sorted(ENVIRONMENTS))}, "
+                         "or 'package.module:Class'")
+    return cls(**(options or {}))

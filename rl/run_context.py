@@ -33,7 +33,6 @@ from rl.checkpoint import CheckpointStore
 from rl.checkpoint_writer import CheckpointWriter
 from rl.compute_account import ComputeAccount
 from rl.data.datasets import check_system_prompt, load_splits, render_prompt
-from rollout.jobs import check_env
 from rl.data.sampler import PromptSampler
 from rl.evaluation import Evaluator, refit
 from rl.fleet import Fleet
@@ -48,6 +47,7 @@ from rl.progress import ProgressLine
 from rl.recipe import Recipe, to_yaml
 from rl.run_state import RunState
 from rl.step_log import StepLog
+from rollout.jobs import check_env
 
 
 class StopSignals:

@@ -108,7 +108,8 @@ class EnvConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     marks: ClassVar[Mark] = Mark(resume=False, recipe=True)
 
-    name: str = Field(description="A name in rollout.env.ENVIRONMENTS, e.g. calculator.")
+    name: str = Field(description="A built-in environment (rollout.env.ENVIRONMENTS, e.g. calculator) "
+                                  "or 'package.module:Class'.")
     max_turns: int = Field(4, ge=1, description="Model turns per episode; one more tool call ends it as 'length'.")
     options: dict = Field(default_factory=dict, description="Keyword arguments of the environment's constructor.")
 

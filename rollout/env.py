@@ -100,19 +100,17 @@ class Calculator:
         self.stop = (close_tag,)
 
     def start(self, row: dict[str, Any]) -> dict[str, Any]:
-        return {"calls": 0, "errors": 0}
+        return {}  # stateless: the episode counts calls and errors (Episode.tool_calls, tool_errors)
 
     def step(self, state: dict[str, Any], turn: str) -> Reply:
         body = turn.rstrip()
         if not body.endswith(self.close_tag) or self.open_tag not in body:
             return Reply(state)
         expression = body[body.rindex(self.open_tag) + len(self.open_tag):-len(self.close_tag)]
-        state = dict(state, calls=state["calls"] + 1)
         try:
             result, error = str(calculate(expression)), False
         except ValueError as err:
             result, error = f"error: {err}", True
-            state["errors"] += 1
         return Reply(state, f"<result>{result}</result>", tool_call=True, error=error)
 
 

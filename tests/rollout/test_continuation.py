@@ -32,9 +32,10 @@ def _job(prompts, job_id, seed, **kw):
                prompt_ids=[list(p) for p in prompts], temperature=1.0, seed=seed, **kw)
 
 
-def _drive(engine, job):
+def _drive(engine, job, on_completion=None):
     """Run one job on the engine as rollout.worker does; returns the run and
-    the prompt indices in the order they settled."""
+    the prompt indices in the order they settled. `on_completion(c)` runs
+    before each completion is absorbed (e.g. a weight sync)."""
     run = JobRun(job, engine.tokenizer, engine.cfg.max_model_len, engine.version)
 
     def send(requests):
@@ -46,6 +47,8 @@ def _drive(engine, job):
     settled = run.take_settled()
     while not run.done:
         for c in engine.step():
+            if on_completion is not None:
+                on_completion(c)
             send(run.absorb(c, engine.version))
         settled += run.take_settled()
     return run, settled

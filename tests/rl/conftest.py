@@ -4,12 +4,14 @@ command or the real controller, and every consumer test reads what they
 wrote. Nothing here builds a run directory by hand.
 
 - `killed_run`: the default recipe, shortened, launched with `asymptote
-  launch` and killed with SIGKILL three times (once mid-step, once while a
-  checkpoint is being written, once more mid-step), resumed with `asymptote
-  resume` each time, with the newest checkpoint truncated before the last
-  resume. Each phase's console output is kept for the tests.
+  launch` and killed with SIGKILL twice (once mid-step, once while a
+  checkpoint is being written), resumed with `asymptote resume` each time,
+  with the newest whole checkpoint truncated before the last resume (which
+  then skips two and starts from the one before). Each phase's console
+  output is kept for the tests.
 - `det_runs`: run.deterministic on, k = 0: one uninterrupted run, and one
-  stopped with SIGTERM (checkpoint at the end of the step) and resumed.
+  launched, stopped with SIGTERM (checkpoint at the end of the step) and
+  resumed (in this process).
 - `finished_run`: a finished real run with valid checkpoints (the killed one).
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RECIPE = "recipes/tiny-arith.yaml"
 SMALL = ["run.progress=false", "eval.prompts=32", "eval.k=2", "learner.cpus_per_rank=0.5",
          "rewards.replica_cpus=0.25", "monitor.bootstrap=0", "monitor.min_points=4"]
-KILLED = SMALL + ["run.steps=12", "run.checkpoint_every=3", "eval.every=2", "run.wandb_mode=offline"]
+KILLED = SMALL + ["run.steps=12", "run.checkpoint_every=2", "eval.every=2", "run.wandb_mode=offline"]
 DET = SMALL + ["run.deterministic=true", "pipeline.max_off_policy_steps=0", "run.steps=6",
                "run.checkpoint_every=2", "eval.every=1", "monitor.x_axis=tokens", "run.wandb_mode=disabled",
                "run.keep_checkpoints=5"]
@@ -95,9 +97,10 @@ def killed_run(tmp_path_factory) -> KilledRun:
     d = run.run_dir
     ckpts = d / "checkpoints"
 
-    # 1. launched, killed in the middle of step 5
+    # 1. launched, killed in the middle of step 6 (checkpoints of steps 2 and 4 on disk: step 5's
+    #    row is logged after step 4's checkpoint is written)
     drv = Driver(["launch", RECIPE, "--run-dir", str(d), *KILLED], base / "1.log")
-    drv.wait_for("step 4", lambda: last_step(d) >= 4)
+    drv.wait_for("step 5", lambda: last_step(d) >= 5)
     drv.kill()
     run.outputs["1"] = drv.output()
 
@@ -106,29 +109,24 @@ def killed_run(tmp_path_factory) -> KilledRun:
                              cwd=ROOT, capture_output=True, text=True)
     run.codes["launch-again"], run.outputs["launch-again"] = refused.returncode, refused.stderr
 
-    # 2. resumed with checkpoints written in the background from now on, killed while the
-    #    checkpoint of step 6 is being written
+    # 2. resumed from step 4 with checkpoints written in the background from now on, killed while
+    #    the checkpoint of step 6 is being written
     drv = Driver(["resume", str(d), "run.async_checkpoint=true"], base / "2.log",
                  env={"ASYMPTOTE_TEST_CHECKPOINT_PAUSE_S": "60"})
     drv.wait_for("a checkpoint write", lambda: any(ckpts.glob(".partial-step_*/learner/learner.json")))
     drv.kill()
     run.outputs["2"] = drv.output()
 
-    # 3. resumed, killed in the middle of step 9
-    drv = Driver(["resume", str(d)], base / "3.log")
-    drv.wait_for("step 8", lambda: last_step(d) >= 8)
-    drv.kill()
-    run.outputs["3"] = drv.output()
-
-    # the newest checkpoint damaged on disk (a truncated shard), then resumed to the end
+    # the newest whole checkpoint (step 4) damaged on disk (a truncated shard), then resumed to the
+    # end: the unfinished step 6 and the damaged step 4 are skipped, the run goes on from step 2
     newest = sorted(ckpts.glob("step_*"))[-1]
     shard = sorted((newest / "learner").glob("*.distcp"))[0]
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
     run.truncated = f"{newest.name}/learner/{shard.name}"
-    drv = Driver(["resume", str(d)], base / "4.log")
-    run.codes["4"] = drv.finish()
-    run.outputs["4"] = drv.output()
-    assert run.codes["4"] == 0, run.outputs["4"][-3000:]
+    drv = Driver(["resume", str(d)], base / "3.log")
+    run.codes["3"] = drv.finish()
+    run.outputs["3"] = drv.output()
+    assert run.codes["3"] == 0, run.outputs["3"][-3000:]
     return run
 
 
@@ -162,9 +160,8 @@ def det_runs(ray_local, tmp_path_factory) -> DetRuns:
     drv.proc.send_signal(signal.SIGTERM)
     runs.codes["sigterm"] = drv.finish()
     runs.outputs["sigterm"] = drv.output()
-    drv = Driver(["resume", str(d)], base / "2.log")
-    runs.codes["resume"] = drv.finish()
-    runs.outputs["resume"] = drv.output()
+    # resumed in this process (the `asymptote resume` command is the killed run's)
+    Controller(load_recipe(d / "config.yaml"), d).run()
     return runs
 
 

@@ -9,7 +9,8 @@ wrote. Nothing here builds a run directory by hand.
   with the newest whole checkpoint truncated before the last resume (which
   then skips two and starts from the one before). Each phase's console
   output is kept for the tests.
-- `det_runs`: run.deterministic on, k = 0: one uninterrupted run, and one
+- `det_runs`: run.deterministic on, k = 0, weights sent through safetensors
+  files: one uninterrupted run, and one
   launched, stopped with SIGTERM (checkpoint at the end of the step) and
   resumed (in this process).
 - `finished_run`: a finished real run with valid checkpoints (the killed one).
@@ -33,7 +34,8 @@ RECIPE = "recipes/tiny-arith.yaml"
 SMALL = ["run.progress=false", "eval.prompts=32", "eval.k=2", "learner.cpus_per_rank=0.5",
          "rewards.replica_cpus=0.25", "monitor.bootstrap=0", "monitor.min_points=4"]
 KILLED = SMALL + ["run.steps=12", "run.checkpoint_every=2", "eval.every=2", "run.wandb_mode=offline"]
-DET = SMALL + ["run.deterministic=true", "pipeline.max_off_policy_steps=0", "run.steps=6",
+DET = SMALL + ["run.deterministic=true", "pipeline.max_off_policy_steps=0", "pipeline.weight_transport=safetensors",
+               "run.steps=6",
                "run.checkpoint_every=2", "eval.every=1", "monitor.x_axis=tokens", "run.wandb_mode=disabled",
                "run.keep_checkpoints=5"]
 

@@ -12,6 +12,7 @@ import pytest
 
 from rl.controller import Controller
 from rl.recipe import load_recipe
+from tests.rl.conftest import rows
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +29,9 @@ def _run(tmp_path, name, overrides):
     return summary, [r for r in rows if r["step"] > 0], run_dir
 
 
-def test_on_policy_k0_syncs_weights_exactly(ray_local, tmp_path):
-    _, steps, _ = _run(tmp_path, "k0", ["run.steps=6", "eval.every=6", "pipeline.max_off_policy_steps=0",
-                                        "pipeline.weight_transport=safetensors"])
+def test_on_policy_k0_syncs_weights_exactly(det_runs):
+    # the uninterrupted deterministic run (tests/rl/conftest.py): 6 steps, k = 0, safetensors transport
+    steps = [r for r in rows(det_runs.whole) if r["step"] > 0]
     assert [r["policy_version"] for r in steps] == list(range(1, 7))
     assert all(r["pipeline/staleness_max"] == 0 for r in steps)
     trained = [r for r in steps if "mismatch/onpolicy_abs_logprob" in r]

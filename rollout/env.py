@@ -114,7 +114,13 @@ class Calculator:
         return Reply(state, f"<result>{result}</result>", tool_call=True, error=error)
 
 
-ENVIRONMENTS: dict[str, Callable[..., Environment]] = {"calculator": Calculator}
+def _python_tool(**options) -> Environment:
+    from rollout.python_tool import PythonTool  # the sandbox's imports only where it is used
+
+    return PythonTool(**options)
+
+
+ENVIRONMENTS: dict[str, Callable[..., Environment]] = {"calculator": Calculator, "python": _python_tool}
 
 
 def make_env(name: str, options: Optional[dict[str, Any]] = None) -> Environment:

@@ -18,6 +18,7 @@ from rollout.draft import Draft
 from rollout.env import Calculator, Reply, calculate
 from core.errors import UserError
 from rollout.jobs import Job, check_env, stop_token_ids
+from rollout.python_tool import PythonTool
 from rollout.types import Group
 
 from tests.rollout.test_continuation import SCORE_TOL, _drive, _job
@@ -44,9 +45,31 @@ class Replier:
         return Reply({"answered": state["answered"] + 1, "turns": turns}, OBS, tool_call=True)
 
 
+class Coder:
+    """Ends a turn at a digit; the Python tool runs code that hangs for the first
+    turn and code that raises for the second (the character tokenizer has no
+    '<', so the observation is the tool's output without tags); the third turn
+    ends the episode."""
+
+    CODE = ("while True: pass", "raise ValueError('bad input')")
+
+    def __init__(self):
+        self.tool, self.stop = PythonTool(limits={"wall_s": 0.5}), DIGITS
+
+    def start(self, row):
+        return {"cells": [], "calls": 0}
+
+    def step(self, state, turn):
+        if state["calls"] == len(self.CODE):
+            return Reply(state)
+        out, error = self.tool.run(state["cells"], self.CODE[state["calls"]])
+        return Reply({**state, "calls": state["calls"] + 1}, out, tool_call=True, error=error)
+
+
 @pytest.fixture(autouse=True)
 def replier(monkeypatch):
     monkeypatch.setitem(env_mod.ENVIRONMENTS, "replier", Replier)
+    monkeypatch.setitem(env_mod.ENVIRONMENTS, "coder", Coder)
 
 
 def _env(**options):
@@ -180,6 +203,50 @@ def test_turn_limit_and_a_failing_environment(engine, prompts):
 
 class _Result:
     masked, mask_reason, score, details = False, None, 1.0, {}
+
+
+def test_a_tool_that_hangs_or_raises_is_an_observation_and_a_counted_error(engine, prompts):
+    job = _job(prompts[:1], "tool", seed=5, n=4, max_tokens=80, env=EnvConfig(name="coder", max_turns=3))
+    run, _ = _drive(engine, job)
+    samples = run.group(0, [_Result()] * 4).samples
+    called = [s for s in samples if s.episode.tool_calls]
+    assert called, "no turn ended at a digit"
+    for s in called:
+        ep, text = s.episode, engine.tokenizer.decode(s.token_ids)
+        assert ep.failed is None and s.reward == 1.0 and s.reward_masked is None  # the rollout went on
+        assert ep.tool_errors == ep.tool_calls >= ep.turns - 1
+        if ep.turns >= 2:
+            assert "error: timed out after 0.5 s" in text
+        if ep.turns >= 3:  # 'ValueError' loses its capitals in the character tokenizer
+            assert "error: " in text.split("0.5 s", 1)[1] and "bad input" in text
+    assert any(s.episode.turns >= 2 for s in called)
+
+
+def test_the_python_tool_keeps_a_session_per_episode():
+    tool = make_python()
+    state = tool.start({})
+    r = tool.step(state, "first <python>import math\nx = math.factorial(5)\nprint('ok')</python>")
+    assert (r.observation, r.tool_call, r.error) == ("<output>ok\n</output>", True, False)
+    r = tool.step(r.state, "<python>print(x + 1)</python>")  # the name defined by the last call
+    assert r.observation == "<output>121\n</output>" and not r.error
+    r = tool.step(r.state, "<python>print(1)\ny = 1 / 0</python>")  # a failed cell is not kept
+    assert r.observation == "<output>1\nerror: ZeroDivisionError: division by zero</output>" and r.error
+    r = tool.step(r.state, "<python>print(y)</python>")
+    assert r.error and "NameError: name 'y' is not defined" in r.observation
+    r = tool.step(r.state, "<python>print(open('/etc/hostname').read())</python>")  # the host is not there
+    assert r.error and "FileNotFoundError" in r.observation
+    r = tool.step(r.state, "<python>print('z' * 80)</python>")
+    assert r.observation == "<output>" + "z" * 60 + "... [21 more characters]</output>"
+    assert len(r.state["cells"]) == 3 and tool.step(r.state, "the answer is 121").observation is None
+    # a new episode starts with nothing defined
+    r = tool.step(tool.start({}), "<python>print(x)</python>")
+    assert r.error and "NameError" in r.observation
+    with pytest.raises(ValueError, match="^python tool limits: wall_s: Input should be greater than 0$"):
+        env_mod.make_env("python", {"limits": {"wall_s": 0}})
+
+
+def make_python():
+    return env_mod.make_env("python", {"limits": {"wall_s": 5.0}, "max_output_chars": 60})
 
 
 def test_calculator_answers_calls_and_reports_errors():

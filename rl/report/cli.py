@@ -27,8 +27,8 @@ def _fraction(text: str) -> float:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "backtest", help="refit runs on part of their compute and check the forecast of their final evaluation",
-        description="Refit each run on its first 25%%, 50%%, 75%% of compute (its own monitor settings), forecast "
-                    "the final evaluation with its interval, and report the error and how often the 50/80/90%% "
+        description="Refit each run on its first 25%, 50%, 75% of compute (its own monitor settings), forecast "
+                    "the final evaluation with its interval, and report the error and how often the 50/80/90% "
                     "intervals covered what happened. Runs that are seeds of one recipe are also backtested "
                     "fitted jointly (shared A and B).")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")

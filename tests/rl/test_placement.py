@@ -79,19 +79,38 @@ def test_the_live_cluster_refuses_a_plan_at_once(ray_local):
         pg["state"] != "PENDING" for pg in ray_local.util.placement_group_table().values())
 
 
-@pytest.mark.parametrize("address, says", [
+_BAD_ADDRESSES = [
     ("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1 (127.0.0.1:1: Connection refused)"),
     ("ray://127.0.0.1:1", "cannot reach the Ray cluster at ray://127.0.0.1:1"),
     ("http://127.0.0.1:8265", "is a dashboard (Ray Jobs) address"),
     ("127.0.0.1:notaport", "the port is not a number"),
-])
-def test_launch_with_a_bad_address_is_one_line(address, says, tmp_path):
+]
+# each address through the command's own entry point, one after another in one fresh process
+_LAUNCH_EACH = """
+import contextlib, io, json, sys
+from rl.cli import main
+out = []
+for address in sys.argv[2:]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(["launch", "recipes/tiny-arith.yaml", "--run-dir", sys.argv[1], "--address", address])
+        except SystemExit as e:
+            code = e.code
+    out.append([code, err.getvalue()])
+print(json.dumps(out))
+"""
+
+
+def test_launch_with_a_bad_address_is_one_line(tmp_path):
     # a fresh process: in this one the session's Ray is already up and launch would reuse it
+    import json
+    import os
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "rl.cli", "launch", "recipes/tiny-arith.yaml", "--run-dir",
-                        str(tmp_path / "r"), "--address", address], capture_output=True, text=True, timeout=300,
-                       env={**__import__("os").environ, "WANDB_MODE": "disabled"})
-    code, err = p.returncode, p.stderr
-    assert code == 2 and err.count("\n") == 1 and says in err, err
+    p = subprocess.run([sys.executable, "-c", _LAUNCH_EACH, str(tmp_path / "r"), *[a for a, _ in _BAD_ADDRESSES]],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "disabled"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    for (address, says), (code, err) in zip(_BAD_ADDRESSES, json.loads(p.stdout.splitlines()[-1]), strict=True):
+        assert code == 2 and err.count("\n") == 1 and says in err, (address, err)

@@ -3,7 +3,7 @@ transformers and vLLM, holds the checkpoint's weights bit for bit, and greedy
 decoding from it (transformers, vLLM) gives the learner's own greedy text.
 
 Everything here reads only the `finished_run` fixture (tests/rl/conftest.py):
-the real run that was SIGKILLed three times and resumed to its end.
+the real run that was SIGKILLed twice and resumed to its end.
 """
 from __future__ import annotations
 

@@ -334,7 +334,10 @@ def make_app(hub, token: Optional[str], limits: Optional[HttpLimits] = None):
         if scope["type"] == "http":
             refused = _refusal(scope, expected)
             if refused is not None:
-                response = JSONResponse({"error": str(refused)}, status_code=refused.status)
+                # sent before the body is read, and the connection then closed (on_response_complete):
+                # said in the response, so that a client does not send its next request on it (a reset)
+                response = JSONResponse({"error": str(refused)}, status_code=refused.status,
+                                        headers={"Connection": "close"})
                 return await response(scope, receive, send)
         return await routes(scope, receive, send)
 

@@ -90,6 +90,15 @@ def calculate(expression: str) -> int:
     return value(tree.body)
 
 
+def tagged_call(turn: str, open_tag: str, close_tag: str) -> Optional[str]:
+    """What a turn that ends with `open_tag ... close_tag` asks a tool (the text
+    after the last open tag), or None when the turn calls no tool."""
+    body = turn.rstrip()
+    if not body.endswith(close_tag) or open_tag not in body:
+        return None
+    return body[body.rindex(open_tag) + len(open_tag):-len(close_tag)]
+
+
 class Calculator:
     """A model turn that ends with `<calc>EXPR</calc>` gets
     `<result>VALUE</result>` (or `<result>error: ...</result>`); any other
@@ -103,10 +112,9 @@ class Calculator:
         return {}  # stateless: the episode counts calls and errors (Episode.tool_calls, tool_errors)
 
     def step(self, state: dict[str, Any], turn: str) -> Reply:
-        body = turn.rstrip()
-        if not body.endswith(self.close_tag) or self.open_tag not in body:
+        expression = tagged_call(turn, self.open_tag, self.close_tag)
+        if expression is None:
             return Reply(state)
-        expression = body[body.rindex(self.open_tag) + len(self.open_tag):-len(self.close_tag)]
         try:
             result, error = str(calculate(expression)), False
         except ValueError as err:

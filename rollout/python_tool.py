@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from rollout.env import Reply
+from rollout.env import Reply, tagged_call
 
 # Runs inside the sandbox: the kept cells with their output discarded, then the new one.
 _RUNNER = r"""
@@ -68,10 +68,9 @@ class PythonTool:
         return {"cells": []}
 
     def step(self, state: dict[str, Any], turn: str) -> Reply:
-        body = turn.rstrip()
-        if not body.endswith(self.close_tag) or self.open_tag not in body:
+        cell = tagged_call(turn, self.open_tag, self.close_tag)
+        if cell is None:
             return Reply(state)
-        cell = body[body.rindex(self.open_tag) + len(self.open_tag):-len(self.close_tag)]
         output, error = self.run(state["cells"], cell)
         cells = state["cells"] if error else state["cells"] + [cell]
         return Reply({**state, "cells": cells}, f"<output>{output}</output>", tool_call=True, error=error)

@@ -28,7 +28,7 @@ from rollout.env import Reply, tagged_call
 
 # Runs inside the sandbox: the kept cells with their output discarded, then the new one.
 _RUNNER = r"""
-import contextlib, io, json, sys, traceback
+import contextlib, io, json, sys
 cells = json.loads(sys.stdin.read())
 scope = {"__name__": "__main__"}
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):

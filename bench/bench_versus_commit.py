@@ -39,16 +39,23 @@ def export_tree(ref: str, into: Path) -> str:
     return full.stdout.strip()
 
 
-def run_side(tree: Path, steps: int, warmup: int, sets: list[str]) -> dict:
-    """One bench_e2e run of ours from `tree`: its `results['ours']`."""
-    env = {**os.environ, "PYTHONPATH": str(tree), "TOKENIZERS_PARALLELISM": "false"}
+def _env(tree: Path) -> dict:
+    return {**os.environ, "PYTHONPATH": str(tree), "TOKENIZERS_PARALLELISM": "false"}
+
+
+def check_imports(tree: Path) -> None:
+    """A run from `tree` imports `rl` and `rollout` from there, not from the installed project."""
     where = subprocess.run([sys.executable, "-c", "import rl, rollout; print(rl.__file__); print(rollout.__file__)"],
-                           cwd=tree, env=env, capture_output=True, text=True, check=True).stdout.split()
+                           cwd=tree, env=_env(tree), capture_output=True, text=True, check=True).stdout.split()
     if not all(Path(p).resolve().is_relative_to(tree.resolve()) for p in where):
         raise SystemExit(f"error: the run from {tree} would import {where}")
+
+
+def run_side(tree: Path, steps: int, warmup: int, sets: list[str]) -> dict:
+    """One bench_e2e run of ours from `tree`: its `results['ours']`."""
     cmd = [sys.executable, str(tree / "bench" / "bench_e2e.py"), "--skip-trl", "--json", "--steps", str(steps),
            "--warmup", str(warmup), *[x for s in sets for x in ("--set", s)]]
-    proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=tree, env=_env(tree), capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"error: bench_e2e from {tree} failed:\n{proc.stderr[-2000:]}")
     out = proc.stdout
@@ -67,6 +74,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-versus-") as tmp:
         ref_tree = Path(tmp)
         full = export_tree(args.ref, ref_tree)
+        for tree in (ref_tree, ROOT):
+            check_imports(tree)
         runs: dict[str, list[dict]] = {"ref": [], "this": []}
         for i in range(args.repeats):
             for side, tree in (("ref", ref_tree), ("this", ROOT)):

@@ -121,6 +121,11 @@ class RewardsConfig(BaseModel):
         "names in `custom`. A sample's own kind is always scored (weight 1.0 if not listed); 'format', 'genrm', "
         "'grm' and custom names are added to every sample when listed.",
     )
+    env_terms: dict[str, float] = Field(
+        default_factory=dict,
+        description="Weight of each reward term an environment awards in an episode (rollout/env.py "
+        "`Reply.reward`), added to the row's own reward; a term not listed weighs 1.0. Set the row's kind to "
+        "weight 0 in `terms` when the environment's terms are the whole reward.")
     custom: dict[str, CustomReward] = Field(
         default_factory=dict,
         description="Your own reward functions: name -> 'package.module:function' (or {function, shape}). A "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import math
 import os
 import threading
 import time
@@ -41,7 +42,7 @@ def content_key(sample: Sample) -> str:
         answer = math_reward.reference_text(answer)
     body = json.dumps([sample.get("kind"), sample.get("response"), answer, sample.get("tests"),
                        sample.get("entry_point"), sample.get("test_imports"), sample.get("meta"),
-                       sample.get("prompt")], sort_keys=True, default=str)
+                       sample.get("prompt"), sample.get("env")], sort_keys=True, default=str)
     return hashlib.sha256(body.encode("utf-8", "replace")).hexdigest()
 
 
@@ -182,6 +183,12 @@ class Scorer:
                     details.setdefault(key, term.details[key])
             terms[name] = term.score
             score += self.cfg.terms[name] * term.score
+        env_terms, problem = _env_terms(s.get("env"))
+        if problem is not None and not r.masked:
+            details.update(error=problem, timeout=False)
+        for name, value in env_terms.items():
+            terms[f"env.{name}"] = value
+            score += self.cfg.env_terms.get(name, 1.0) * value
         details["terms"] = terms
         return RewardResult(score, details)
 
@@ -243,6 +250,24 @@ class Scorer:
     def close(self) -> None:
         for runner in self._runners.values():
             runner.close()
+
+
+def _env_terms(terms: Any) -> tuple[dict[str, float], Optional[str]]:
+    """The terms an environment awarded (`sample["env"]`: name -> number) and,
+    when one is missing (None: the environment could not score it) or is not a
+    finite number, the one-line reason that masks the sample."""
+    if terms is None:
+        return {}, None
+    if not isinstance(terms, dict):
+        return {}, f"env: reward terms must be an object of name -> number, not {type(terms).__name__}"
+    out = {}
+    for name, value in terms.items():
+        if value is None:
+            return {}, f"env: the environment could not score its term {name!r}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return {}, f"env: term {name!r} is {value!r}, not a finite number"
+        out[str(name)] = float(value)
+    return out, None
 
 
 def _cacheable(r: RewardResult) -> bool:

@@ -59,8 +59,8 @@ def rollout_metrics(batch: RolloutBatch, step: int, k: int) -> dict:
 
 
 def episode_metrics(samples: list) -> dict:
-    """Multi-turn samples (rollout/env.py): turns, tool use and environment
-    failures per sample; nothing for single-turn rollouts."""
+    """Multi-turn samples (rollout/env.py): turns, tool use, environment
+    failures and restarted episodes per sample; nothing for single-turn rollouts."""
     eps = [s.episode for s in samples if s.episode is not None]
     if not eps:
         return {}
@@ -72,6 +72,7 @@ def episode_metrics(samples: list) -> dict:
         "env/tool_errors": sum(e.tool_errors for e in eps),
         "env/observation_tokens_mean": sum(e.observation_tokens for e in eps) / n,
         "env/failed": sum(e.failed is not None for e in eps),
+        "env/restarts": sum(e.restarts for e in eps),
     }
 
 

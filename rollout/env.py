@@ -31,7 +31,7 @@ from __future__ import annotations
 import ast
 import importlib
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 
@@ -43,10 +43,18 @@ class Reply:
     observation: Optional[str] = None  # text the model reads next; None: the episode ends
     tool_call: bool = False  # the turn called a tool
     error: bool = False  # ... and the call failed (the error is the observation)
+    # reward terms this turn earned, by name: summed over the episode's turns and
+    # added by the reward hub to the row's own reward (weights: rewards.env_terms);
+    # None: the environment could not score it (the sample is masked, not scored 0)
+    reward: dict[str, Optional[float]] = field(default_factory=dict)
 
 
 class Environment(Protocol):
     stop: tuple[str, ...]  # strings that end a model turn besides end-of-sequence
+    # False: the state lives in this object, not in the JSON (an adapted library's
+    # environment); an episode carried into another job starts again, counted
+    # (Episode.restarts). Absent: True.
+    json_state: bool
 
     def start(self, row: dict[str, Any]) -> dict[str, Any]:
         """The episode's state before the first model turn."""
@@ -122,13 +130,43 @@ class Calculator:
         return Reply(state, f"<result>{result}</result>", tool_call=True, error=error)
 
 
+class ReasoningGym:
+    """A reasoning-gym task as a single-turn environment: the model's one turn
+    is scored by the task's own scorer (rewards.reasoning_gym: the last
+    `<answer>...</answer>`) and the episode ends with the term
+    `reasoning_gym`. The row is a reasoning_gym task's (its `meta` carries the
+    library's entry); a row without one is the environment's failure (masked).
+    The scorer runs in the rollout worker; the hub's `reasoning_gym` kind runs
+    the same scorer on killable workers."""
+
+    stop: tuple[str, ...] = ()
+
+    def start(self, row: dict[str, Any]) -> dict[str, Any]:
+        entry = (row.get("meta") or {}).get("reasoning_gym")
+        if not isinstance(entry, dict):
+            raise ValueError("the row has no reasoning-gym entry (meta.reasoning_gym): not a reasoning_gym task's")
+        return {"entry": entry}
+
+    def step(self, state: dict[str, Any], turn: str) -> Reply:
+        from rewards.reasoning_gym import score
+
+        return Reply(state, reward={"reasoning_gym": score(None, turn, None, {"reasoning_gym": state["entry"]})})
+
+
 def _python_tool(**options) -> Environment:
     from rollout.python_tool import PythonTool  # the sandbox's imports only where it is used
 
     return PythonTool(**options)
 
 
-ENVIRONMENTS: dict[str, Callable[..., Environment]] = {"calculator": Calculator, "python": _python_tool}
+def _openenv(**options) -> Environment:
+    from rollout.openenv_env import OpenEnvAdapter  # openenv-core only where it is used (an extra)
+
+    return OpenEnvAdapter(**options)
+
+
+ENVIRONMENTS: dict[str, Callable[..., Environment]] = {
+    "calculator": Calculator, "python": _python_tool, "reasoning_gym": ReasoningGym, "openenv": _openenv}
 
 
 def make_env(name: str, options: Optional[dict[str, Any]] = None) -> Environment:

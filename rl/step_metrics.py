@@ -194,4 +194,5 @@ def eval_metrics(batch: RolloutBatch, counts: dict | None = None) -> dict:
         "eval/prompts": len(batch.groups),
         "eval/masked": counts["masked"],
         "eval/prompts_unscored": counts["prompts_unscored"],
+        **{f"eval/{name}": value for name, value in episode_metrics(samples).items()},  # eval/env/...
     }

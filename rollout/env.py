@@ -110,10 +110,13 @@ def tagged_call(turn: str, open_tag: str, close_tag: str) -> Optional[str]:
 class Calculator:
     """A model turn that ends with `<calc>EXPR</calc>` gets
     `<result>VALUE</result>` (or `<result>error: ...</result>`); any other
-    turn ends the episode, and the reward hub scores the whole response."""
+    turn ends the episode, and the reward hub scores the whole response.
+    All four tags are options."""
 
-    def __init__(self, open_tag: str = "<calc>", close_tag: str = "</calc>"):
+    def __init__(self, open_tag: str = "<calc>", close_tag: str = "</calc>", result_open: str = "<result>",
+                 result_close: str = "</result>"):
         self.open_tag, self.close_tag = open_tag, close_tag
+        self.result_open, self.result_close = result_open, result_close
         self.stop = (close_tag,)
 
     def start(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +130,7 @@ class Calculator:
             result, error = str(calculate(expression)), False
         except ValueError as err:
             result, error = f"error: {err}", True
-        return Reply(state, f"<result>{result}</result>", tool_call=True, error=error)
+        return Reply(state, f"{self.result_open}{result}{self.result_close}", tool_call=True, error=error)
 
 
 class ReasoningGym:

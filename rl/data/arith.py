@@ -17,6 +17,13 @@ learns a plausible but often wrong procedure. A fraction `check_rate` of
 examples end the working with a redundant `,check:N` step that repeats the
 result (length that a long-to-short reward can later remove).
 
+The tool-use variant (`tool_rate > 0`, the `tiny-calc` base) writes that
+fraction of examples, chosen independently of the sum, as a calculator call
+instead: `<think>calc[347+2861]=3208;</think>\\boxed{3208}`, where
+`calc[...]` is the model's turn and `=3208;` the calculator environment's
+reply (rollout/env.py), so a base trained on it calls the tool on some sums
+and adds by hand on the others.
+
 The long-thinking variant (`recheck_max > 0`, the `tiny-arith-long` base)
 appends to each example's working a random number, 0..recheck_max drawn
 uniformly, of redundant items: the result checked (`check:3208`), then
@@ -41,6 +48,10 @@ from rl.data.config import DataConfig
 from rl.data.markers import BOXED, THINK_CLOSE, THINK_OPEN
 
 KIND = "math"
+# The calculator's tags in the tool-use corpus (tiny-calc): the character
+# tokenizer spells no '<' or '>', and a turn stops on one token (']').
+CALC_OPEN, CALC_CLOSE, RESULT_OPEN, RESULT_CLOSE = "calc[", "]", "=", ";"
+CALC_TAGS = {"open_tag": CALC_OPEN, "close_tag": CALC_CLOSE, "result_open": RESULT_OPEN, "result_close": RESULT_CLOSE}
 VAL_SEED = 1_000_003  # the validation pool's own seed, never a training seed
 VAL_POOL = 1000  # validation_prompts(n) takes the first n of this fixed pool
 CARRY_DROP = 0.65  # chosen for a base with mean@16 ≈ 0.25, pass@16 ≈ 0.65
@@ -143,20 +154,33 @@ def make_prompts(n: int, seed: int, digits_min: int = 2, digits_max: int = 4) ->
             for a, b in _pairs(rng, n, digits_min, digits_max, exclude)]
 
 
+def tool_response(a: int, b: int) -> str:
+    """A worked example that asks the calculator (the `calculator`
+    environment with CALC_TAGS): the call, the environment's reply, the
+    boxed value the reply gave."""
+    call = f"{CALC_OPEN}{a}+{b}{CALC_CLOSE}"
+    return f"{THINK_OPEN}{call}{RESULT_OPEN}{a + b}{RESULT_CLOSE}{THINK_CLOSE}{BOXED}{a + b}}}"
+
+
 def make_sft_examples(n: int, seed: int, digits_min: int = 2, digits_max: int = 4,
                       carry_drop: float = CARRY_DROP,
-                      check_rate: float = CHECK_RATE, recheck_max: int = 0) -> list[dict]:
+                      check_rate: float = CHECK_RATE, recheck_max: int = 0, tool_rate: float = 0.0) -> list[dict]:
     """`n` supervised examples `{"prompt", "response", "answer"}` with noisy working.
 
     `answer` is the true sum (for measuring the noise); `response` boxes the
     value of the (possibly wrong) working. With `recheck_max > 0` each
     working ends in 0..recheck_max redundant items (`redundant_items`); with
     0 the random stream, and so the corpus, is exactly the one without it.
+    With `tool_rate > 0` that fraction of examples, drawn independently of
+    the sum, calls the calculator instead of adding by hand (`tool_response`).
     """
     rng = random.Random(seed)
     exclude = frozenset(_validation_pairs(digits_min, digits_max))
     out = []
     for a, b in _pairs(rng, n, digits_min, digits_max, exclude):
+        if tool_rate and rng.random() < tool_rate:
+            out.append({"prompt": prompt_text(a, b), "response": tool_response(a, b), "answer": str(a + b)})
+            continue
         steps, value = working(a, b, carry_drop, rng)
         extra = redundant_items(steps, value, recheck_max, rng) if recheck_max else []
         response = format_response(steps, value, check=rng.random() < check_rate, redundant=extra)

@@ -265,6 +265,26 @@ def test_calculator_answers_calls_and_reports_errors():
     assert calculate(" 10 % 4 + 1 ") == 3
 
 
+def test_the_tool_use_corpus_is_what_the_calculator_answers(engine):
+    """tiny-calc's SFT traces (rl.data.arith.tool_response) split at the
+    turn's stop token into a turn and the calculator's reply, token for
+    token: the base learns exactly the episodes the engine will run."""
+    from rl.data.arith import CALC_TAGS, make_sft_examples
+
+    calc, tok = Calculator(**CALC_TAGS), engine.tokenizer
+    (stop,) = stop_token_ids(tok, calc.stop)
+    tool = [r for r in make_sft_examples(200, 5, 4, 7, tool_rate=0.25) if "calc[" in r["response"]]
+    assert 30 <= len(tool) <= 70  # a quarter of 200, drawn
+    for row in tool:
+        ids = tok.encode(row["response"], add_special_tokens=False)
+        assert tok.decode(ids) == row["response"]  # every character is in the vocabulary
+        cut = ids.index(stop) + 1
+        reply = calc.step({}, tok.decode(ids[:cut]))
+        obs = tok.encode(reply.observation, add_special_tokens=False)
+        assert ids[cut:cut + len(obs)] == obs and reply.observation == f"={row['answer']};"
+        assert row["response"].endswith(f"\\boxed{{{row['answer']}}}")
+
+
 def test_a_stop_string_must_be_one_token_and_an_observation_must_fit(engine):
     with pytest.raises(ValueError, match="'ab' is 2 tokens"):
         stop_token_ids(engine.tokenizer, ("ab",))

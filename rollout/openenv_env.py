@@ -24,6 +24,7 @@ rollout, a resume) starts again from `reset()`, counted in
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import typing
 import uuid
@@ -77,10 +78,8 @@ class OpenEnvAdapter:
     def __init__(self, env: str, env_options: Optional[dict[str, Any]] = None, action: Optional[str] = None,
                  action_field: Optional[str] = None, observation_field: Optional[str] = None,
                  template: str = "{}", term: str = "openenv", stop: tuple[str, ...] = ()):
-        try:
-            import openenv.core  # noqa: F401
-        except ImportError:
-            raise ValueError("the openenv environment needs openenv-core: pip install -e '.[openenv]'") from None
+        if importlib.util.find_spec("openenv") is None:
+            raise ValueError("the openenv environment needs openenv-core: pip install -e '.[openenv]'")
         self.env_cls = _import(env)
         self.env_options = dict(env_options or {})
         self.action_cls = _import(action) if action else _action_class(self.env_cls)

@@ -216,6 +216,16 @@ class JobRun:
             return
         draft.observe(list(self.tokenizer.encode(reply.observation, add_special_tokens=False)), version)
 
+    def close_env(self) -> None:
+        """The job is done: let the environment end what it still holds (an
+        environment may define `close()`: sessions of episodes stopped by a limit)."""
+        close = getattr(self.env, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception as err:  # the episodes are over; what is left to close is not the job's failure
+                log.warning("environment %s failed to close: %s", self.job.env.name, err)
+
     def take_settled(self) -> list[int]:
         settled, self._settled = self._settled, []
         return settled

@@ -69,52 +69,112 @@ def _one_field(model_cls: type, given: Optional[str], what: str) -> str:
     return fields[0]
 
 
+def _text_field(obs: dict[str, Any], given: Optional[str]) -> str:
+    fields = [f for f in obs if f not in _BASE_FIELDS]
+    if given is not None:
+        if given not in obs:
+            raise ValueError(f"the observation has no field {given!r} (fields: {', '.join(fields)})")
+        return given
+    if len(fields) != 1:
+        raise ValueError(f"the observation has {len(fields)} fields ({', '.join(fields)}); "
+                         "name the one the model reads in options.observation_field")
+    return fields[0]
+
+
+class _Local:
+    """One episode on an instance of the Environment class, in this process."""
+
+    def __init__(self, env_cls: type, options: dict[str, Any], action_cls: type):
+        self.env, self.action_cls = env_cls(**options), action_cls
+
+    def reset(self, **kwargs: Any) -> None:
+        self.env.reset(**kwargs)
+
+    def step(self, action: dict[str, Any]) -> tuple[dict[str, Any], Optional[float], bool]:
+        obs = self.env.step(self.action_cls(**action))
+        return obs.model_dump(), obs.reward, obs.done
+
+    def close(self) -> None:
+        close = getattr(self.env, "close", None)
+        if callable(close):
+            close()
+
+
+class _Served:
+    """One episode on an OpenEnv server (its own WebSocket session)."""
+
+    def __init__(self, url: str):
+        from openenv.core.generic_client import GenericEnvClient
+
+        self.client = GenericEnvClient(base_url=url).sync()
+        self.client.connect()
+
+    def reset(self, **kwargs: Any) -> None:
+        self.client.reset(**kwargs)
+
+    def step(self, action: dict[str, Any]) -> tuple[dict[str, Any], Optional[float], bool]:
+        result = self.client.step(action)
+        return dict(result.observation or {}), result.reward, bool(result.done)
+
+    def close(self) -> None:
+        self.client.close()
+
+
 class OpenEnvAdapter:
-    """An OpenEnv `Environment` class ('package.module:Class') as an
-    environment of this project's engine (rollout/env.py)."""
+    """An OpenEnv environment as an environment of this project's engine
+    (rollout/env.py): an `Environment` class ('package.module:Class', run
+    in the rollout worker) or a running OpenEnv server (`url`)."""
 
     json_state = False
 
-    def __init__(self, env: str, env_options: Optional[dict[str, Any]] = None, action: Optional[str] = None,
+    def __init__(self, env: Optional[str] = None, url: Optional[str] = None,
+                 env_options: Optional[dict[str, Any]] = None, action: Optional[str] = None,
                  action_field: Optional[str] = None, observation_field: Optional[str] = None,
                  template: str = "{}", term: str = "openenv", stop: tuple[str, ...] = ()):
         if importlib.util.find_spec("openenv") is None:
             raise ValueError("the openenv environment needs openenv-core: pip install -e '.[openenv]'")
-        self.env_cls = _import(env)
-        self.env_options = dict(env_options or {})
-        self.action_cls = _import(action) if action else _action_class(self.env_cls)
-        self.action_field = _one_field(self.action_cls, action_field, "action")
+        if (env is None) == (url is None):
+            raise ValueError("name either options.env (an Environment class) or options.url (a server)")
+        if env is not None:
+            env_cls = _import(env)
+            action_cls = _import(action) if action else _action_class(env_cls)
+            self.action_field = _one_field(action_cls, action_field, "action")
+            self._open = lambda: _Local(env_cls, dict(env_options or {}), action_cls)
+        else:
+            if action_field is None:
+                raise ValueError("options.action_field: name the Action's text field (a server's Action "
+                                 "class is not known here)")
+            self.action_field, self._open = action_field, lambda: _Served(url)
         self.observation_field, self.template, self.term = observation_field, template, term
         self.stop = tuple(stop)
-        self._live: dict[str, Any] = {}  # episode id -> the environment instance playing it
+        self._live: dict[str, Any] = {}  # episode id -> the session playing it
 
     def start(self, row: dict[str, Any]) -> dict[str, Any]:
         meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
-        instance = self.env_cls(**self.env_options)
-        episode_id = uuid.uuid4().hex
-        instance.reset(episode_id=episode_id, **dict(meta.get("reset") or {}))
-        self._live[episode_id] = instance
+        session, episode_id = self._open(), uuid.uuid4().hex
+        try:
+            session.reset(episode_id=episode_id, **dict(meta.get("reset") or {}))
+        except Exception:
+            session.close()
+            raise
+        self._live[episode_id] = session
         return {"episode_id": episode_id, "steps": 0}
 
     def step(self, state: dict[str, Any], turn: str) -> Reply:
-        instance = self._live.get(state["episode_id"])
-        if instance is None:
-            raise RuntimeError("the episode's OpenEnv instance is gone (it belongs to another job)")
-        obs = instance.step(self.action_cls(**{self.action_field: turn}))
+        session = self._live.get(state["episode_id"])
+        if session is None:
+            raise RuntimeError("the episode's OpenEnv session is gone (it belongs to another job)")
+        obs, value, done = session.step({self.action_field: turn})
         state = {**state, "steps": state["steps"] + 1}
-        reward = {self.term: 0.0 if obs.reward is None else float(obs.reward)}
-        if obs.done:
-            self._close(state["episode_id"])
+        reward = {self.term: 0.0 if value is None else float(value)}
+        if done:
+            self._live.pop(state["episode_id"]).close()
             return Reply(state, reward=reward)
-        return Reply(state, self.template.format(self._text(obs)), reward=reward)
+        text = obs[_text_field(obs, self.observation_field)]
+        return Reply(state, self.template.format(text if isinstance(text, str) else json.dumps(text, default=str)),
+                     reward=reward)
 
-    def _text(self, obs) -> str:
-        field = _one_field(type(obs), self.observation_field, "observation")
-        value = getattr(obs, field)
-        return value if isinstance(value, str) else json.dumps(value, default=str)
-
-    def _close(self, episode_id: str) -> None:
-        instance = self._live.pop(episode_id, None)
-        close = getattr(instance, "close", None)
-        if callable(close):
-            close()
+    def close(self) -> None:
+        """End every episode still open (one stopped by a limit before `done`)."""
+        while self._live:
+            self._live.popitem()[1].close()

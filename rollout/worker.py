@@ -235,6 +235,7 @@ class RolloutWorker:
             if run.finished(p):
                 state.reward_refs[p] = self.hub.score_groups_async([run.reward_items(p)])
         if run.done:
+            run.close_env()
             del self._active[state.job.job_id]
             state.done.set()
 

@@ -100,6 +100,47 @@ def test_an_openenv_environment_runs_on_the_engine_and_its_rubric_is_the_reward(
     assert any(s.episode.state["steps"] == 2 for s in samples), "no episode reached the game's end"
 
 
+@pytest.fixture(scope="module")
+def game_server():
+    """DigitGame served by OpenEnv's own server (HTTP + WebSocket sessions), as
+    OpenEnv environments are deployed; its URL."""
+    import threading
+    import time
+
+    import uvicorn
+    from openenv.core.env_server.http_server import create_fastapi_app
+
+    app = create_fastapi_app(lambda: DigitGame(rounds=2), Say, Heard, max_concurrent_envs=64)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (server.started and server.servers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_a_served_openenv_environment_gives_the_same_episodes(engine, prompts, game_server):
+    """The same game over OpenEnv's server and client: the same job (same
+    seeds) samples the same tokens and earns the same rewards as in-process."""
+    url_env = EnvConfig(name="openenv", max_turns=4, options={"url": game_server, "action_field": "text",
+                                                                "stop": DIGITS})
+    local, _ = _drive(engine, _job(prompts[:2], "oe-local", seed=15, n=4, max_tokens=40, env=_game(rounds=2)))
+    served, _ = _drive(engine, _job(prompts[:2], "oe-served", seed=15, n=4, max_tokens=40, env=url_env))
+    served.close_env()
+    assert served.env._live == {}  # every session closed, those a limit stopped too
+    a = [s for p in range(2) for s in local.group(p).samples]
+    b = [s for p in range(2) for s in served.group(p).samples]
+    assert [s.token_ids for s in a] == [s.token_ids for s in b]
+    assert [s.episode.reward for s in a] == [s.episode.reward for s in b]
+    assert any(s.episode.state["steps"] == 2 for s in b), "no episode reached the game's end on the server"
+    with pytest.raises(ValueError, match="action_field"):
+        make_env("openenv", {"url": game_server})
+
+
 def test_an_episode_whose_state_is_not_json_starts_again_when_carried(engine, prompts):
     job = _job(prompts[:2], "oe-seg0", seed=12, n=3, max_tokens=30, segment_tokens=3, env=_game(rounds=3))
     run, _ = _drive(engine, job)

@@ -74,7 +74,7 @@ def build_base(name: str | BaseSpec, cache_dir: str | Path | None = None,
         _train(spec, tmp)
         build_s = time.perf_counter() - started
         result = evaluate_base(tmp, spec.eval_prompts, spec.eval_k, seed=spec.seed,
-                               max_new_tokens=spec.eval_max_new_tokens)
+                               max_new_tokens=spec.eval_max_new_tokens, digits=(spec.digits_min, spec.digits_max))
         result["build_seconds"] = round(build_s, 1)
         (tmp / EVAL_FILE).write_text(json.dumps(result, indent=2) + "\n")
         (tmp / SPEC_FILE).write_text(json.dumps(
@@ -127,9 +127,9 @@ def _sft_dataset(spec: BaseSpec, tokenizer):
 
     if spec.task != "arith":
         raise UserError(f"base spec {spec.name}: unknown task '{spec.task}'")
-    rows = arith.make_sft_examples(spec.corpus_size, spec.seed,
+    rows = arith.make_sft_examples(spec.corpus_size, spec.seed, spec.digits_min, spec.digits_max,
                                    carry_drop=spec.carry_drop, check_rate=spec.check_rate,
-                                   recheck_max=spec.recheck_max)
+                                   recheck_max=spec.recheck_max, tool_rate=spec.tool_rate)
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": r["prompt"]}],
                                              add_generation_prompt=True, tokenize=False)
                for r in rows]
@@ -171,10 +171,11 @@ def _sft(spec: BaseSpec, out: Path) -> None:
 
 
 def evaluate_base(path: str | Path, n_prompts: int = 200, k: int = 16, seed: int = 0,
-                  max_new_tokens: int = 64, chunk: int = 64) -> dict:
+                  max_new_tokens: int = 64, chunk: int = 64, digits: tuple[int, int] = (2, 4)) -> dict:
     """Greedy accuracy, sampled mean@k and pass@k (temperature 1, no top-k/top-p)
-    on the first `n_prompts` held-out arithmetic prompts, by an exact integer
-    compare of the last \\boxed{...} against the true sum."""
+    on the first `n_prompts` held-out arithmetic prompts of `digits` digits, by
+    an exact integer compare of the last \\boxed{...} against the true sum.
+    No environment answers: a tool-use base's calls get no reply here."""
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -188,7 +189,7 @@ def evaluate_base(path: str | Path, n_prompts: int = 200, k: int = 16, seed: int
     tokenizer.padding_side = "left"
     with quiet_library_bars(plain):
         model = AutoModelForCausalLM.from_pretrained(path).eval()
-    val = arith.validation_prompts(n_prompts)
+    val = arith.validation_prompts(n_prompts, *digits)
     greedy_ok, sampled_ok, lengths = [], [], []
     torch.manual_seed(seed)
     for start in tqdm(range(0, len(val), chunk), desc="evaluate base", leave=False, disable=plain):

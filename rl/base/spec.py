@@ -40,6 +40,9 @@ class BaseSpec(BaseModel):
     carry_drop: float = Field(0.65, ge=0, le=1, description="Probability that a true carry is dropped in the corpus.")
     check_rate: float = Field(0.30, ge=0, le=1, description="Fraction of examples with a redundant ',check:N' step.")
     recheck_max: int = Field(0, ge=0, le=16, description="Long-thinking corpus: each working ends in 0..recheck_max (uniform) redundant re-checks or restated steps (rl.data.arith.redundant_items); 0: none.")
+    tool_rate: float = Field(0.0, ge=0, le=1, description="Tool-use corpus: this fraction of examples, drawn independently of the sum, calls the calculator instead of adding by hand (rl.data.arith.tool_response); 0: none.")
+    digits_min: int = Field(2, ge=1, le=9, description="Fewest digits of an operand in the corpus and the build's measurement.")
+    digits_max: int = Field(4, ge=1, le=9, description="Most digits of an operand in the corpus and the build's measurement.")
     sft_steps: SftSteps = 1000
     batch_size: BatchSize = 32
     lr: PeakLr = 3e-3
@@ -59,7 +62,7 @@ class BaseSpec(BaseModel):
         return spec_digest(version, self.model_dump_json(exclude=late) + parent)
 
 
-_LATE_FIELDS = ("recheck_max", "eval_max_new_tokens", "init_from")
+_LATE_FIELDS = ("recheck_max", "eval_max_new_tokens", "init_from", "tool_rate", "digits_min", "digits_max")
 
 # The long2short pair (docs/long2short.md): one thinking at a length that
 # varies from sample to sample (0..4 redundant items, about +25 tokens on
@@ -78,4 +81,12 @@ SPECS: dict[str, BaseSpec] = {
     "tiny-arith": BaseSpec(name="tiny-arith"),
     "tiny-arith-long": BaseSpec(name="tiny-arith-long", recheck_max=4, **_PAIR),
     "tiny-arith-short": BaseSpec(name="tiny-arith-short", **_PAIR),
+    # The tool-use base (recipes/tiny-calc.yaml): sums of 3-6 digits, where the noisy
+    # hand procedure is rarely right, with 30% of the examples calling the calculator
+    # instead; warm-started from tiny-arith (same shape and tokenizer). 600 steps on
+    # 4-7 digits left it copying operands wrongly into most calls (and into its hand
+    # working): reading long numbers is what the extra steps are for.
+    "tiny-calc": BaseSpec(name="tiny-calc", tool_rate=0.3, digits_min=3, digits_max=6, check_rate=0.0,
+                          init_from="tiny-arith", corpus_size=32000, sft_steps=1500, lr=3e-3, warmup_steps=20,
+                          eval_prompts=100, eval_k=8, eval_max_new_tokens=96),
 }

@@ -147,15 +147,16 @@ def test_cli_build_is_a_real_build_with_the_same_weights_and_plain_progress(tiny
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_committed_base_matches_the_spec_in_code():
+@pytest.mark.parametrize("name, mean_at_k", [("tiny-arith", 0.2313), ("tiny-calc", 0.1512)])
+def test_committed_base_matches_the_spec_in_code(name, mean_at_k):
     """A spec or BUILD_VERSION change without a rebuilt committed folder fails here."""
-    spec = SPECS["tiny-arith"]
-    path = committed_path("tiny-arith")
-    assert path is not None, f"no committed base rl/base/weights/tiny-arith-{spec.content_hash(BUILD_VERSION)}"
-    assert path.name == f"tiny-arith-{spec.content_hash(BUILD_VERSION)}"
+    spec = SPECS[name]
+    path = committed_path(name)
+    assert path is not None, f"no committed base rl/base/weights/{name}-{spec.content_hash(BUILD_VERSION)}"
+    assert path.name == f"{name}-{spec.content_hash(BUILD_VERSION)}"
     assert json.loads((path / SPEC_FILE).read_text()) == {"build_version": BUILD_VERSION, **spec.model_dump()}
     ev = json.loads((path / EVAL_FILE).read_text())
-    assert ev["n_prompts"] == spec.eval_prompts and ev["k"] == spec.eval_k and ev["mean_at_k"] == 0.2313
+    assert ev["n_prompts"] == spec.eval_prompts and ev["k"] == spec.eval_k and ev["mean_at_k"] == mean_at_k
     assert (path / "model.safetensors").stat().st_size > 2_000_000
 
 

@@ -163,7 +163,9 @@ def eval_counts(batch: RolloutBatch) -> dict:
     k (k * correct / scored: the raw count when nothing is masked), `pass_rate`
     (the mean of correct / k; None when no prompt has a scored sample: an
     evaluation whose rewards all failed measures nothing), and `masked`
-    samples. A prompt with no scored sample is left out (`prompts_unscored`)."""
+    samples. A prompt with no scored sample is left out (`prompts_unscored`).
+    With an environment, `tool_calls`: per prompt (all of them, in order),
+    the samples that called a tool."""
     scored, right, rates, correct = [], [], [], []
     for g in batch.groups:
         k, n = len(g.samples), sum(s.scored for s in g.samples)
@@ -173,9 +175,12 @@ def eval_counts(batch: RolloutBatch) -> dict:
             right.append(c)
             correct.append(c if n == k else k * c / n)
             rates.append(c / n)
-    return {"pass_rate": sum(rates) / len(rates) if rates else None, "correct": correct,
-            "scored": scored, "correct_scored": right, "masked": sum(not s.scored for s in batch.samples),
-            "prompts_unscored": len(batch.groups) - len(scored)}
+    out = {"pass_rate": sum(rates) / len(rates) if rates else None, "correct": correct,
+           "scored": scored, "correct_scored": right, "masked": sum(not s.scored for s in batch.samples),
+           "prompts_unscored": len(batch.groups) - len(scored)}
+    if any(s.episode is not None for s in batch.samples):  # multi-turn: samples that called a tool, per prompt
+        out["tool_calls"] = [sum(bool(s.episode and s.episode.tool_calls) for s in g.samples) for g in batch.groups]
+    return out
 
 
 def eval_metrics(batch: RolloutBatch, counts: dict | None = None) -> dict:

@@ -133,10 +133,37 @@ def _sft_dataset(spec: BaseSpec, tokenizer):
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": r["prompt"]}],
                                              add_generation_prompt=True, tokenize=False)
                for r in rows]
+    if spec.tool_rate:  # tokenized here, so that the calculator's replies carry no loss
+        return datasets.Dataset.from_list([_with_replies_masked(tokenizer, p, r["response"])
+                                           for p, r in zip(prompts, rows)])
     return datasets.Dataset.from_dict({
         "prompt": prompts,
         "completion": [r["response"] + tokenizer.eos_token for r in rows],
     })
+
+
+def _with_replies_masked(tokenizer, prompt: str, response: str) -> dict:
+    """A pre-tokenized SFT row whose loss skips the prompt and the
+    calculator's reply (`=SUM;` after a call): the environment writes those
+    tokens, and in RL they are masked too. Each piece is tokenized on its own,
+    as the engine tokenizes an observation."""
+    from rl.data.arith import CALC_CLOSE, RESULT_CLOSE
+
+    def enc(text: str) -> list[int]:
+        return list(tokenizer.encode(text, add_special_tokens=False))
+
+    ids, mask = enc(prompt), []
+    mask += [0] * len(ids)
+    pieces = [(response, 1)]
+    if CALC_CLOSE in response:
+        head, rest = response.split(CALC_CLOSE, 1)
+        reply, tail = rest.split(RESULT_CLOSE, 1)
+        pieces = [(head + CALC_CLOSE, 1), (reply + RESULT_CLOSE, 0), (tail, 1)]
+    for text, trains in pieces:
+        piece = enc(text)
+        ids += piece
+        mask += [trains] * len(piece)
+    return {"input_ids": ids + [tokenizer.eos_token_id], "completion_mask": mask + [1]}
 
 
 def _train(spec: BaseSpec, out: Path) -> None:

@@ -85,7 +85,7 @@ def test_every_shipped_recipe_dry_runs_with_a_sensible_plan(path, capsys):
         assert "0 GPU" in out and r.rollout.workers + r.learner.ranks * r.learner.cpus_per_rank <= 2
     assert r.algo.loss == {"grpo": "grpo", "dapo": "dapo", "dr-grpo": "dr_grpo", "gspo": "gspo",
                            "kimi-k1.5": "kimi", "long2short": "kimi", "tiny-arith": "cispo", "tiny-arith-genrm": "cispo",
-                           "scalerl": "cispo", "smollm2-chain-sum": "cispo"}[path.stem]
+                           "scalerl": "cispo", "smollm2-chain-sum": "cispo", "tiny-calc": "cispo"}[path.stem]
 
 
 def test_empty_recipe_and_async_deterministic_are_refused(tmp_path):

@@ -233,3 +233,22 @@ def test_autotokenizer_reads_the_saved_tokenizer_with_the_same_ids(tmp_path):
         assert type(auto).__name__ == "Qwen2Tokenizer"  # the class vLLM gets for this config
         assert auto(text)["input_ids"] == ids and auto.decode(ids) == text == tok.decode(ids), name
         assert auto.eos_token_id == tok.eos_token_id and auto.pad_token_id == tok.pad_token_id
+
+
+def test_a_tool_use_example_trains_on_the_model_side_only():
+    """tiny-calc's SFT rows: the prompt and the calculator's reply carry no
+    loss; the call, the boxed answer and EOS do, token for token as the
+    engine will see the episode (each piece tokenized on its own)."""
+    from rl.base.build import _with_replies_masked
+    from rl.base.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    prompt = tok.apply_chat_template([{"role": "user", "content": "12+345="}], add_generation_prompt=True,
+                                     tokenize=False)
+    row = _with_replies_masked(tok, prompt, "<think>calc[12+345]=357;</think>\\boxed{357}")
+    trained = tok.decode([i for i, m in zip(row["input_ids"], row["completion_mask"]) if m])
+    untrained = tok.decode([i for i, m in zip(row["input_ids"], row["completion_mask"]) if not m])
+    assert trained == "<think>calc[12+345]</think>\\boxed{357}<|end|>"
+    assert untrained == "<|user|>12+345=<|assistant|>=357;"
+    hand = _with_replies_masked(tok, prompt, "<think>5+2+0=7</think>\\boxed{7}")
+    assert sum(hand["completion_mask"]) == len(tok.encode("<think>5+2+0=7</think>\\boxed{7}")) + 1

@@ -56,7 +56,7 @@ def rates(ev: dict, long: list[bool]) -> dict:
 
 
 def summarise(run_dir: Path, long_digits: int) -> dict:
-    evals = read_rows(run_dir / "evals.jsonl")
+    evals = read_rows(run_dir, "evals.jsonl")
     recipe = load_recipe(run_dir / "config.yaml")  # what the run ran
     long = long_prompts(len(evals[0]["tool_calls"]), (recipe.data.digits_min, recipe.data.digits_max), long_digits)
     first, last = rates(evals[0], long), rates(evals[-1], long)
@@ -66,7 +66,7 @@ def summarise(run_dir: Path, long_digits: int) -> dict:
         (m0, se0), (m1, se1) = first[key], last[key]
         out[key] = {"first": m0, "first_se": se0, "last": m1, "last_se": se1,
                     "rise_in_se": (m1 - m0) / se0 if se0 > 0 else math.inf}
-    out["train_tool_rate"] = [(r["step"], r["env/tool_call_rate"]) for r in read_rows(run_dir / "metrics.jsonl")
+    out["train_tool_rate"] = [(r["step"], r["env/tool_call_rate"]) for r in read_rows(run_dir)
                               if "env/tool_call_rate" in r]
     return out
 
@@ -83,7 +83,7 @@ def plot(summaries: dict[int, dict], out: Path) -> None:
         a.plot(steps, [r["tool_long"][0] for _, r in s["curve"]], marker="s", ls="--",
                label=f"tool calls on long sums, seed {seed}")
         b.plot(*zip(*s["train_tool_rate"]), lw=1, label=f"seed {seed}")
-    a.set(xlabel="learner step", ylabel="held-out rate", title="evaluations (200 sums, k samples)", ylim=(0, 1))
+    a.set(xlabel="learner step", ylabel="held-out rate", title="held-out evaluations (200 sums)", ylim=(0, 1))
     b.set(xlabel="learner step", ylabel="env/tool_call_rate", title="training rollouts", ylim=(0, 1))
     a.legend(fontsize=7)
     b.legend(fontsize=7)

@@ -172,16 +172,24 @@ ENVIRONMENTS: dict[str, Callable[..., Environment]] = {
     "calculator": Calculator, "python": _python_tool, "reasoning_gym": ReasoningGym, "openenv": _openenv}
 
 
+def import_target(target: str, what: str) -> Any:
+    """The object 'package.module:Name' names, imported where the rollout runs
+    (this project, an installed package, or a module on the worker's path);
+    ValueError naming `what` and the target when it cannot be."""
+    module, _, attr = target.rpartition(":")
+    if not module or not attr:
+        raise ValueError(f"{what} {target!r} is not 'package.module:Name'")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"{what} {target!r} cannot be imported ({type(err).__name__}: {err})") from None
+
+
 def make_env(name: str, options: Optional[dict[str, Any]] = None) -> Environment:
     """The environment `name` names: a key of ENVIRONMENTS, or 'package.module:Class'
-    (imported where the rollout runs: this project, an installed package, or a
-    module on the worker's path), built with `options`."""
+    (`import_target`), built with `options`."""
     if ":" in name:
-        module, _, attr = name.rpartition(":")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as err:
-            raise ValueError(f"environment {name!r} cannot be imported ({type(err).__name__}: {err})") from None
+        cls = import_target(name, "environment")
     elif name in ENVIRONMENTS:
         cls = ENVIRONMENTS[name]
     else:

@@ -23,26 +23,15 @@ rollout, a resume) starts again from `reset()`, counted in
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import json
 import typing
 import uuid
 from typing import Any, Optional
 
-from rollout.env import Reply
+from rollout.env import Reply, import_target
 
 _BASE_FIELDS = ("done", "reward", "metadata")
-
-
-def _import(target: str):
-    module, _, attr = target.rpartition(":")
-    if not module:
-        raise ValueError(f"{target!r} is not 'package.module:Name'")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"{target!r} cannot be imported ({type(err).__name__}: {err})") from None
 
 
 def _action_class(env_cls: type):
@@ -136,8 +125,8 @@ class OpenEnvAdapter:
         if (env is None) == (url is None):
             raise ValueError("name either options.env (an Environment class) or options.url (a server)")
         if env is not None:
-            env_cls = _import(env)
-            action_cls = _import(action) if action else _action_class(env_cls)
+            env_cls = import_target(env, "OpenEnv environment")
+            action_cls = import_target(action, "OpenEnv action") if action else _action_class(env_cls)
             self.action_field = _one_field(action_cls, action_field, "action")
             self._open = lambda: _Local(env_cls, dict(env_options or {}), action_cls)
         else:

@@ -46,27 +46,18 @@ def _action_class(env_cls: type):
     raise ValueError(f"{env_cls.__name__} does not declare its Action class; set options.action")
 
 
-def _one_field(model_cls: type, given: Optional[str], what: str) -> str:
-    fields = [f for f in model_cls.model_fields if f not in _BASE_FIELDS]
+def _pick_field(names, given: Optional[str], owner: str, what: str) -> str:
+    """The field of `owner` (an Action class's or an observation's field
+    `names`) that carries text: `given` when it is one of them, else the one
+    field besides done/reward/metadata; ValueError naming the option to set."""
+    fields = [f for f in names if f not in _BASE_FIELDS]
     if given is not None:
-        if given not in model_cls.model_fields:
-            raise ValueError(f"{model_cls.__name__} has no field {given!r} (fields: {', '.join(fields)})")
+        if given not in names:
+            raise ValueError(f"{owner} has no field {given!r} (fields: {', '.join(fields)})")
         return given
     if len(fields) != 1:
-        raise ValueError(f"{model_cls.__name__} has {len(fields)} fields ({', '.join(fields)}); "
+        raise ValueError(f"{owner} has {len(fields)} fields ({', '.join(fields)}); "
                          f"name the {what} one in options.{what}_field")
-    return fields[0]
-
-
-def _text_field(obs: dict[str, Any], given: Optional[str]) -> str:
-    fields = [f for f in obs if f not in _BASE_FIELDS]
-    if given is not None:
-        if given not in obs:
-            raise ValueError(f"the observation has no field {given!r} (fields: {', '.join(fields)})")
-        return given
-    if len(fields) != 1:
-        raise ValueError(f"the observation has {len(fields)} fields ({', '.join(fields)}); "
-                         "name the one the model reads in options.observation_field")
     return fields[0]
 
 
@@ -127,7 +118,7 @@ class OpenEnvAdapter:
         if env is not None:
             env_cls = import_target(env, "OpenEnv environment")
             action_cls = import_target(action, "OpenEnv action") if action else _action_class(env_cls)
-            self.action_field = _one_field(action_cls, action_field, "action")
+            self.action_field = _pick_field(action_cls.model_fields, action_field, action_cls.__name__, "action")
             self._open = lambda: _Local(env_cls, dict(env_options or {}), action_cls)
         else:
             if action_field is None:
@@ -159,7 +150,7 @@ class OpenEnvAdapter:
         if done:
             self._live.pop(state["episode_id"]).close()
             return Reply(state, reward=reward)
-        text = obs[_text_field(obs, self.observation_field)]
+        text = obs[_pick_field(obs, self.observation_field, "the observation", "observation")]
         return Reply(state, self.template.format(text if isinstance(text, str) else json.dumps(text, default=str)),
                      reward=reward)
 

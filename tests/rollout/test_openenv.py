@@ -25,6 +25,7 @@ from rollout.env import ReasoningGym, make_env  # noqa: E402
 from rollout.types import Group  # noqa: E402
 
 from tests.rollout.test_continuation import _drive, _job  # noqa: E402
+from tests.rollout.test_env import _Result  # noqa: E402  (a scored hub result)
 
 DIGITS = list("0123456789")
 
@@ -168,10 +169,6 @@ def test_an_environment_that_cannot_start_masks_its_samples(engine, prompts):
     samples = run.group(0, [_Result()] * 2).samples
     assert all(s.token_ids == [] and s.reward is None and s.reward_masked == "env_error" for s in samples)
     assert "ConnectionError: the game server is down" in samples[0].episode.failed
-
-
-class _Result:
-    masked, mask_reason, score, details = False, None, 1.0, {}
 
 
 def test_adapter_settings_are_one_line_errors():
